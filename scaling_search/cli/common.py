@@ -1,0 +1,120 @@
+"""Pieces shared by the subcommands: the one-line argument parser, network selection, table output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
+
+from scaling_search.arch import decode_arch
+from scaling_search.family import FAMILY, efficientnet
+from scaling_search.scaling import scale
+from scaling_search.spec import NetworkSpec, load_spec
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (and exit code 2) instead of usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_network_args(parser: argparse.ArgumentParser, *, many: bool) -> None:
+    """Arguments that pick networks: named models, ``--arch`` strings or ``--config``, plus multipliers."""
+    parser.add_argument(
+        "models",
+        nargs="*" if many else "?",
+        metavar="MODEL",
+        help=f"named model(s): {', '.join(FAMILY)}",
+    )
+    parser.add_argument("--arch", help="timm-style stage strings separated by spaces, e.g. 'ds_r1_k3_s1_e1_c16_se0.25 ...'")
+    parser.add_argument("--config", help="a network spec JSON or an exported model config (model-phi*.json)")
+    parser.add_argument("--stem", type=positive_int, default=32, help="stem width for --arch (default 32)")
+    parser.add_argument("--head", type=positive_int, default=1280, help="head width for --arch (default 1280)")
+    parser.add_argument("--classes", type=positive_int, default=None, help="classifier outputs (default 1000)")
+    parser.add_argument("--resolution", type=positive_int, help="input resolution in pixels (overrides the model's)")
+    parser.add_argument("--width", type=positive_float, default=1.0, help="extra width multiplier")
+    parser.add_argument("--depth", type=positive_float, default=1.0, help="extra depth multiplier")
+
+
+@dataclass(frozen=True)
+class SelectedNetwork:
+    name: str
+    spec: NetworkSpec
+    width: float
+    depth: float
+
+
+def selected_networks(args: argparse.Namespace) -> list[SelectedNetwork]:
+    """The networks the arguments of :func:`add_network_args` describe, multipliers applied."""
+    names = args.models if isinstance(args.models, list) else ([args.models] if args.models else [])
+    sources = bool(names) + (args.arch is not None) + (args.config is not None)
+    if sources != 1:
+        raise CliError("name model(s) such as 'b0', or give --arch, or give --config (exactly one of them)")
+    base: list[tuple[str, NetworkSpec, float, float]] = []
+    if args.arch is not None:
+        spec = decode_arch(args.arch.split(), stem_channels=args.stem, head_channels=args.head)
+        base.append(("custom", spec, 1.0, 1.0))
+    elif args.config is not None:
+        base.append((args.config, load_spec(args.config), 1.0, 1.0))
+    else:
+        for name in names:
+            spec = efficientnet(name)
+            row = FAMILY[name.lower().removeprefix("efficientnet_").removeprefix("efficientnet-")]
+            base.append((name, spec, row.width, row.depth))
+    selected = []
+    for name, spec, width, depth in base:
+        spec = scale(spec, depth=args.depth, width=args.width)
+        changes: dict[str, Any] = {}
+        if args.resolution is not None:
+            changes["resolution"] = args.resolution
+        if args.classes is not None:
+            changes["num_classes"] = args.classes
+        if changes:
+            spec = replace(spec, **changes)
+        selected.append(SelectedNetwork(name, spec, width * args.width, depth * args.depth))
+    return selected
+
+
+def print_table(rows: list[dict[str, Any]], fmt: str) -> None:
+    """Print rows as an aligned table, CSV or a JSON list of objects."""
+    if fmt == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    import pandas as pd  # imported here: it costs a second of start-up that error paths should not pay
+
+    frame = pd.DataFrame(rows)
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        print(frame.to_string(index=False))
+
+
+__all__ = ["CliError", "OneLineParser", "SelectedNetwork", "add_network_args", "positive_float", "positive_int",
+           "print_table", "selected_networks"]

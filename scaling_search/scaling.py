@@ -1,0 +1,122 @@
+"""Depth, width and resolution scaling as pure functions of a :class:`~scaling_search.spec.NetworkSpec`.
+
+The rounding rules are those of the official TensorFlow implementation
+(``tensorflow/tpu/models/official/efficientnet/efficientnet_model.py``: ``round_filters``,
+``round_repeats``), which torchvision's ``efficientnet.py`` reproduces; following them exactly is what makes
+our B0..B7 parameter counts equal torchvision's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from scaling_search.spec import NetworkSpec
+
+#: Channel counts are multiples of this (official ``depth_divisor``).
+CHANNEL_DIVISOR = 8
+#: Tolerance that keeps float noise (``5 * 1.4 == 7.000000000000001``) from adding a whole block.
+_CEIL_EPS = 1e-9
+
+
+def round_filters(channels: float, divisor: int = CHANNEL_DIVISOR) -> int:
+    """Round a (scaled) channel count to the nearest multiple of ``divisor``, never below 90% of it.
+
+    Official code: ``new = max(divisor, int(c + divisor / 2) // divisor * divisor)``, then one more
+    ``divisor`` if the result fell under ``0.9 * c``.
+    """
+    if not channels > 0:
+        raise ValueError(f"channel count must be positive, got {channels}")
+    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * channels:
+        rounded += divisor
+    return int(rounded)
+
+
+def round_repeats(repeats: int, depth: float) -> int:
+    """Scale a stage's block count by ``depth``, rounding up (official ``round_repeats``: ``ceil``)."""
+    return int(math.ceil(repeats * depth - _CEIL_EPS))
+
+
+def round_resolution(resolution: float, multiple: int = 1) -> int:
+    """Round a scaled input resolution to the nearest multiple of ``multiple`` (at least one multiple).
+
+    The paper does not state a rule (its B1..B7 resolutions are hand-picked); at proxy sizes rounding to a
+    multiple of 8 keeps every stride-2 stage's feature map exact.
+    """
+    if multiple < 1:
+        raise ValueError(f"resolution multiple must be >= 1, got {multiple}")
+    return max(multiple, int(round(resolution / multiple)) * multiple)
+
+
+def _check_multiplier(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} multiplier must be a positive number, got {value!r}")
+
+
+def scale(
+    spec: NetworkSpec,
+    *,
+    depth: float = 1.0,
+    width: float = 1.0,
+    resolution: float = 1.0,
+    resolution_multiple: int = 1,
+) -> NetworkSpec:
+    """Scale a network in depth (blocks per stage), width (channels) and input resolution.
+
+    Widths of the stem, every stage and the head use :func:`round_filters`; repeats use
+    :func:`round_repeats`; resolution uses :func:`round_resolution`. Expand ratios, kernels, strides, SE
+    ratios and regularisation rates are kept. A multiplier of exactly 1 leaves that dimension unchanged.
+    """
+    _check_multiplier("depth", depth)
+    _check_multiplier("width", width)
+    _check_multiplier("resolution", resolution)
+
+    def filters(channels: int) -> int:
+        return channels if width == 1.0 else round_filters(channels * width)
+
+    stages = tuple(
+        replace(
+            stage,
+            in_channels=filters(stage.in_channels),
+            out_channels=filters(stage.out_channels),
+            repeats=round_repeats(stage.repeats, depth),
+        )
+        for stage in spec.stages
+    )
+    new_resolution = (
+        spec.resolution if resolution == 1.0 else round_resolution(spec.resolution * resolution, resolution_multiple)
+    )
+    return replace(
+        spec,
+        stem_channels=filters(spec.stem_channels),
+        stages=stages,
+        head_channels=filters(spec.head_channels),
+        resolution=new_resolution,
+    )
+
+
+def compound(
+    spec: NetworkSpec,
+    alpha: float,
+    beta: float,
+    gamma: float,
+    phi: float,
+    *,
+    resolution_multiple: int = 1,
+) -> NetworkSpec:
+    """Compound scaling (paper, Eq. 3): depth ``alpha**phi``, width ``beta**phi``, resolution ``gamma**phi``.
+
+    With ``alpha * beta**2 * gamma**2 ~= 2`` the MACs grow by about ``2**phi``; the paper's B0 coefficients
+    are alpha=1.2, beta=1.1, gamma=1.15 (Section 4).
+    """
+    return scale(
+        spec,
+        depth=alpha**phi,
+        width=beta**phi,
+        resolution=gamma**phi,
+        resolution_multiple=resolution_multiple,
+    )
+
+
+__all__ = ["CHANNEL_DIVISOR", "compound", "round_filters", "round_repeats", "round_resolution", "scale"]
