@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from scaling_search import __version__
-from scaling_search.cli import cost_cmd
+from scaling_search.cli import cost_cmd, train_cmd
 from scaling_search.cli.common import CliError, OneLineParser
+from scaling_search.errors import NonFiniteLossError
 
-_COMMANDS = (cost_cmd,)
+_COMMANDS = (cost_cmd, train_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:  # every validation in the package raises ValueError with a full sentence
         print(f"scaling-search {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as error:
+        print(f"scaling-search {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"scaling-search {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

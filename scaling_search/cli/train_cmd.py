@@ -1,0 +1,82 @@
+"""``scaling-search train``: proxy-train one network and print what it measured."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+from scaling_search.cli.common import add_network_args, positive_float, positive_int, print_table, selected_networks
+from scaling_search.presets import load_toml
+from scaling_search.proxy import sections_from_toml, with_overrides
+from scaling_search.train import OPTIMIZERS
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """Flags that override a preset's [data] table."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", dest="data_source", help="'synthetic' (default) or a path: .npz, CIFAR dir, image tree")
+    group.add_argument("--data-format", choices=("synthetic", "npz", "folder", "cifar"), help="override the inferred format")
+    group.add_argument("--subset", type=positive_int, help="keep this many training images, class-balanced")
+    group.add_argument("--val-fraction", type=positive_float, help="held-out share when there is no val split")
+    group.add_argument("--data-seed", type=int, help="seed of synthetic rendering, subsets and hold-outs")
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    """Flags that override a preset's [train] table."""
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=positive_int)
+    group.add_argument("--batch-size", type=positive_int)
+    group.add_argument("--lr", type=positive_float)
+    group.add_argument("--optimizer", choices=OPTIMIZERS)
+    group.add_argument("--seed", type=int, help="training seed")
+    group.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    group.add_argument("--threads", type=positive_int, help="CPU threads (default: all available cores)")
+
+
+def settings_from_args(args: argparse.Namespace):
+    data, proxy, train = sections_from_toml(load_toml(args.preset))
+    data = with_overrides(data, source=args.data_source, format=args.data_format, subset=args.subset,
+                          val_fraction=args.val_fraction, seed=args.data_seed)
+    if args.data_source is not None and args.data_source != "synthetic" and args.data_format is None:
+        data = replace(data, format="")
+    train = with_overrides(train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           optimizer=args.optimizer, seed=args.seed, device=args.device, threads=args.threads)
+    return data, proxy, train
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="proxy-train one network",
+        description="Proxy-train one network and report val top-1, wall time and throughput. Named models and "
+                    "--arch train at the preset's proxy resolution unless --resolution is given; --config "
+                    "networks keep their own.",
+    )
+    add_network_args(parser, many=False)
+    parser.add_argument("--preset", default="quick", help="smoke, quick (default), standard, or a .toml file")
+    add_data_args(parser)
+    add_train_args(parser)
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from scaling_search.train import train_proxy
+
+    data_settings, proxy, train_settings = settings_from_args(args)
+    network = selected_networks(args)[0]
+    data = data_settings.load()
+    spec = network.spec
+    if args.config is None and args.resolution is None:
+        spec = replace(spec, resolution=proxy.resolution)
+    spec = replace(spec, num_classes=data.num_classes, input_channels=data.channels)
+    result = train_proxy(spec, data, train_settings, progress=not args.no_progress)
+    row = {"name": network.name, "data": data.name, "resolution": spec.resolution, "width": network.width,
+           "depth": network.depth, **{k: v for k, v in result.to_dict().items() if k != "history"}}
+    if args.format == "json":
+        row["history"] = result.to_dict()["history"]
+        print_table([row], "json")
+    else:
+        print_table([row], "table")
+    return 0

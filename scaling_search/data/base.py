@@ -1,0 +1,136 @@
+"""The one interface every dataset source produces: decoded uint8 images, resized once per resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+#: Images are resized in chunks of this many to bound peak memory.
+_RESIZE_CHUNK = 2048
+
+
+class Split(NamedTuple):
+    """Normalised float32 images (N, C, R, R) and int64 labels (N,) at one resolution."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file or array and what is wrong with it."""
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData:
+    """A decoded classification dataset with a train and a validation split.
+
+    Images are kept once, as uint8 NCHW at their native resolution; :meth:`split` resizes a split to a
+    requested resolution once (antialiased bilinear), normalises it with the train set's per-channel mean and
+    std, and caches the result, so training touches no per-image Python code.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    _cache: dict[tuple[str, int], Split] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if images.dtype != torch.uint8 or images.dim() != 4:
+                raise DataError(f"{self.name}: {split} images must be uint8 (N, C, H, W), got {images.dtype} "
+                                f"{tuple(images.shape)}")
+            if images.shape[0] != labels.shape[0]:
+                raise DataError(f"{self.name}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
+            if images.shape[0] == 0:
+                raise DataError(f"{self.name}: the {split} split is empty")
+            if labels.min() < 0 or labels.max() >= len(self.classes):
+                raise DataError(f"{self.name}: {split} labels must lie in 0..{len(self.classes) - 1}")
+        if len(self.classes) < 2:
+            raise DataError(f"{self.name}: found only one class; classification needs at least two")
+        if len(torch.unique(self.train_labels)) < 2:
+            raise DataError(f"{self.name}: the train split holds a single class; it needs at least two")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_images.shape[1])
+
+    @property
+    def native_resolution(self) -> int:
+        return int(self.train_images.shape[-1])
+
+    def _stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.train_images
+        total = torch.zeros(images.shape[1], dtype=torch.float64)
+        square = torch.zeros_like(total)
+        for start in range(0, images.shape[0], _RESIZE_CHUNK):
+            chunk = images[start:start + _RESIZE_CHUNK].double()
+            total += chunk.sum((0, 2, 3))
+            square += (chunk**2).sum((0, 2, 3))
+        count = images.shape[0] * images.shape[2] * images.shape[3]
+        mean = total / count
+        std = (square / count - mean**2).clamp_min(1e-6).sqrt()
+        return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
+
+    def split(self, which: str, resolution: int) -> Split:
+        """The ``"train"`` or ``"val"`` split at ``resolution``, normalised; computed once, then cached."""
+        if which not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {which!r}")
+        if resolution < 1:
+            raise ValueError(f"resolution must be >= 1, got {resolution}")
+        key = (which, resolution)
+        if key not in self._cache:
+            if "stats" not in self._cache:
+                self._cache["stats"] = Split(*self._stats())  # type: ignore[index]
+            mean, std = self._cache["stats"]  # type: ignore[index]
+            source = getattr(self, f"{which}_images")
+            out = torch.empty(source.shape[0], source.shape[1], resolution, resolution)
+            for start in range(0, source.shape[0], _RESIZE_CHUNK):
+                chunk = source[start:start + _RESIZE_CHUNK].float()
+                if chunk.shape[-1] != resolution or chunk.shape[-2] != resolution:
+                    chunk = F.interpolate(chunk, size=(resolution, resolution), mode="bilinear",
+                                          antialias=True, align_corners=False)
+                out[start:start + _RESIZE_CHUNK] = (chunk - mean) / std
+            self._cache[key] = Split(out, getattr(self, f"{which}_labels"))
+        return self._cache[key]
+
+    def describe(self) -> str:
+        return (f"{self.name}: {self.num_classes} classes, {len(self.train_labels)} train / "
+                f"{len(self.val_labels)} val images, native {self.native_resolution}px, {self.channels} channel(s)")
+
+
+def class_balanced_subset(labels: torch.Tensor, per_class_total: int, num_classes: int, seed: int) -> torch.Tensor:
+    """Indices of about ``per_class_total`` examples, the same count from every class (seeded, sorted)."""
+    generator = torch.Generator().manual_seed(seed)
+    per_class = max(1, per_class_total // num_classes)
+    chosen = []
+    for label in range(num_classes):
+        members = torch.nonzero(labels == label).flatten()
+        order = torch.randperm(len(members), generator=generator)
+        chosen.append(members[order[:per_class]])
+    return torch.sort(torch.cat(chosen)).values
+
+
+def holdout_split(labels: torch.Tensor, fraction: float, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified (train_indices, val_indices) holding out ``fraction`` of each class (at least one each)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val fraction must be between 0 and 1, got {fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    train, val = [], []
+    for label in range(num_classes):
+        members = torch.nonzero(labels == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        held = max(1, int(round(len(members) * fraction))) if len(members) > 1 else 0
+        val.append(members[:held])
+        train.append(members[held:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(val)).values

@@ -1,0 +1,177 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scaling_search.data import DataError, infer_format, load_dataset
+from scaling_search.data.synthetic import synthetic_dataset
+
+
+def _npz(path, n=40, layout="nhwc", classes=4, **extra):
+    rng = np.random.default_rng(0)
+    shape = (n, 8, 8, 3) if layout == "nhwc" else (n, 3, 8, 8)
+    arrays = dict(x_train=rng.integers(0, 255, shape, dtype=np.uint8), y_train=np.arange(n) % classes,
+                  x_test=rng.integers(0, 255, (12,) + shape[1:], dtype=np.uint8), y_test=np.arange(12) % classes)
+    arrays.update(extra)
+    np.savez(path, **arrays)
+    return path
+
+
+def _folder(root, classes=("cat", "dog"), per_class=6, size=10, split=None):
+    base = root / split if split else root
+    for name in classes:
+        (base / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            colour = (i * 20, 100 if name == "cat" else 200, 50)
+            Image.new("RGB", (size, size + 2), colour).save(base / name / f"{i}.png")
+    return root
+
+
+def test_synthetic_is_deterministic_and_balanced():
+    a = synthetic_dataset(3, 2, seed=5)
+    b = synthetic_dataset(3, 2, seed=5)
+    assert torch.equal(a.train_images, b.train_images) and torch.equal(a.val_labels, b.val_labels)
+    assert not torch.equal(a.train_images, synthetic_dataset(3, 2, seed=6).train_images)
+    assert a.num_classes == 10 and a.native_resolution == 96
+    assert torch.bincount(a.train_labels).tolist() == [3] * 10
+
+
+def test_synthetic_texture_vanishes_at_low_resolution():
+    """Stripes and checker differ only in fine texture: the difference shrinks as the input resolution drops."""
+    import torch.nn.functional as F
+
+    from scaling_search.data.synthetic import _render
+
+    labels = torch.arange(10).repeat(4)
+    # Same seed, texture bit flipped: every random draw is the same, only the texture differs.
+    stripes_or_checker = _render(labels, 96, torch.Generator().manual_seed(1)).float()
+    flipped = _render(labels ^ 1, 96, torch.Generator().manual_seed(1)).float()
+
+    def difference(resolution):
+        def down(x):
+            return F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True)
+
+        return float((down(stripes_or_checker) - down(flipped)).pow(2).mean().sqrt())
+
+    differences = [difference(r) for r in (16, 24, 32, 48, 64)]
+    assert differences == sorted(differences)
+    assert differences[-1] > 4 * differences[0]
+
+
+def test_split_is_resized_once_normalised_and_cached():
+    data = synthetic_dataset(4, 2)
+    first = data.split("train", 24)
+    assert first.images.shape == (40, 3, 24, 24)
+    assert first is data.split("train", 24)
+    assert abs(float(data.split("train", 96).images.mean())) < 1e-3
+
+
+def test_npz_nhwc_and_nchw_agree(tmp_path):
+    nhwc = load_dataset(str(_npz(tmp_path / "a.npz")))
+    x = np.load(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", x_train=x["x_train"].transpose(0, 3, 1, 2), y_train=x["y_train"],
+             x_test=x["x_test"].transpose(0, 3, 1, 2), y_test=x["y_test"])
+    nchw = load_dataset(str(tmp_path / "b.npz"))
+    assert torch.equal(nhwc.train_images, nchw.train_images)
+    assert nhwc.train_images.shape == (40, 3, 8, 8) and nhwc.num_classes == 4
+
+
+def test_npz_classes_and_holdout(tmp_path):
+    path = tmp_path / "c.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 255, (50, 8, 8, 3), dtype=np.uint8), y_train=np.arange(50) % 5,
+             classes=np.array(list("abcde")))
+    data = load_dataset(str(path), val_fraction=0.2)
+    assert data.classes == tuple("abcde")
+    assert len(data.val_labels) == 10 and len(data.train_labels) == 40
+
+
+def test_subset_is_class_balanced(tmp_path):
+    data = load_dataset(str(_npz(tmp_path / "a.npz", n=80)), subset=20)
+    assert torch.bincount(data.train_labels).tolist() == [5, 5, 5, 5]
+
+
+def test_folder_with_and_without_val(tmp_path):
+    _folder(tmp_path / "tree", split="train")
+    _folder(tmp_path / "tree", split="val", per_class=2)
+    data = load_dataset(str(tmp_path / "tree"))
+    assert data.classes == ("cat", "dog") and len(data.val_labels) == 4 and len(data.train_labels) == 12
+    assert data.native_resolution == 10
+    flat = load_dataset(str(_folder(tmp_path / "flat", per_class=10)), val_fraction=0.2)
+    assert len(flat.val_labels) == 4 and len(flat.train_labels) == 16
+
+
+def test_cifar_python_format(tmp_path):
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [("data_batch_1", 20), ("data_batch_2", 20), ("test_batch", 10)]:
+        batch = {b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), b"labels": [i % 10 for i in range(n)]}
+        (root / name).write_bytes(pickle.dumps(batch))
+    (root / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}))
+    assert infer_format(str(root)) == "cifar"
+    data = load_dataset(str(root))
+    assert data.train_images.shape == (40, 3, 32, 32) and data.classes[3] == "c3"
+
+
+# --- every data error names the problem (and the file) -------------------------------------------------------
+
+def test_missing_path(tmp_path):
+    with pytest.raises(DataError, match=r"nope: no such file or directory"):
+        load_dataset(str(tmp_path / "nope"))
+
+
+def test_empty_class_folder(tmp_path):
+    _folder(tmp_path / "t")
+    (tmp_path / "t" / "bird").mkdir()
+    with pytest.raises(DataError, match=r"bird: class folder holds no .png/.jpg/.jpeg images"):
+        load_dataset(str(tmp_path / "t"))
+
+
+def test_corrupt_image(tmp_path):
+    _folder(tmp_path / "t")
+    (tmp_path / "t" / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"broken.png: cannot decode image"):
+        load_dataset(str(tmp_path / "t"))
+
+
+def test_mismatched_label_count(tmp_path):
+    path = tmp_path / "m.npz"
+    np.savez(path, x_train=np.zeros((10, 8, 8, 3), np.uint8), y_train=np.arange(9) % 2)
+    with pytest.raises(DataError, match=r"m.npz: x_train has 10 images but y_train has 9 labels"):
+        load_dataset(str(path))
+
+
+def test_one_class_only(tmp_path):
+    _folder(tmp_path / "t", classes=("cat",))
+    with pytest.raises(DataError, match=r"found only one class"):
+        load_dataset(str(tmp_path / "t"))
+    path = tmp_path / "one.npz"
+    np.savez(path, x_train=np.zeros((10, 8, 8, 3), np.uint8), y_train=np.zeros(10, np.int64))
+    with pytest.raises(DataError, match=r"one.npz: found only one class"):
+        load_dataset(str(path))
+
+
+def test_not_an_npz_and_missing_arrays(tmp_path):
+    (tmp_path / "x.npz").write_bytes(b"junk")
+    with pytest.raises(DataError, match=r"x.npz: not a readable .npz archive"):
+        load_dataset(str(tmp_path / "x.npz"))
+    np.savez(tmp_path / "y.npz", images=np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(DataError, match=r"y.npz: missing array\(s\) x_train, y_train"):
+        load_dataset(str(tmp_path / "y.npz"))
+
+
+def test_broken_cifar_batch(tmp_path):
+    root = tmp_path / "c"
+    root.mkdir()
+    (root / "data_batch_1").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"data_batch_1: not a readable CIFAR batch"):
+        load_dataset(str(root))
+
+
+def test_unknown_file_type(tmp_path):
+    (tmp_path / "data.csv").write_text("a,b")
+    with pytest.raises(DataError, match=r"data.csv: cannot tell the data format"):
+        load_dataset(str(tmp_path / "data.csv"))
