@@ -43,6 +43,11 @@ from scaling_search.train import train_proxy
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def _is_done(trial: FrozenTrial) -> bool:
+    """Finished for good: completed, pruned, or failed by its own numbers (a NaN loss is not retried)."""
+    return trial.state in _DONE or (trial.state == TrialState.FAIL and "error" in trial.user_attrs)
+
+
 def open_storage(config: StudyConfig) -> RDBStorage:
     """The study's RDB storage with heartbeats (stale trials are failed and retried); one-line errors."""
     url = config.storage
@@ -285,12 +290,12 @@ def run_baseline(config: StudyConfig, data: ImageData, progress: bool = True) ->
         return (f"reward {trial.value if trial.value is not None else float('nan'):.4f} "
                 f"acc {attrs.get('accuracy', float('nan')):.4f} MACs {attrs.get('macs', 0):,}")
 
-    done = sum(t.state in _DONE for t in study.get_trials(deepcopy=False))
+    done = sum(_is_done(t) for t in study.get_trials(deepcopy=False))
     bar = _Progress("baseline", config.search.trials, min(done, config.search.trials), progress, describe)
     try:
         while True:
             trials = study.get_trials(deepcopy=False)
-            done = sum(t.state in _DONE for t in trials)
+            done = sum(_is_done(t) for t in trials)
             if done >= config.search.trials:
                 break
             running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -346,8 +351,7 @@ def run_grid(config: StudyConfig, data: ImageData, baseline: NetworkSpec, progre
 
     def finished_points() -> set[int]:
         return {t.user_attrs["point"] for t in study.get_trials(deepcopy=False)
-                if "point" in t.user_attrs and (t.state in _DONE or (t.state == TrialState.FAIL
-                                                                      and "error" in t.user_attrs))}
+                if "point" in t.user_attrs and _is_done(t)}
 
     def claimed_points() -> set[int]:
         return {t.user_attrs["point"] for t in study.get_trials(deepcopy=False)

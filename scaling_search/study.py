@@ -41,6 +41,9 @@ class SearchSettings:
         repeats: training seeds per grid point.
         seed: seed of the sampler and of training.
         heartbeat_s / grace_s: a trial whose process stopped beating for ``grace_s`` is failed and retried.
+        workers: processes that train stage-2 grid points at once on this machine, each with
+            ``cores // workers`` threads (stage 1 runs in one process so that its TPE history, and so its
+            samples, do not depend on timing).
     """
 
     baseline: str = "search"
@@ -56,6 +59,7 @@ class SearchSettings:
     seed: int = 0
     heartbeat_s: int = 2
     grace_s: int = 8
+    workers: int = 1
 
     def __post_init__(self) -> None:
         checks = [
@@ -70,6 +74,7 @@ class SearchSettings:
             (self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}"),
             (self.repeats >= 1, "repeats must be >= 1"),
             (self.heartbeat_s >= 1 and self.grace_s > self.heartbeat_s, "grace_s must exceed heartbeat_s >= 1"),
+            (self.workers >= 1, "workers must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
@@ -98,7 +103,7 @@ class StudyConfig:
         for key in ("threads", "device", "eval_batch_size"):
             train.pop(key)
         search = asdict(self.search)
-        for key in ("heartbeat_s", "grace_s", "pruner"):
+        for key in ("heartbeat_s", "grace_s", "workers"):
             search.pop(key)
         return {"data": asdict(self.data), "proxy": asdict(self.proxy), "train": train, "search": search}
 

@@ -32,7 +32,7 @@ from scaling_search.errors import NonFiniteLossError
 from scaling_search.model import build_model
 from scaling_search.spec import NetworkSpec
 
-OPTIMIZERS = ("sgd", "rmsprop")
+OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class TrainSettings:
         epochs: passes over the training split.
         batch_size: images per step.
         lr: peak learning rate (reached after ``warmup_epochs``, then cosine to zero).
-        optimizer: ``"sgd"`` (Nesterov momentum) or ``"rmsprop"`` (the paper's: decay 0.9, momentum 0.9).
+        optimizer: ``"sgd"`` (Nesterov momentum), ``"rmsprop"`` (the paper's: decay 0.9, momentum 0.9) or
+            ``"adamw"`` (``momentum`` is its beta1; weight decay decoupled).
         momentum: optimizer momentum.
         weight_decay: L2 penalty on conv/linear weights (not on BatchNorm or biases).
         label_smoothing: the paper used 0.1.
@@ -196,6 +197,8 @@ def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimiz
     if settings.optimizer == "rmsprop":
         # Paper Section 5.2: RMSProp, decay 0.9, momentum 0.9 (TF's epsilon 1e-3 ~ torch eps 1e-3 on sqrt scale).
         return torch.optim.RMSprop(groups, lr=settings.lr, alpha=0.9, momentum=settings.momentum, eps=1e-3)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.momentum, 0.999))
     return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0)
 
 

@@ -166,3 +166,15 @@ def test_sigkill_in_stage_2_then_resume(tmp_path, finished_run):
     assert winner and (resumed["alpha"], resumed["beta"], resumed["gamma"]) == (
         reference["alpha"], reference["beta"], reference["gamma"])
     assert resumed["spec"] == reference["spec"]
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_grid(tmp_path, finished_run):
+    reference_cwd, _, _ = finished_run
+    cli(tmp_path, "grid", *SMOKE, "--workers", "2")
+    rows = _grid_rows(tmp_path)
+    complete = [point for _, state, point in rows if state == "COMPLETE"]
+    assert sorted(complete) == sorted(set(complete)) and len(complete) == len(_grid_results(reference_cwd))
+    # each point trained by either process gives the same accuracy as the one-process run
+    study = json.loads((tmp_path / "reports" / "smoke-synthetic" / "study.json").read_text())
+    assert study["search"]["workers"] == 2

@@ -35,5 +35,27 @@ def run(args: argparse.Namespace) -> int:
             "activations": count.activations,
             "counter": args.counter,
         })
+    _add_predicted_latency(rows, [n.spec for n in selected_networks(args)])
     print_table(rows, args.format)
     return 0
+
+
+def _add_predicted_latency(rows: list[dict], specs: list) -> None:
+    """A ``latency_ms`` column (CPU, batch 1) when ``scaling-search latency calibrate`` has built a table."""
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("SCALING_SEARCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "scaling-search")
+    if not any((Path(root) / "latency").glob("cpu*_b1.json")):
+        return  # no table: do not pay for importing torch
+    from scaling_search.latency import LatencyTable
+
+    table = LatencyTable.open("cpu", 1)
+    if table.path is None or not table.path.exists():
+        return
+    for row, spec in zip(rows, specs):
+        try:
+            row["latency_ms"] = round(table.predict(spec, measure_missing=False), 3)
+        except KeyError:
+            row["latency_ms"] = None  # a part this table never measured

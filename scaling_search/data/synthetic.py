@@ -76,27 +76,27 @@ def _render(labels: torch.Tensor, resolution: int, generator: torch.Generator) -
     du, dv, dradius = place(0.08, 0.14)
     distractor_kind = torch.randint(0, len(SHAPES), (n,), generator=generator)
     distractor = (-_shape_masks(distractor_kind, du, dv) * dradius).clamp(0, 1).unsqueeze(1)
-    distractor = distractor * (torch.rand(n, 1, 1, 1, generator=generator) < 0.7)
+    distractor = distractor * (torch.rand(n, 1, 1, 1, generator=generator) < 0.3)
     distractor_colour = uniform(0.1, 0.9, 3, 1, 1)
     image = image * (1 - distractor) + distractor_colour * distractor
 
     # The labelled object: silhouette filled with a textured colour that contrasts with the background.
-    u, v, radius = place(0.2, 0.32)
+    u, v, radius = place(0.26, 0.38)
     mask = (-_shape_masks(shape_kind, u, v) * radius).clamp(0, 1).unsqueeze(1)
     sign = torch.where(torch.rand(n, 1, 1, 1, generator=generator) < 0.5, -1.0, 1.0)
-    fill = (base + sign * uniform(0.15, 0.3, 3, 1, 1)).clamp(0.1, 0.9)
+    fill = (base + sign * uniform(0.25, 0.4, 3, 1, 1)).clamp(0.05, 0.95)
     period = uniform(3.0, 12.0, 1, 1)
-    orientation = uniform(0, math.pi, 1, 1)
+    orientation = uniform(-0.25, 0.25, 1, 1)  # near-horizontal wave fronts: one filter family per texture
     phase = uniform(0, 2 * math.pi, 1, 1)
     along = (x * torch.cos(orientation) + y * torch.sin(orientation)) * (2 * math.pi / period)
     across = (-x * torch.sin(orientation) + y * torch.cos(orientation)) * (2 * math.pi / period)
     stripes = torch.sin(along + phase)
     checker = torch.sin(along + phase) * torch.sin(across + phase) * 1.6  # matched contrast
     texture = torch.where((texture_kind == 0).view(n, 1, 1), stripes, checker).unsqueeze(1)
-    amplitude = uniform(0.15, 0.3, 1, 1, 1)
+    amplitude = uniform(0.2, 0.3, 1, 1, 1)
     image = image * (1 - mask) + (fill + amplitude * texture) * mask
 
-    image = image + 0.06 * torch.randn(image.shape, generator=generator)
+    image = image + 0.03 * torch.randn(image.shape, generator=generator)
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 

@@ -1,0 +1,98 @@
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from scaling_search import latency
+from scaling_search.family import EFFICIENTNET_B0
+from scaling_search.latency import LatencyTable, measure_latency, network_parts, time_module
+from scaling_search.scaling import scale
+
+SMALL = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)
+
+
+class CountingModule(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.modes = []
+
+    def forward(self, x):
+        self.calls += 1
+        self.modes.append((self.training, torch.is_grad_enabled()))
+        return x
+
+
+def test_warmup_runs_are_not_timed_and_clock_brackets_each_run():
+    module = CountingModule().train()
+    ticks = iter(range(1000))
+    events = []
+    samples = time_module(module, torch.zeros(1), warmup=4, runs=3, synchronize=lambda: events.append("sync"),
+                          clock=lambda: float(next(ticks)))
+    assert module.calls == 7 and len(samples) == 3
+    assert samples == [1000.0, 1000.0, 1000.0]  # one tick (1 s) between start and stop of each timed run
+    assert module.modes == [(False, False)] * 7  # eval mode, no grad
+    assert events.count("sync") == 1 + 2 * 3  # after warm-up, then before and after every timed run
+
+
+def test_cuda_synchronisation_is_used_for_cuda_devices(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    sync = latency._synchronizer(torch.device("cuda:0"))
+    sync()
+    assert calls == [torch.device("cuda:0")]
+    latency._synchronizer(torch.device("cpu"))()
+    assert len(calls) == 1
+
+
+def test_measure_latency_reports_the_protocol():
+    result = measure_latency(SMALL, "cpu", batch=2, warmup=2, runs=5, threads=1)
+    assert result.p10_ms <= result.median_ms <= result.p90_ms and result.median_ms > 0
+    assert (result.runs, result.warmup, result.batch, result.resolution, result.threads) == (5, 2, 2, 32, 1)
+    assert result.device.startswith("cpu:")
+
+
+def test_parts_cover_every_block():
+    parts = network_parts(SMALL)
+    assert len(parts) == SMALL.num_blocks + 2
+    assert parts[0][0].startswith("stem:") and parts[-1][0].startswith("head:")
+
+
+def test_table_cache_second_call_does_not_measure(tmp_path):
+    table = LatencyTable.open("cpu", 1, cache_dir=tmp_path)
+    first = table.predict(SMALL)
+    assert table.measurements == len({key for key, _ in network_parts(SMALL)}) and first > 0
+    reopened = LatencyTable.open("cpu", 1, cache_dir=tmp_path)
+    assert reopened.predict(SMALL) == first
+    assert reopened.measurements == 0
+
+
+def test_calibration_fits_a_correction(tmp_path):
+    table = LatencyTable.open("cpu", 1, cache_dir=tmp_path)
+    pairs = table.calibrate([SMALL, replace(SMALL, resolution=48)], runs=3)
+    assert len(pairs) == 2 and table.correction != (1.0, 0.0)
+    assert LatencyTable.open("cpu", 1, cache_dir=tmp_path).correction == pytest.approx(table.correction)
+
+
+def test_missing_entry_without_measuring_is_a_clear_error(tmp_path):
+    with pytest.raises(KeyError, match="calibrate first"):
+        LatencyTable.open("cpu", 1, cache_dir=tmp_path).predict(SMALL, measure_missing=False)
+
+
+def test_cost_cli_adds_latency_column_only_with_a_table(tmp_path, monkeypatch, capsys):
+    import json
+
+    from scaling_search.cli import main
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path))
+    assert main(["cost", "b0", "--resolution", "32", "--width", "0.25", "--depth", "0.34", "--classes", "10",
+                 "--format", "json"]) == 0
+    assert "latency_ms" not in json.loads(capsys.readouterr().out)[0]
+    table = LatencyTable.open("cpu", 1)
+    assert table.path.parent == tmp_path / "latency"
+    expected = table.predict(SMALL)
+    assert main(["cost", "b0", "--resolution", "32", "--width", "0.25", "--depth", "0.34", "--classes", "10",
+                 "--format", "json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["latency_ms"] == pytest.approx(expected, abs=1e-3)
