@@ -45,7 +45,9 @@ def model_config(baseline: NetworkSpec, alpha: float, beta: float, gamma: float,
         "baseline_macs": base_macs,
         "macs_ratio": cost.macs / base_macs,
         "nominal_ratio": (alpha * beta**2 * gamma**2) ** phi,
-        "budget": None if budget is None else {"text": budget.text, "target_macs": budget.target_macs(base_macs)},
+        "budget": None if budget is None else {
+            "text": budget.text, "kind": budget.kind,
+            "target_macs": None if budget.kind == "latency" else budget.target_macs(base_macs)},
         "proxy_metrics": metrics,
         "provenance": {"tool": "scaling-search", "version": __version__, **provenance},
     }
@@ -53,15 +55,20 @@ def model_config(baseline: NetworkSpec, alpha: float, beta: float, gamma: float,
 
 def export_models(folder: Path, baseline: NetworkSpec, coefficients: tuple[float, float, float], budget: Budget,
                   family: list[float] | None, resolution_multiple: int, metrics: dict[str, Any],
-                  provenance: dict[str, Any]) -> list[Path]:
-    """Write ``model-phi<phi>.json`` for the budget's phi (and each phi of ``family``); atomic writes."""
+                  provenance: dict[str, Any], latency: Any = None) -> list[Path]:
+    """Write ``model-phi<phi>.json`` for the budget's phi (and each phi of ``family``); atomic writes.
+
+    With ``latency`` (a :class:`~scaling_search.latency.LatencyTable`), phi meets the budget in predicted
+    latency and every config records the predicted and the measured latency.
+    """
     alpha, beta, gamma = coefficients
     base_macs = count_cost(baseline).macs
 
-    def macs_at(phi: float) -> int:
-        return count_cost(compound(baseline, alpha, beta, gamma, phi, resolution_multiple=resolution_multiple)).macs
+    def scaled(phi: float) -> NetworkSpec:
+        return compound(baseline, alpha, beta, gamma, phi, resolution_multiple=resolution_multiple)
 
-    phis = [phi_for_budget(budget, base_macs, macs_at)]
+    latency_at = None if latency is None else (lambda phi: latency.predict(scaled(phi)))
+    phis = [phi_for_budget(budget, base_macs, lambda phi: count_cost(scaled(phi)).macs, latency_at)]
     for phi in family or []:
         if phi not in phis:
             phis.append(phi)
@@ -70,6 +77,16 @@ def export_models(folder: Path, baseline: NetworkSpec, coefficients: tuple[float
     for phi in phis:
         config = model_config(baseline, alpha, beta, gamma, phi, resolution_multiple,
                               budget if phi == phis[0] else None, metrics, provenance)
+        if latency is not None:
+            from scaling_search.latency import measure_latency
+
+            spec = scaled(phi)
+            measured = measure_latency(spec, latency.device, batch=latency.batch)
+            config["latency"] = {"predicted_ms": latency.predict(spec), "measured_ms": measured.median_ms,
+                                 "p10_ms": measured.p10_ms, "p90_ms": measured.p90_ms, "device": measured.device,
+                                 "batch": latency.batch, "baseline_predicted_ms": latency.predict(baseline)}
+            if budget.kind != "macs" and phi == phis[0]:
+                config["budget"]["target_latency_ms"] = budget.target(latency.predict(baseline))
         path = folder / f"model-phi{phi_label(phi)}.json"
         temporary = path.with_suffix(".json.tmp")
         temporary.write_text(json.dumps(config, indent=2) + "\n")

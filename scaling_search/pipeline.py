@@ -214,7 +214,12 @@ class _Progress:
                 self.bar.write(f"[{self.bar.desc}] trial {trial.number} {trial.state.name.lower()}: "
                                f"{self.describe(trial)}", file=sys.stderr)
             if trial.state in _DONE:
-                self.bar.update(1)
+                self.bar.update(1)  # corrected by sync() where several workers share the stage
+
+    def sync(self, done: int) -> None:
+        if done != self.bar.n:
+            self.bar.n = done
+            self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
@@ -266,6 +271,16 @@ def _running_elsewhere(study: optuna.Study, grace_s: float) -> bool:
 
 # ------------------------------------------------------------------------------------------------ stage 1
 
+def cost_function(config: StudyConfig) -> Callable[[NetworkSpec], float]:
+    """The cost the reward and the budget use: analytic MACs, or latency predicted by the device's table."""
+    if config.search.cost == "latency":
+        from scaling_search.latency import LatencyTable
+
+        table = LatencyTable.open(config.search.latency_device, 1)
+        return table.predict
+    return lambda spec: float(count_cost(spec).macs)
+
+
 def run_baseline(config: StudyConfig, data: ImageData, progress: bool = True) -> tuple[NetworkSpec, dict[str, Any]]:
     """Stage 1: the best baseline by reward (or B0 itself with ``baseline = "b0"``) and its trial's metrics."""
     base = proxy_baseline(config, data)
@@ -273,17 +288,24 @@ def run_baseline(config: StudyConfig, data: ImageData, progress: bool = True) ->
         return base, {"source": "reference B0 at the proxy width and resolution"}
     storage = open_storage(config)
     study = open_study(config, storage, "baseline")
-    target = config.search.target_macs or count_cost(base).macs
-    study.set_user_attr("target_macs", target)
+    cost_of = cost_function(config)
+    if config.search.cost == "latency":
+        target = config.search.target_latency_ms or cost_of(base)
+    else:
+        target = config.search.target_macs or cost_of(base)
+    study.set_user_attr("target", target)
+    study.set_user_attr("cost", config.search.cost)
 
     def objective(trial: optuna.Trial) -> float:
         spec = suggest_spec(trial, base)
-        macs = count_cost(spec).macs
+        cost = cost_of(spec)
         _record(trial, spec)
+        if config.search.cost == "latency":
+            trial.set_user_attr("latency_ms", cost)
         measured = _train_repeats(trial, spec, data, config,
-                                  lambda acc: reward(acc, macs, target, config.search.reward_exponent))
+                                  lambda acc: reward(acc, cost, target, config.search.reward_exponent))
         _record(trial, spec, measured)
-        return reward(measured.mean, macs, target, config.search.reward_exponent)
+        return reward(measured.mean, cost, target, config.search.reward_exponent)
 
     def describe(trial: FrozenTrial) -> str:
         attrs = trial.user_attrs
@@ -315,7 +337,8 @@ def run_baseline(config: StudyConfig, data: ImageData, progress: bool = True) ->
     if best is None:
         raise ValueError(f"stage 1 of study {config.name!r} has no completed trial (all pruned or failed)")
     info = {"source": "stage 1 search", "trial": best.number, "reward": best.value,
-            "accuracy": best.user_attrs["accuracy"], "macs": best.user_attrs["macs"], "target_macs": target}
+            "accuracy": best.user_attrs["accuracy"], "macs": best.user_attrs["macs"],
+            "cost": config.search.cost, "target": target}
     return NetworkSpec.from_dict(best.user_attrs["spec"]), info
 
 
@@ -385,6 +408,7 @@ def run_grid(config: StudyConfig, data: ImageData, baseline: NetworkSpec, progre
     try:
         while True:
             finished = finished_points()
+            bar.sync(len(finished))  # count points other workers finished too
             if len(finished) >= len(points):
                 break
             trials = study.get_trials(deepcopy=False)

@@ -79,7 +79,8 @@ class ProxyModel:
             raise ValueError(f"resolution_multiple must be >= 1, got {self.resolution_multiple}")
 
 
-def _section(cls: type, values: dict[str, Any] | None, name: str) -> Any:
+def section_from_table(cls: type, values: dict[str, Any] | None, name: str) -> Any:
+    """A frozen settings object from a TOML table, naming unknown keys."""
     values = dict(values or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
@@ -94,9 +95,9 @@ def _section(cls: type, values: dict[str, Any] | None, name: str) -> Any:
 def sections_from_toml(document: dict[str, Any]) -> tuple[DataSettings, ProxyModel, TrainSettings]:
     """The three frozen settings objects from a preset/study document's tables."""
     return (
-        _section(DataSettings, document.get("data"), "data"),
-        _section(ProxyModel, document.get("proxy"), "proxy"),
-        _section(TrainSettings, document.get("train"), "train"),
+        section_from_table(DataSettings, document.get("data"), "data"),
+        section_from_table(ProxyModel, document.get("proxy"), "proxy"),
+        section_from_table(TrainSettings, document.get("train"), "train"),
     )
 
 
@@ -106,4 +107,4 @@ def with_overrides(obj: Any, **overrides: Any) -> Any:
     return replace(obj, **changes) if changes else obj
 
 
-__all__ = ["DataSettings", "ProxyModel", "sections_from_toml", "with_overrides"]
+__all__ = ["DataSettings", "ProxyModel", "section_from_table", "sections_from_toml", "with_overrides"]

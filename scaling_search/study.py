@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from scaling_search.grid import CONSTRAINTS
 from scaling_search.presets import load_toml
-from scaling_search.proxy import DataSettings, ProxyModel, sections_from_toml
+from scaling_search.proxy import DataSettings, ProxyModel, section_from_table, sections_from_toml
 from scaling_search.train import TrainSettings
 
 PRUNERS = ("none", "median", "asha", "hyperband")
 BASELINES = ("search", "b0")
+COSTS = ("macs", "latency")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class SearchSettings:
 
     Attributes:
         baseline: ``"search"`` runs stage 1; ``"b0"`` uses the reference B0 (at the proxy width and resolution).
+        cost: what the stage-1 reward and the budget measure: ``"macs"`` (the paper) or ``"latency"``
+            (MnasNet's choice: batch-1 latency predicted by the device's lookup table).
+        target_latency_ms: stage-1 reward target with ``cost = "latency"``; 0 means the proxy B0's prediction.
+        latency_device: the device whose latency table is used (``"cpu"``, ``"cuda"``).
         trials: stage-1 trials (TPE, seeded).
         target_macs: stage-1 reward target; 0 means B0's MACs at the proxy width and resolution.
         reward_exponent: w in ``acc * (macs / target) ** w`` (paper: -0.07).
@@ -47,6 +52,9 @@ class SearchSettings:
     """
 
     baseline: str = "search"
+    cost: str = "macs"
+    target_latency_ms: float = 0.0
+    latency_device: str = "cpu"
     trials: int = 4
     target_macs: int = 0
     reward_exponent: float = -0.07
@@ -64,6 +72,8 @@ class SearchSettings:
     def __post_init__(self) -> None:
         checks = [
             (self.baseline in BASELINES, f"baseline must be one of {', '.join(BASELINES)}"),
+            (self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}"),
+            (self.target_latency_ms >= 0, "target_latency_ms must be >= 0"),
             (self.trials >= 1, "trials must be >= 1"),
             (self.target_macs >= 0, "target_macs must be >= 0"),
             (self.reward_exponent <= 0, "reward_exponent must be <= 0"),
@@ -120,15 +130,6 @@ class StudyConfig:
         return path
 
 
-def _search_section(values: dict[str, Any] | None) -> SearchSettings:
-    values = dict(values or {})
-    known = {f.name for f in fields(SearchSettings)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) in [search]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return SearchSettings(**values)
-
-
 def default_study_name(preset: str, source: str) -> str:
     stem = "synthetic" if source == "synthetic" else Path(source).stem or "data"
     preset_stem = Path(preset).stem
@@ -146,7 +147,7 @@ def load_study_config(preset: str, overrides: dict[str, dict[str, Any]], name: s
         document.setdefault(table, {})
         document[table] = {**document[table], **{k: v for k, v in values.items() if v is not None}}
     data, proxy, train = sections_from_toml(document)
-    search = _search_section(document.get("search"))
+    search = section_from_table(SearchSettings, document.get("search"), "search")
     name = name or default_study_name(preset, data.source)
     storage = storage or f"sqlite:///studies/{name}.db"
     return StudyConfig(name=name, preset=preset, data=data, proxy=proxy, train=train, search=search,

@@ -14,7 +14,7 @@ def test_parse(text, kind, value):
 
 
 @pytest.mark.parametrize(("text", "message"), [("two", "cannot read budget"), ("0.5x", "below the baseline"),
-                                               ("3Q", "unknown unit"), ("25ms", "unknown unit")])
+                                               ("3Q", "unknown unit"), ("0ms", "positive latency")])
 def test_bad_budgets(text, message):
     with pytest.raises(ValueError, match=message):
         parse_budget(text)
@@ -33,3 +33,19 @@ def test_absolute_budget_bisects_on_achieved_macs():
     assert macs(phi) <= 400 < macs(phi + 0.002)
     with pytest.raises(ValueError, match="below the baseline"):
         phi_for_budget(parse_budget("50"), 100, macs)
+
+
+def test_latency_budgets_bisect_on_predicted_latency():
+    assert parse_budget("25ms").kind == "latency" and parse_budget("0.5s").value == 500.0
+
+    def latency(phi):
+        return 10.0 * 1.8**phi
+
+    phi = phi_for_budget(parse_budget("25ms"), 100, lambda p: 0, latency)
+    assert latency(phi) <= 25 < latency(phi + 0.002)
+    doubled = phi_for_budget(parse_budget("2x"), 100, lambda p: 0, latency)
+    assert latency(doubled) == pytest.approx(20, rel=0.01)
+    with pytest.raises(ValueError, match="use it with --cost latency"):
+        phi_for_budget(parse_budget("25ms"), 100, lambda p: 0)
+    with pytest.raises(ValueError, match="use it without --cost latency"):
+        phi_for_budget(parse_budget("800M"), 100, lambda p: 0, latency)

@@ -178,3 +178,25 @@ def test_two_workers_share_the_grid(tmp_path, finished_run):
     # each point trained by either process gives the same accuracy as the one-process run
     study = json.loads((tmp_path / "reports" / "smoke-synthetic" / "study.json").read_text())
     assert study["search"]["workers"] == 2
+
+
+@pytest.mark.slow
+def test_latency_budget_run_records_predicted_and_measured_latency(tmp_path):
+    env_cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [sys.executable, "-m", "scaling_search", "run", *SMOKE, "--baseline", "b0", "--cost", "latency",
+         "--budget", "1.5x"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "SCALING_SEARCH_CACHE": str(env_cache)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    exported = sorted((tmp_path / "reports" / "smoke-synthetic").glob("model-phi*.json"))
+    config = json.loads(exported[0].read_text())
+    latency = config["latency"]
+    assert latency["predicted_ms"] <= 1.5 * latency["baseline_predicted_ms"] + 1e-9
+    assert latency["measured_ms"] > 0 and config["budget"]["kind"] == "ratio"
+    assert any((env_cache / "latency").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_latency_budget_needs_cost_latency(tmp_path):
+    proc = cli(tmp_path, "run", *SMOKE, "--budget", "25ms", check=False)
+    assert proc.returncode == 2 and "add --cost latency" in proc.stderr

@@ -30,6 +30,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resolution-multiple", type=positive_int, help="round scaled resolutions to this multiple")
     group = parser.add_argument_group("search")
     group.add_argument("--baseline", choices=("search", "b0"), help="'b0' skips stage 1 and uses the reference B0")
+    group.add_argument("--cost", choices=("macs", "latency"),
+                       help="what the reward and the budget measure: MACs (default) or predicted latency")
+    group.add_argument("--target-latency", type=positive_float, help="stage-1 reward target in ms (--cost latency)")
     group.add_argument("--trials", type=positive_int, help="stage-1 trials")
     group.add_argument("--target-macs", type=positive_int, help="stage-1 reward target (default: B0's MACs at the proxy)")
     group.add_argument("--grid-step", type=positive_float, help="spacing of alpha, beta, gamma")
@@ -45,7 +48,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_budget(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", default="2x", help="2x, 4x, 1.5x (phi = log2 ratio) or MACs such as 800M, 1.2G")
+    parser.add_argument("--budget", default="2x", help="2x, 4x, 1.5x (phi = log2 ratio), MACs such as 800M, 1.2G, "
+                        "or with --cost latency a latency such as 25ms")
     parser.add_argument("--family", help="also export phi in a range (0:7) or a list (0,1,2)")
 
 
@@ -74,7 +78,8 @@ def _config(args: argparse.Namespace):
         "proxy": {"resolution": args.proxy_resolution, "width": args.proxy_width,
                   "resolution_multiple": args.resolution_multiple},
         "train": {"epochs": args.epochs, "seed": args.seed, "device": args.device, "threads": args.threads},
-        "search": {"baseline": args.baseline, "trials": args.trials, "target_macs": args.target_macs,
+        "search": {"baseline": args.baseline, "cost": args.cost, "target_latency_ms": args.target_latency,
+                   "trials": args.trials, "target_macs": args.target_macs,
                    "grid_step": args.grid_step, "grid_max": args.grid_max, "grid_tol": args.grid_tol,
                    "constraint": args.constraint, "pruner": args.pruner, "repeats": args.repeats,
                    "seed": args.seed, "workers": args.workers},
@@ -149,13 +154,21 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def run_stage_baseline(args: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace, budget: Any = None):
+    """Validate everything that can be checked before work starts, then load the data."""
     from scaling_search.pipeline import check_settings
 
     _quiet_optuna()
     config = _config(args)
+    if budget is not None:
+        _check_budget_fits_cost(budget, config)
     check_settings(config)
     data = config.data.load()
+    return config, data
+
+
+def run_stage_baseline(args: argparse.Namespace) -> int:
+    config, data = _prepare(args)
     baseline, info = _stage1(args, config, data)
     folder = Path(args.output) / config.name
     config.write(folder)
@@ -165,12 +178,7 @@ def run_stage_baseline(args: argparse.Namespace) -> int:
 
 
 def run_stage_grid(args: argparse.Namespace) -> int:
-    from scaling_search.pipeline import check_settings
-
-    _quiet_optuna()
-    config = _config(args)
-    check_settings(config)
-    data = config.data.load()
+    config, data = _prepare(args)
     baseline, _ = _stage1(args, config, data)
     _stage2(args, config, data, baseline)
     folder = Path(args.output) / config.name
@@ -181,23 +189,26 @@ def run_stage_grid(args: argparse.Namespace) -> int:
 
 
 def run_all(args: argparse.Namespace) -> int:
-    _quiet_optuna()
-    from scaling_search.pipeline import check_settings
-
     budget, family = _check_budget(args)
-    config = _config(args)
-    check_settings(config)
-    data = config.data.load()
+    config, data = _prepare(args, budget)
     print(f"study {config.name} | {data.describe()} | storage {config.storage}", file=sys.stderr)
     baseline, _ = _stage1(args, config, data)
     _stage2(args, config, data, baseline)
     return _export(args, config, budget, family, data.name)
 
 
+def _check_budget_fits_cost(budget, config) -> None:
+    if budget.kind == "latency" and config.search.cost != "latency":
+        raise ValueError(f"budget {budget.text} is a latency: add --cost latency")
+    if budget.kind == "macs" and config.search.cost == "latency":
+        raise ValueError(f"budget {budget.text} is a MAC count: use a ratio or a latency with --cost latency")
+
+
 def run_export(args: argparse.Namespace) -> int:
     _quiet_optuna()
     budget, family = _check_budget(args)
     config = _config(args)
+    _check_budget_fits_cost(budget, config)
     return _export(args, config, budget, family, None)
 
 
@@ -272,8 +283,13 @@ def _export(args, config, budget, family, data_name) -> int:
     provenance = {"dataset": data_name or config.data.source, "preset": config.preset, "seed": config.search.seed,
                   "storage": config.storage, "study": config.name, "grid_study": f"{config.name}:grid",
                   "grid_trial": winner["trial"]}
+    latency = None
+    if config.search.cost == "latency":
+        from scaling_search.latency import LatencyTable
+
+        latency = LatencyTable.open(config.search.latency_device, 1)
     paths = export_models(folder, baseline, (winner["alpha"], winner["beta"], winner["gamma"]), budget, family,
-                          config.proxy.resolution_multiple, metrics, provenance)
+                          config.proxy.resolution_multiple, metrics, provenance, latency)
     config.write(folder)
     _write_tables(config, folder)
     import pandas as pd
@@ -286,5 +302,9 @@ def _export(args, config, budget, family, data_name) -> int:
                          "params": data["cost"]["params"], "macs": data["cost"]["macs"],
                          "macs_ratio": round(data["macs_ratio"], 3),
                          "target_macs": (data["budget"] or {}).get("target_macs")})
+        if "latency" in data:
+            exported[-1].update({"predicted_ms": round(data["latency"]["predicted_ms"], 3),
+                                 "measured_ms": round(data["latency"]["measured_ms"], 3),
+                                 "target_ms": (data["budget"] or {}).get("target_latency_ms")})
     print_table(exported, "table")
     return 0
