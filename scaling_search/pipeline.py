@@ -326,8 +326,10 @@ def run_baseline(config: StudyConfig, data: ImageData, progress: bool = True) ->
                 if _running_elsewhere(study, config.search.grace_s):
                     time.sleep(config.search.heartbeat_s)
                 continue
-            # Reseeding from the history makes a resumed study sample exactly what an uninterrupted one would.
-            study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + len(trials),
+            # Reseeding from the history makes a resumed study sample exactly what an uninterrupted one would:
+            # failed trials (killed or interrupted) do not count, and TPE ignores them too.
+            history = sum(t.state != TrialState.FAIL for t in trials)
+            study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + history,
                                                        n_startup_trials=max(2, config.search.trials // 2))
             study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), callbacks=[bar])
     finally:
@@ -350,27 +352,52 @@ def grid_points(config: StudyConfig, baseline: NetworkSpec) -> list[GridPoint]:
                             config.proxy.resolution_multiple)
 
 
-def prepare_grid(config: StudyConfig, baseline: NetworkSpec) -> optuna.Study:
-    """Create the grid study and enqueue every point once; on reload, check it is the same baseline and grid."""
-    points = grid_points(config, baseline)
+def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]],
+                   identity: dict[str, Any]) -> optuna.Study:
+    """Create ``<name>:<stage>`` and enqueue every point once; on reload, check ``identity`` is unchanged.
+
+    A point is ``{"attrs": {...}, "spec": NetworkSpec.to_dict()}``: the attributes recorded on its trial and the
+    exact network it trains.
+    """
     storage = open_storage(config)
-    study = open_study(config, storage, "grid")
-    stored = study.user_attrs.get("baseline")
-    if stored is None:
-        study.set_user_attr("baseline", baseline.to_dict())
-        study.set_user_attr("points", [list(p) for p in points])
+    study = open_study(config, storage, stage)
+    if "points" not in study.user_attrs:
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("points", points)
         for index in range(len(points)):
             study.enqueue_trial({}, user_attrs={"point": index}, skip_if_exists=False)
-    elif stored != _normalise(baseline.to_dict()):
-        raise ValueError(f"the grid of study {config.name!r} was built on a different baseline; "
-                         "choose a new --study name to search again")
+    elif any(study.user_attrs.get(key) != _normalise(value) for key, value in identity.items()):
+        raise ValueError(f"study {config.name!r} ({stage}) was built on a different baseline or point set; "
+                         "choose a new --study name to start again")
     return study
+
+
+def prepare_grid(config: StudyConfig, baseline: NetworkSpec) -> optuna.Study:
+    """The grid study with every (alpha, beta, gamma) point enqueued once."""
+    points = [
+        {"attrs": point._asdict(),
+         "spec": compound(baseline, point.alpha, point.beta, point.gamma, 1.0,
+                          resolution_multiple=config.proxy.resolution_multiple).to_dict()}
+        for point in grid_points(config, baseline)
+    ]
+    return prepare_points(config, "grid", points, {"baseline": baseline.to_dict()})
 
 
 def run_grid(config: StudyConfig, data: ImageData, baseline: NetworkSpec, progress: bool = True) -> optuna.Study:
     """Stage 2: train every grid point to completion (or pruning) exactly once."""
-    study = prepare_grid(config, baseline)
-    points = [GridPoint(*p) for p in study.user_attrs["points"]]
+    def describe(attrs: dict[str, Any]) -> str:
+        return (f"alpha {attrs.get('alpha')} beta {attrs.get('beta')} gamma {attrs.get('gamma')} "
+                f"({attrs.get('achieved_ratio', float('nan')):.2f}x MACs)")
+
+    return train_points(config, data, prepare_grid(config, baseline), "grid", describe, progress)
+
+
+def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, label: str,
+                 describe: Callable[[dict[str, Any]], str], progress: bool = True) -> optuna.Study:
+    """Train every enqueued point of ``study`` to completion (or pruning) exactly once, sharing the work with
+    any other process running the same call on the same storage."""
+    points = study.user_attrs["points"]
 
     def finished_points() -> set[int]:
         return {t.user_attrs["point"] for t in study.get_trials(deepcopy=False)
@@ -390,21 +417,18 @@ def run_grid(config: StudyConfig, data: ImageData, baseline: NetworkSpec, progre
             point_index = free[0]
             trial.set_user_attr("point", point_index)
         point = points[point_index]
-        spec = compound(baseline, point.alpha, point.beta, point.gamma, 1.0,
-                        resolution_multiple=config.proxy.resolution_multiple)
-        for key, value in point._asdict().items():
+        spec = NetworkSpec.from_dict(point["spec"])
+        for key, value in point["attrs"].items():
             trial.set_user_attr(key, value)
         _record(trial, spec)
         measured = _train_repeats(trial, spec, data, config, lambda acc: acc)
         _record(trial, spec, measured)
         return measured.mean
 
-    def describe(trial: FrozenTrial) -> str:
-        a = trial.user_attrs
-        return (f"alpha {a.get('alpha')} beta {a.get('beta')} gamma {a.get('gamma')} "
-                f"({a.get('achieved_ratio', float('nan')):.2f}x MACs) acc {a.get('accuracy', float('nan')):.4f}")
+    def describe_trial(trial: FrozenTrial) -> str:
+        return f"{describe(trial.user_attrs)} acc {trial.user_attrs.get('accuracy', float('nan')):.4f}"
 
-    bar = _Progress("grid", len(points), len(finished_points()), progress, describe)
+    bar = _Progress(label, len(points), len(finished_points()), progress, describe_trial)
     try:
         while True:
             finished = finished_points()
@@ -464,4 +488,4 @@ def is_finite(value: float | None) -> bool:
 
 
 __all__ = ["choose_coefficients", "grid_points", "grid_table", "open_storage", "open_study", "prepare_grid",
-           "proxy_baseline", "run_baseline", "run_grid"]
+           "prepare_points", "proxy_baseline", "run_baseline", "run_grid", "train_points"]

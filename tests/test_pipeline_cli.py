@@ -38,7 +38,8 @@ def finished_run(tmp_path_factory):
 def test_run_smoke_writes_configs_and_tables(finished_run):
     cwd, proc, seconds = finished_run
     folder = cwd / "reports" / "smoke-synthetic"
-    for name in ("model-phi1.json", "study.json", "baseline_trials.csv", "grid_trials.csv", "grid_summary.csv"):
+    for name in ("model-phi1.json", "study.json", "baseline_trials.csv", "grid_trials.csv", "grid_summary.csv",
+                 "index.html", "grid.html", "baseline_history.html", "family.html", "plotly.min.js"):
         assert (folder / name).is_file(), name
     assert (cwd / "studies" / "smoke-synthetic.db").is_file()
     assert "winner: alpha=" in proc.stdout

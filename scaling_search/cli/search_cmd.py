@@ -108,10 +108,11 @@ def _worker(stage: str, config: Any, baseline_dict: dict[str, Any] | None) -> No
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = config.data.load()
-    if stage == "baseline":
-        pipeline.run_baseline(config, data, progress=False)
-    else:
+    if stage == "grid":
         pipeline.run_grid(config, data, NetworkSpec.from_dict(baseline_dict), progress=False)
+    else:  # an ablation figure: its points are already enqueued in the study
+        study = pipeline.open_study(config, pipeline.open_storage(config), stage)
+        pipeline.train_points(config, data, study, stage, lambda attrs: "", progress=False)
 
 
 def _with_workers(stage: str, config: Any, workers: int, baseline: Any, main_fn) -> Any:
@@ -135,14 +136,22 @@ def _stage1(args, config, data):
     return pipeline.run_baseline(config, data, progress=not args.no_progress)
 
 
-def _stage2(args, config, data, baseline):
-    from scaling_search import pipeline
+def _per_worker_threads(config):
+    """Split the cores between workers unless threads were set explicitly."""
     from scaling_search.train import default_threads
 
     workers = config.search.workers
     if workers > 1 and config.train.threads is None:
         # Measured on 2 cores: two 1-thread processes train about twice the images/s of one 2-thread process.
         config = replace(config, train=replace(config.train, threads=max(1, default_threads() // workers)))
+    return config
+
+
+def _stage2(args, config, data, baseline):
+    from scaling_search import pipeline
+
+    config = _per_worker_threads(config)
+    workers = config.search.workers
     pipeline.prepare_grid(config, baseline)  # enqueue the points once, before any worker starts
     return _with_workers("grid", config, workers, baseline,
                          lambda: pipeline.run_grid(config, data, baseline, progress=not args.no_progress))
@@ -307,4 +316,7 @@ def _export(args, config, budget, family, data_name) -> int:
                                  "measured_ms": round(data["latency"]["measured_ms"], 3),
                                  "target_ms": (data["budget"] or {}).get("target_latency_ms")})
     print_table(exported, "table")
+    from scaling_search.cli.report_cmd import build_report
+
+    print(f"report: {build_report(config.name, config.storage, Path(args.output))}")
     return 0

@@ -1,0 +1,163 @@
+"""Reports rebuilt from the storage alone: tidy pandas tables, plotly figures, one offline ``index.html``.
+
+Following Optuna's visualisation modules, each figure is two pure functions: one gathers a DataFrame from
+studies, one draws a plotly figure from the DataFrame (testable without a browser). :func:`write_report`
+writes every figure as its own HTML page with ``plotly.min.js`` written once beside them, so the folder
+reads offline.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from optuna.trial import TrialState
+from plotly.subplots import make_subplots
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per finished trial: number, state, value and every scalar user attribute."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state not in _FINISHED or trial.user_attrs.get("idle"):
+            continue
+        attrs = {k: v for k, v in trial.user_attrs.items() if not isinstance(v, (dict, list))}
+        rows.append({"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, **attrs})
+    return pd.DataFrame(rows)
+
+
+def _points(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty:
+        return frame
+    complete = frame[frame["state"] == "complete"].copy()
+    if "accuracy_std" not in complete:
+        complete["accuracy_std"] = 0.0
+    return complete
+
+
+def _error_y(frame: pd.DataFrame) -> Any:
+    return frame["accuracy_std"] if frame["accuracy_std"].fillna(0).gt(0).any() else None
+
+
+# --- Figure 3 --------------------------------------------------------------------------------------------
+
+def draw_figure3(frame: pd.DataFrame, note: str = "") -> go.Figure:
+    data = _points(frame)
+    figure = make_subplots(rows=1, cols=3, subplot_titles=("width (w)", "depth (d)", "resolution (r)"),
+                           shared_yaxes=True)
+    for column, dimension in enumerate(("width", "depth", "resolution"), start=1):
+        part = data[data["dimension"] == dimension].sort_values("macs")
+        error = _error_y(part) if not part.empty else None
+        figure.add_trace(go.Scatter(
+            x=part["macs"], y=part["accuracy"], mode="lines+markers", name=dimension,
+            text=[f"{dimension[0]}={m:g}" for m in part["multiplier"]],
+            error_y=None if error is None else {"type": "data", "array": list(error)}), row=1, col=column)
+        figure.update_xaxes(title_text="MACs", row=1, col=column)
+    figure.update_yaxes(title_text="val top-1", row=1, col=1)
+    figure.update_layout(title=f"Figure 3: scaling one dimension of the baseline{note}", showlegend=False)
+    return figure
+
+
+# --- Figure 4 --------------------------------------------------------------------------------------------
+
+def draw_figure4(frame: pd.DataFrame, note: str = "") -> go.Figure:
+    data = _points(frame).sort_values(["series", "macs"])
+    figure = go.Figure()
+    for series, part in data.groupby("series", sort=False):
+        error = _error_y(part)
+        figure.add_trace(go.Scatter(x=part["macs"], y=part["accuracy"], mode="lines+markers", name=series,
+                                    text=[f"w={m:g}" for m in part["multiplier"]],
+                                    error_y=None if error is None else {"type": "data", "array": list(error)}))
+    figure.update_layout(title=f"Figure 4: width scaling on different depth/resolution bases{note}",
+                         xaxis_title="MACs", yaxis_title="val top-1")
+    return figure
+
+
+# --- Figure 8 --------------------------------------------------------------------------------------------
+
+def draw_figure8(frame: pd.DataFrame, note: str = "") -> go.Figure:
+    data = _points(frame).sort_values(["method", "macs"])
+    figure = go.Figure()
+    for method, part in data.groupby("method", sort=False):
+        error = _error_y(part)
+        figure.add_trace(go.Scatter(x=part["macs"], y=part["accuracy"], mode="lines+markers", name=method,
+                                    error_y=None if error is None else {"type": "data", "array": list(error)}))
+    figure.update_layout(title=f"Figure 8: single-dimension vs compound scaling at equal MACs{note}",
+                         xaxis_title="MACs", yaxis_title="val top-1")
+    return figure
+
+
+# --- a run's stages --------------------------------------------------------------------------------------
+
+def draw_baseline_history(frame: pd.DataFrame) -> go.Figure:
+    data = frame.sort_values("trial")
+    figure = go.Figure(go.Scatter(x=data["trial"], y=data["value"], mode="markers", name="reward"))
+    best = data["value"].cummax()
+    figure.add_trace(go.Scatter(x=data["trial"], y=best, mode="lines", name="best so far"))
+    figure.update_layout(title="Stage 1: reward acc * (MACs / target)^w per trial", xaxis_title="trial",
+                         yaxis_title="reward")
+    return figure
+
+
+def draw_baseline_scatter(frame: pd.DataFrame) -> go.Figure:
+    data = _points(frame)
+    figure = px.scatter(data, x="macs", y="accuracy", hover_data=["trial"], title="Stage 1: searched baselines")
+    figure.update_layout(xaxis_title="MACs", yaxis_title="val top-1")
+    return figure
+
+
+def draw_grid(frame: pd.DataFrame) -> go.Figure:
+    data = _points(frame)
+    figure = px.parallel_coordinates(data, dimensions=["alpha", "beta", "gamma", "achieved_ratio", "accuracy"],
+                                     color="accuracy", title="Stage 2: the (alpha, beta, gamma) grid")
+    return figure
+
+
+def draw_family(configs: list[dict[str, Any]]) -> go.Figure:
+    frame = pd.DataFrame([{"phi": c["phi"], "macs": c["cost"]["macs"], "params": c["cost"]["params"],
+                           "resolution": c["spec"]["resolution"]} for c in configs]).sort_values("phi")
+    figure = go.Figure(go.Scatter(x=frame["phi"], y=frame["macs"], mode="lines+markers", name="MACs",
+                                  text=[f"{r}px, {p:,} params" for r, p in zip(frame["resolution"], frame["params"])]))
+    winner = configs[0].get("proxy_metrics", {}).get("grid_winner") or {}
+    if winner.get("accuracy") is not None:
+        figure.add_annotation(x=1, y=float(frame[frame["phi"] == frame["phi"].iloc[0]]["macs"].iloc[0]),
+                              text=f"grid winner at phi=1: {winner['accuracy']:.3f} val top-1")
+    figure.update_layout(title="Stage 3: the exported family", xaxis_title="phi", yaxis_title="MACs")
+    return figure
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+def write_report(folder: Path, title: str, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame]) -> Path:
+    """Write ``<name>.html`` per figure, ``<name>.csv`` per table and an ``index.html`` linking them all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, figure in figures.items():
+        figure.write_html(folder / f"{name}.html", include_plotlyjs="directory", full_html=True)
+    for name, table in tables.items():
+        table.to_csv(folder / f"{name}.csv", index=False)
+    links = "\n".join(f'<li><a href="{html.escape(n)}.html">{html.escape(f.layout.title.text or n)}</a></li>'
+                      for n, f in figures.items())
+    csvs = "\n".join(f'<li><a href="{html.escape(n)}.csv">{html.escape(n)}.csv</a> ({len(t)} rows)</li>'
+                     for n, t in tables.items())
+    index = folder / "index.html"
+    index.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><h2>Figures</h2><ul>{links}</ul><h2>Tables</h2><ul>{csvs}</ul>"
+        "</body></html>\n")
+    return index
+
+
+def load_configs(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("model-phi*.json"))]
+
+
+__all__ = ["draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3", "draw_figure4",
+           "draw_figure8", "draw_grid", "load_configs", "trials_frame", "write_report"]

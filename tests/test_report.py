@@ -1,0 +1,70 @@
+import pandas as pd
+import pytest
+
+from scaling_search import report
+
+
+def _frame(rows):
+    return pd.DataFrame(rows)
+
+
+FIG3 = _frame([
+    {"trial": i, "state": "complete", "dimension": d, "multiplier": m, "macs": 100 * m * (i + 1), "accuracy": 0.5 + 0.01 * i,
+     "accuracy_std": std}
+    for i, (d, m, std) in enumerate([("width", 1.0, 0.0), ("width", 1.4, 0.0), ("depth", 1.0, 0.0), ("depth", 2.0, 0.0),
+                                     ("resolution", 1.0, 0.0), ("resolution", 1.3, 0.0)])
+])
+
+
+def test_figure3_has_one_panel_per_dimension_and_sorted_points():
+    figure = report.draw_figure3(FIG3, " (trimmed)")
+    assert [t.name for t in figure.data] == ["width", "depth", "resolution"]
+    assert all(list(t.x) == sorted(t.x) for t in figure.data)
+    assert "trimmed" in figure.layout.title.text
+    assert figure.data[0].error_y.array is None  # one seed: no error bars
+
+
+def test_error_bars_appear_with_repeats():
+    frame = FIG3.assign(accuracy_std=0.02)
+    assert list(report.draw_figure3(frame).data[0].error_y.array) == [0.02, 0.02]
+
+
+def test_pruned_points_are_not_drawn():
+    frame = pd.concat([FIG3, _frame([{"trial": 9, "state": "pruned", "dimension": "width", "multiplier": 5.0,
+                                      "macs": 10_000, "accuracy": None, "accuracy_std": None}])])
+    assert len(report.draw_figure3(frame).data[0].x) == 2
+
+
+def test_figure8_one_line_per_method():
+    frame = _frame([{"trial": i, "state": "complete", "method": m, "macs": 10 * (i + 1), "accuracy": 0.3,
+                     "accuracy_std": 0.0} for i, m in enumerate(["compound (paper)", "depth only", "width only"] * 2)])
+    assert sorted(t.name for t in report.draw_figure8(frame).data) == ["compound (paper)", "depth only", "width only"]
+
+
+def test_write_report_is_offline_and_links_everything(tmp_path):
+    index = report.write_report(tmp_path, "t", {"fig3": report.draw_figure3(FIG3)}, {"fig3_trials": FIG3})
+    text = index.read_text()
+    assert 'href="fig3.html"' in text and 'href="fig3_trials.csv"' in text
+    page = (tmp_path / "fig3.html").read_text()
+    assert 'src="plotly.min.js"' in page and "cdn.plot.ly" not in page
+    assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+    assert pd.read_csv(tmp_path / "fig3_trials.csv").shape[0] == len(FIG3)
+
+
+def test_trials_frame_skips_unfinished_and_idle():
+    import optuna
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({}, user_attrs={"point": 0})
+    study.optimize(lambda t: 0.5, n_trials=1)
+    trial = study.ask()
+    trial.set_user_attr("idle", True)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    frame = report.trials_frame(study)
+    assert frame["trial"].tolist() == [0] and frame["value"].tolist() == [0.5]
+
+
+@pytest.mark.parametrize("empty", [True])
+def test_empty_points_frame_draws_nothing(empty):
+    assert len(report.draw_figure4(_frame([{"trial": 0, "state": "pruned", "series": "a", "macs": 1,
+                                            "multiplier": 1.0, "accuracy": None, "accuracy_std": None}])).data) == 0
