@@ -66,33 +66,30 @@ def draw_figure3(frame: pd.DataFrame, note: str = "") -> go.Figure:
     return figure
 
 
-# --- Figure 4 --------------------------------------------------------------------------------------------
+# --- Figures 4 and 8 -------------------------------------------------------------------------------------
+
+def _accuracy_lines(frame: pd.DataFrame, group: str, title: str, label_multiplier: bool) -> go.Figure:
+    """One accuracy-vs-MACs line per value of ``group``, error bars where seeds were repeated."""
+    data = _points(frame).sort_values([group, "macs"]) if not frame.empty else frame
+    figure = go.Figure()
+    for name, part in (data.groupby(group, sort=False) if not data.empty else ()):
+        error = _error_y(part)
+        figure.add_trace(go.Scatter(
+            x=part["macs"], y=part["accuracy"], mode="lines+markers", name=name,
+            text=[f"w={m:g}" for m in part["multiplier"]] if label_multiplier else None,
+            error_y=None if error is None else {"type": "data", "array": list(error)}))
+    figure.update_layout(title=title, xaxis_title="MACs", yaxis_title="val top-1")
+    return figure
+
 
 def draw_figure4(frame: pd.DataFrame, note: str = "") -> go.Figure:
-    data = _points(frame).sort_values(["series", "macs"])
-    figure = go.Figure()
-    for series, part in data.groupby("series", sort=False):
-        error = _error_y(part)
-        figure.add_trace(go.Scatter(x=part["macs"], y=part["accuracy"], mode="lines+markers", name=series,
-                                    text=[f"w={m:g}" for m in part["multiplier"]],
-                                    error_y=None if error is None else {"type": "data", "array": list(error)}))
-    figure.update_layout(title=f"Figure 4: width scaling on different depth/resolution bases{note}",
-                         xaxis_title="MACs", yaxis_title="val top-1")
-    return figure
+    return _accuracy_lines(frame, "series", f"Figure 4: width scaling on different depth/resolution bases{note}",
+                           label_multiplier=True)
 
-
-# --- Figure 8 --------------------------------------------------------------------------------------------
 
 def draw_figure8(frame: pd.DataFrame, note: str = "") -> go.Figure:
-    data = _points(frame).sort_values(["method", "macs"])
-    figure = go.Figure()
-    for method, part in data.groupby("method", sort=False):
-        error = _error_y(part)
-        figure.add_trace(go.Scatter(x=part["macs"], y=part["accuracy"], mode="lines+markers", name=method,
-                                    error_y=None if error is None else {"type": "data", "array": list(error)}))
-    figure.update_layout(title=f"Figure 8: single-dimension vs compound scaling at equal MACs{note}",
-                         xaxis_title="MACs", yaxis_title="val top-1")
-    return figure
+    return _accuracy_lines(frame, "method", f"Figure 8: single-dimension vs compound scaling at equal MACs{note}",
+                           label_multiplier=False)
 
 
 # --- a run's stages --------------------------------------------------------------------------------------
