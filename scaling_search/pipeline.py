@@ -233,7 +233,8 @@ def _fail_trials_without_heartbeat(study: optuna.Study, grace_s: float) -> None:
     """
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     storage = study._storage
-    engine = getattr(storage, "engine", None)
+    # Optuna wraps an RDBStorage in a caching layer; the heartbeat table lives behind it.
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
     if not running or engine is None:
         return
     from sqlalchemy import text
