@@ -11,5 +11,8 @@ class NonFiniteLossError(RuntimeError):
                          "or check the data")
         self.epoch, self.step, self.value = epoch, step, value
 
+    def __reduce__(self) -> tuple[type, tuple[int, int, float]]:  # crosses process boundaries intact
+        return (type(self), (self.epoch, self.step, self.value))
+
 
 __all__ = ["NonFiniteLossError"]

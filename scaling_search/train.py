@@ -64,6 +64,10 @@ class TrainSettings:
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
         threads: CPU threads for torch (None: all cores available to this process).
         channels_last: ``"auto"`` (on for CUDA and CPU), ``"on"`` or ``"off"``.
+        processes: data-parallel CPU processes (see :mod:`scaling_search.parallel`): each takes an equal
+            share of every batch and ``threads // processes`` threads, gradients are averaged. On a small CPU
+            two 1-thread processes train much faster than one 2-thread process. Results depend on it (each
+            process normalises its share of the batch), so it is part of a study's settings. CPU only.
     """
 
     epochs: int = 3
@@ -85,6 +89,7 @@ class TrainSettings:
     device: str = "auto"
     threads: int | None = None
     channels_last: str = "auto"
+    processes: int = 1
 
     def __post_init__(self) -> None:
         checks = [
@@ -103,6 +108,9 @@ class TrainSettings:
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
             (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
+            (self.processes >= 1, "processes must be >= 1"),
+            (self.processes < 1 or (self.batch_size % self.processes == 0 and self.batch_size // self.processes >= 2),
+             "batch_size must split into processes equal shares of at least 2 images"),
         ]
         for ok, message in checks:
             if not ok:
@@ -211,17 +219,22 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-             device: torch.device, memory_format: torch.memory_format, autocast: bool) -> float:
-    """Top-1 accuracy (in [0, 1]) of ``model`` in eval mode."""
+def _count_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                   device: torch.device, memory_format: torch.memory_format, autocast: bool) -> torch.Tensor:
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long)
     for start in range(0, len(labels), batch_size):
         batch = images[start:start + batch_size].to(device, non_blocking=True).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch)
-        correct += int((logits.argmax(1).cpu() == labels[start:start + batch_size]).sum())
-    return correct / len(labels)
+        correct += (logits.argmax(1).cpu() == labels[start:start + batch_size]).sum()
+    return correct
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+             device: torch.device, memory_format: torch.memory_format, autocast: bool) -> float:
+    """Top-1 accuracy (in [0, 1]) of ``model`` in eval mode."""
+    return int(_count_correct(model, images, labels, batch_size, device, memory_format, autocast)) / len(labels)
 
 
 @torch.no_grad()
@@ -282,23 +295,41 @@ def train_proxy(
         raise ValueError(f"the network takes {spec.input_channels} channel(s) but the data has {data.channels}")
     device = choose_device(settings.device)
     threads = settings.threads or default_threads()
+    tensors = (*data.split("train", spec.resolution), *data.split("val", spec.resolution))
+    if settings.processes > 1:
+        if device.type != "cpu":
+            raise ValueError(f"train settings: processes = {settings.processes} is for the CPU; on {device.type} "
+                             "use processes = 1")
+        from scaling_search.parallel import train_data_parallel
+
+        job = {"spec": spec, "tensors": tensors, "settings": settings, "progress": progress}
+        return train_data_parallel(job, settings.processes, max(1, threads // settings.processes), on_epoch)
+    from scaling_search.parallel import SingleProcess
+
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _train(spec, data, settings, on_epoch, progress, device, threads)
+        return run_training(spec, tensors, settings, SingleProcess(), on_epoch, progress, device, threads)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(spec: NetworkSpec, data: ImageData, settings: TrainSettings,
-           on_epoch: Callable[[int, EpochMetrics], None] | None, progress: bool,
-           device: torch.device, threads: int) -> TrainResult:
+def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings: TrainSettings, ranks: Any,
+                 on_epoch: Callable[[int, EpochMetrics], None] | None, progress: bool, device: torch.device,
+                 threads: int) -> TrainResult:
+    """The training loop of one process (``ranks`` is :class:`~scaling_search.parallel.SingleProcess` or one
+    rank of a :class:`~scaling_search.parallel.GlooGroup`); ``tensors`` are train and val images and labels."""
     from tqdm import tqdm
 
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
-    train_images, train_labels = data.split("train", spec.resolution)
-    val_images, val_labels = data.split("val", spec.resolution)
+    # One process draws order and augmentation from one generator; ranks share the order and augment their own
+    # chunk with their own generator.
+    augment_generator = generator if ranks.world == 1 else torch.Generator().manual_seed(
+        settings.seed * 1000 + ranks.rank + 1)
+    train_images, train_labels, val_images, val_labels = tensors
+    if ranks.world > 1:
+        val_images, val_labels = val_images.tensor_split(ranks.world)[ranks.rank], val_labels.tensor_split(ranks.world)[ranks.rank]
     scale = settings.regularization_scale
     run_spec = replace(spec, dropout=min(0.99, spec.dropout * scale), drop_connect=min(0.99, spec.drop_connect * scale))
     model = build_model(run_spec, bn_momentum=settings.bn_momentum)
@@ -327,13 +358,15 @@ def _train(spec: NetworkSpec, data: ImageData, settings: TrainSettings,
         model.train()
         epoch_start = time.perf_counter()
         order = torch.randperm(n, generator=generator)
-        loss_sum = torch.zeros((), device=device)
+        loss_sum = 0.0
         correct = torch.zeros((), device=device, dtype=torch.long)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{settings.epochs}", leave=False, disable=not progress,
                    unit="step")
         for index in bar:
             batch_idx = order[index * settings.batch_size:(index + 1) * settings.batch_size]
-            images = random_crop_flip(train_images[batch_idx], padding, settings.flip, generator)
+            if ranks.world > 1:
+                batch_idx = batch_idx.tensor_split(ranks.world)[ranks.rank]
+            images = random_crop_flip(train_images[batch_idx], padding, settings.flip, augment_generator)
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             labels = train_labels[batch_idx].to(device, non_blocking=True)
             lr = learning_rate(step, total_steps, warmup_steps, settings.lr)
@@ -342,30 +375,33 @@ def _train(spec: NetworkSpec, data: ImageData, settings: TrainSettings,
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = model(images)
                 loss = criterion(logits.float(), labels)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(epoch, step, value)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            value = ranks.average_step(model, loss)  # the mean over all ranks (every rank sees the same)
+            if not math.isfinite(value):
+                raise NonFiniteLossError(epoch, step, value)
             optimizer.step()
-            loss_sum += loss.detach()
+            loss_sum += value
             correct += (logits.argmax(1) == labels).sum()
             step += 1
         train_seconds += time.perf_counter() - epoch_start
         if settings.precise_bn_batches:
             batches = [
-                train_images[order[i * settings.batch_size:(i + 1) * settings.batch_size]].to(device)
-                .contiguous(memory_format=memory_format)
+                train_images[order[i * settings.batch_size:(i + 1) * settings.batch_size].tensor_split(ranks.world)[ranks.rank]]
+                .to(device).contiguous(memory_format=memory_format)
                 for i in range(min(settings.precise_bn_batches, steps_per_epoch))
             ]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 recompute_bn_statistics(model, batches)
-        val_top1 = evaluate(model, val_images, val_labels, settings.eval_batch_size, device, memory_format, autocast)
+        ranks.average_buffers(model)
+        val_correct = _count_correct(model, val_images, val_labels, settings.eval_batch_size, device, memory_format,
+                                     autocast)
+        val_correct, correct = (int(c) for c in ranks.sum(torch.stack([val_correct, correct.cpu()])))
         metrics = EpochMetrics(
             epoch=epoch,
-            train_loss=float(loss_sum) / steps_per_epoch,
-            train_top1=int(correct) / (steps_per_epoch * settings.batch_size),
-            val_top1=val_top1,
+            train_loss=loss_sum / steps_per_epoch,
+            train_top1=correct / (steps_per_epoch * settings.batch_size),
+            val_top1=val_correct / len(tensors[3]),
             lr=lr,
             wall_s=time.perf_counter() - start,
         )
@@ -392,4 +428,4 @@ def _train(spec: NetworkSpec, data: ImageData, settings: TrainSettings,
 
 
 __all__ = ["EpochMetrics", "NonFiniteLossError", "OPTIMIZERS", "TrainResult", "TrainSettings", "choose_device",
-           "evaluate", "learning_rate", "recompute_bn_statistics", "train_proxy"]
+           "evaluate", "learning_rate", "recompute_bn_statistics", "run_training", "train_proxy"]
