@@ -220,3 +220,25 @@ def test_trial_killed_before_its_first_heartbeat_is_failed_and_requeued(tmp_path
     assert states[trial.number] == optuna.trial.TrialState.FAIL
     retried = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.WAITING]
     assert len(retried) == 1 and retried[0].user_attrs["point"] == 0
+
+
+@pytest.mark.slow
+def test_ablate_scales_a_given_config(tmp_path, finished_run):
+    import pandas as pd
+
+    from scaling_search.scaling import scale
+    from scaling_search.spec import load_spec
+
+    cwd, _, _ = finished_run
+    exported = cwd / "reports" / "smoke-synthetic" / "model-phi1.json"
+    cli(tmp_path, "ablate", "--figure", "3", *SMOKE, "--config", str(exported), "--study", "from-config",
+        "--widths", "1,1.4", "--depths", "1", "--resolutions", "1")
+    frame = pd.read_csv(tmp_path / "reports" / "from-config" / "fig3_trials.csv")
+    base = load_spec(exported)
+    assert sorted(frame["point_macs"]) == sorted(
+        [count_cost(base).macs, count_cost(scale(base, width=1.4)).macs, count_cost(base).macs, count_cost(base).macs])
+    assert "of model-phi1.json" in (tmp_path / "reports" / "from-config" / "fig3.html").read_text()
+
+    proc = cli(tmp_path, "ablate", *SMOKE, "--config", str(tmp_path / "missing.json"), check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "missing.json does not exist" in lines[0], proc.stderr

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "CPU defaults trim the paper's multiplier sets; the figures say which were used.")
     _add_common(parser)
     parser.add_argument("--figure", choices=("3", "4", "8", "all"), default="all")
+    parser.add_argument("--config", help="the baseline to scale: a spec JSON or an exported model config such as "
+                        "reports/<study>/model-phi0.json (default: B0 at the preset's proxy width and resolution; "
+                        "a config keeps its own resolution)")
     parser.add_argument("--widths", type=_floats, default=(1.0, 1.4, 1.8),
                         help="width multipliers (paper: 1.0,1.4,1.8,2.6,3.8,5.0)")
     parser.add_argument("--depths", type=_floats, default=(1.0, 2.0, 3.0), help="depth multipliers (paper: 1,2,3,4,6,8)")
@@ -53,17 +56,26 @@ def run_ablate(args: argparse.Namespace) -> int:
     from scaling_search.cli.search_cmd import _per_worker_threads, _prepare, _with_workers
     from scaling_search.family import PAPER_COEFFICIENTS
 
+    from dataclasses import replace
+
+    from scaling_search.spec import load_spec
+
+    base_config = load_spec(args.config) if args.config else None  # a bad file fails before data is loaded
     config, data = _prepare(args)
-    base = pipeline.proxy_baseline(config, data)
+    if base_config is None:
+        base = pipeline.proxy_baseline(config, data)
+    else:
+        base = replace(base_config, num_classes=data.num_classes, input_channels=data.channels)
     config = _per_worker_threads(config)
     multiple = config.proxy.resolution_multiple
     figures = ("3", "4", "8") if args.figure == "all" else (args.figure,)
     coefficients, source = _study_coefficients(config) or (PAPER_COEFFICIENTS, "paper")
+    on = f" of {Path(args.config).name}" if args.config else ""
     notes: dict[str, Any] = {
-        "3": _trimmed(args.widths, ablate.PAPER_WIDTHS) + _trimmed(args.depths, ablate.PAPER_DEPTHS)
+        "3": on + _trimmed(args.widths, ablate.PAPER_WIDTHS) + _trimmed(args.depths, ablate.PAPER_DEPTHS)
         + _trimmed(args.resolutions, ablate.PAPER_RESOLUTIONS),
-        "4": _trimmed(args.widths, ablate.PAPER_WIDTHS),
-        "8": f" (alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} from the {source})",
+        "4": on + _trimmed(args.widths, ablate.PAPER_WIDTHS),
+        "8": on + f" (alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} from the {source})",
     }
     for figure in figures:
         if figure == "3":
