@@ -13,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="measure or predict latency ('latency calibrate' builds the lookup table)",
         description="Measure latency by one protocol (eval, no grad, warm-up discarded, synchronised timers, "
                     "median with p10/p90), or predict it from the device's lookup table with --predict. "
-                    "'scaling-search latency calibrate' measures the table for the B0 family's parts and "
-                    "fits its correction.",
+                    "'scaling-search latency calibrate' measures the table for the parts of the B0 family and of "
+                    "random search-space networks, and fits its correction.",
     )
     add_network_args(parser, many=True)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps")
@@ -56,16 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace, device) -> int:
-    from dataclasses import replace
-
-    from scaling_search.family import efficientnet
-    from scaling_search.latency import LatencyTable
-    from scaling_search.scaling import scale
+    from scaling_search.latency import LatencyTable, calibration_specs
 
     table = LatencyTable.open(str(device), args.batch)
-    base = efficientnet("b0")
-    specs = [replace(scale(base, width=w, depth=d), resolution=r)
-             for w, d, r in ((0.5, 1.0, 64), (1.0, 1.0, 96), (0.75, 1.4, 128), (1.0, 1.2, 160), (1.2, 1.0, 224))]
+    specs = calibration_specs()
     pairs = table.calibrate(specs, runs=args.runs)
     print_table([{"raw_sum_ms": round(raw, 3), "measured_ms": round(measured, 3)} for raw, measured in pairs],
                 args.format)
