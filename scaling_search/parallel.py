@@ -52,6 +52,19 @@ class SingleProcess:
         return value
 
 
+def _all_reduce_mean(tensors: list[torch.Tensor], world: int) -> None:
+    """Replace each tensor by its mean over the ranks, in one all-reduce of one flat buffer."""
+    if not tensors:
+        return
+    flat = torch.cat([t.reshape(-1).float() for t in tensors])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for tensor in tensors:
+        tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
+        offset += tensor.numel()
+
+
 class GlooGroup(SingleProcess):
     """Gradient, buffer and metric averaging over an initialised gloo process group."""
 
@@ -59,27 +72,12 @@ class GlooGroup(SingleProcess):
         self.rank, self.world = rank, world
 
     def average_step(self, model: nn.Module, loss: torch.Tensor) -> float:
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1).float()])
-        dist.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for grad in grads:
-            grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
-            offset += grad.numel()
-        return float(flat[-1])
+        loss_value = loss.detach().reshape(1).float().clone()
+        _all_reduce_mean([p.grad for p in model.parameters() if p.grad is not None] + [loss_value], self.world)
+        return float(loss_value)
 
     def average_buffers(self, model: nn.Module) -> None:
-        buffers = [b for name, b in model.named_buffers() if b.is_floating_point()]
-        if not buffers:
-            return
-        flat = torch.cat([b.reshape(-1) for b in buffers])
-        dist.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for buffer in buffers:
-            buffer.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
-            offset += buffer.numel()
+        _all_reduce_mean([b for b in model.buffers() if b.is_floating_point()], self.world)
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
