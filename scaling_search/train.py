@@ -110,7 +110,8 @@ class TrainSettings:
             (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
             (self.processes >= 1, "processes must be >= 1"),
             (self.processes < 1 or (self.batch_size % self.processes == 0 and self.batch_size // self.processes >= 2),
-             "batch_size must split into processes equal shares of at least 2 images"),
+             f"batch_size {self.batch_size} must split into {self.processes} equal shares of at least 2 images "
+             f"(one per process); use a multiple of {self.processes}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -115,7 +115,7 @@ def test_nan_loss_in_the_ranks_raises_in_the_parent(data):
 
 
 def test_batch_must_split_between_processes():
-    with pytest.raises(ValueError, match="batch_size must split into processes"):
+    with pytest.raises(ValueError, match="batch_size 33 must split into 2 equal shares"):
         TrainSettings(batch_size=33, processes=2)
     with pytest.raises(ValueError, match="processes must be >= 1"):
         TrainSettings(processes=0)
