@@ -36,6 +36,32 @@ def test_warmup_runs_are_not_timed_and_clock_brackets_each_run():
     assert events.count("sync") == 1 + 2 * 3  # after warm-up, then before and after every timed run
 
 
+def test_before_each_runs_untimed_before_every_timed_run_only():
+    module = CountingModule()
+    ticks = iter(range(1000))
+    order = []
+    module.forward = lambda x: order.append("run") or x
+    time_module(module, torch.zeros(1), warmup=2, runs=3, synchronize=lambda: None,
+                clock=lambda: order.append("clock") or float(next(ticks)), before_each=lambda: order.append("flush"))
+    assert order == ["run", "run"] + ["flush", "clock", "run", "clock"] * 3
+
+
+def test_cpu_tables_flush_the_cache_before_each_timed_part(tmp_path, monkeypatch):
+    flushes = []
+    table = LatencyTable.open("cpu", 1, cache_dir=tmp_path)
+    assert isinstance(table._flush, latency.CacheFlush) and table._flush.buffer.numel() * 4 >= 8 << 20
+    monkeypatch.setattr(table, "_flush", lambda: flushes.append(1))
+    table.raw_sum(SMALL)
+    assert len(flushes) == table.runs * len({key for key, _ in network_parts(SMALL)})
+
+
+def test_calibration_set_mixes_the_family_and_the_search_space():
+    specs = latency.calibration_specs(samples=3)
+    assert len(specs) == 8 and len({spec for spec in specs}) == 8
+    assert sorted({spec.resolution for spec in specs}) == [64, 96, 128, 160, 224]
+    assert latency.calibration_specs(samples=3) == specs  # seeded
+
+
 def test_cuda_synchronisation_is_used_for_cuda_devices(monkeypatch):
     calls = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
