@@ -49,6 +49,11 @@ def _error_y(frame: pd.DataFrame) -> Any:
 
 # --- Figure 3 --------------------------------------------------------------------------------------------
 
+def _subtitle(note: str) -> str:
+    """A figure's note (trimmed multiplier sets, coefficients used) as a second, smaller title line."""
+    return f"<br><sup>{note.strip()}</sup>" if note.strip() else ""
+
+
 def draw_figure3(frame: pd.DataFrame, note: str = "") -> go.Figure:
     data = _points(frame)
     figure = make_subplots(rows=1, cols=3, subplot_titles=("width (w)", "depth (d)", "resolution (r)"),
@@ -62,7 +67,7 @@ def draw_figure3(frame: pd.DataFrame, note: str = "") -> go.Figure:
             error_y=None if error is None else {"type": "data", "array": list(error)}), row=1, col=column)
         figure.update_xaxes(title_text="MACs", row=1, col=column)
     figure.update_yaxes(title_text="val top-1", row=1, col=1)
-    figure.update_layout(title=f"Figure 3: scaling one dimension of the baseline{note}", showlegend=False)
+    figure.update_layout(title=f"Figure 3: scaling one dimension of the baseline{_subtitle(note)}", showlegend=False)
     return figure
 
 
@@ -83,12 +88,12 @@ def _accuracy_lines(frame: pd.DataFrame, group: str, title: str, label_multiplie
 
 
 def draw_figure4(frame: pd.DataFrame, note: str = "") -> go.Figure:
-    return _accuracy_lines(frame, "series", f"Figure 4: width scaling on different depth/resolution bases{note}",
+    return _accuracy_lines(frame, "series", f"Figure 4: width scaling on different depth/resolution bases{_subtitle(note)}",
                            label_multiplier=True)
 
 
 def draw_figure8(frame: pd.DataFrame, note: str = "") -> go.Figure:
-    return _accuracy_lines(frame, "method", f"Figure 8: single-dimension vs compound scaling at equal MACs{note}",
+    return _accuracy_lines(frame, "method", f"Figure 8: single-dimension vs compound scaling at equal MACs{_subtitle(note)}",
                            label_multiplier=False)
 
 

@@ -237,7 +237,7 @@ def test_ablate_scales_a_given_config(tmp_path, finished_run):
     base = load_spec(exported)
     assert sorted(frame["point_macs"]) == sorted(
         [count_cost(base).macs, count_cost(scale(base, width=1.4)).macs, count_cost(base).macs, count_cost(base).macs])
-    assert "of model-phi1.json" in (tmp_path / "reports" / "from-config" / "fig3.html").read_text()
+    assert "baseline model-phi1.json" in (tmp_path / "reports" / "from-config" / "fig3.html").read_text()
 
     proc = cli(tmp_path, "ablate", *SMOKE, "--config", str(tmp_path / "missing.json"), check=False)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -47,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_report)
 
 
-def _trimmed(values: tuple[float, ...], paper: tuple[float, ...]) -> str:
-    return "" if tuple(values) == tuple(paper) else f" (trimmed from the paper's {', '.join(f'{v:g}' for v in paper)})"
+def _trimmed(label: str, values: tuple[float, ...], paper: tuple[float, ...]) -> str:
+    """``"width 1, 1.4 of the paper's 1, 1.4, ..., 5"`` when a preset trimmed the paper's set, else ``""``."""
+    def listed(numbers: tuple[float, ...]) -> str:
+        return ", ".join(f"{v:g}" for v in numbers)
+
+    return "" if tuple(values) == tuple(paper) else f"{label} {listed(values)} of the paper's {listed(paper)}"
 
 
 def run_ablate(args: argparse.Namespace) -> int:
@@ -70,12 +74,14 @@ def run_ablate(args: argparse.Namespace) -> int:
     multiple = config.proxy.resolution_multiple
     figures = ("3", "4", "8") if args.figure == "all" else (args.figure,)
     coefficients, source = _study_coefficients(config) or (PAPER_COEFFICIENTS, "paper")
-    on = f" of {Path(args.config).name}" if args.config else ""
-    notes: dict[str, Any] = {
-        "3": on + _trimmed(args.widths, ablate.PAPER_WIDTHS) + _trimmed(args.depths, ablate.PAPER_DEPTHS)
-        + _trimmed(args.resolutions, ablate.PAPER_RESOLUTIONS),
-        "4": on + _trimmed(args.widths, ablate.PAPER_WIDTHS),
-        "8": on + f" (alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} from the {source})",
+    on = f"baseline {Path(args.config).name}" if args.config else ""
+    widths = _trimmed("width", args.widths, ablate.PAPER_WIDTHS)
+    notes = {
+        "3": "; ".join(filter(None, (on, widths, _trimmed("depth", args.depths, ablate.PAPER_DEPTHS),
+                                     _trimmed("resolution", args.resolutions, ablate.PAPER_RESOLUTIONS)))),
+        "4": "; ".join(filter(None, (on, widths))),
+        "8": "; ".join(filter(None, (on, f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} "
+                                         f"from the {source}"))),
     }
     for figure in figures:
         if figure == "3":
