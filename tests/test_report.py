@@ -68,3 +68,12 @@ def test_trials_frame_skips_unfinished_and_idle():
 def test_empty_points_frame_draws_nothing(empty):
     assert len(report.draw_figure4(_frame([{"trial": 0, "state": "pruned", "series": "a", "macs": 1,
                                             "multiplier": 1.0, "accuracy": None, "accuracy_std": None}])).data) == 0
+
+
+def test_figure_notes_name_each_trimmed_dimension():
+    from scaling_search.ablate import PAPER_DEPTHS, PAPER_WIDTHS
+    from scaling_search.cli.report_cmd import _trimmed
+
+    assert _trimmed("width", (1.0, 1.4), PAPER_WIDTHS) == "width 1, 1.4 of the paper's 1, 1.4, 1.8, 2.6, 3.8, 5"
+    assert _trimmed("depth", PAPER_DEPTHS, PAPER_DEPTHS) == ""
+    assert report.draw_figure3(FIG3, "").layout.title.text == "Figure 3: scaling one dimension of the baseline"
