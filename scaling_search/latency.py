@@ -277,21 +277,36 @@ class LatencyTable:
             raw = self.raw_sum(spec)
             measured = measure_latency(spec, self.device, batch=self.batch, runs=runs).median_ms
             pairs.append((raw, measured))
-        if len(pairs) >= 2:
-            xs, ys = zip(*pairs)
-            mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-            var = sum((x - mean_x) ** 2 for x in xs)
-            slope = sum((x - mean_x) * (y - mean_y) for x, y in pairs) / var if var > 0 else mean_y / mean_x
-            self.correction = (slope, mean_y - slope * mean_x)
-        elif pairs:
-            self.correction = (pairs[0][1] / pairs[0][0], 0.0)
+        self.correction = fit_relative(pairs)
         self.save()
         return pairs
+
+
+def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The ``(a, b)`` of ``measured ~ a * raw + b`` that minimises the squared *relative* error.
+
+    Ordinary least squares lets the largest networks (B7-like latencies) dominate the fit, while a budget and
+    the benchmark care about percentage errors across sizes: on the data behind the module docstring the
+    relative fit lowered the median error from 13.0% to 8.5%. Minimises ``sum((a*x + b - y) / y)^2``, i.e.
+    ordinary least squares of 1 on ``(x/y, 1/y)``.
+    """
+    if not pairs:
+        return (1.0, 0.0)
+    if len(pairs) == 1 or len({raw for raw, _ in pairs}) == 1:
+        return (statistics.fmean(y / x for x, y in pairs), 0.0)
+    u = [x / y for x, y in pairs]
+    v = [1.0 / y for _, y in pairs]
+    suu, suv, svv = sum(a * a for a in u), sum(a * b for a, b in zip(u, v)), sum(b * b for b in v)
+    su, sv = sum(u), sum(v)
+    determinant = suu * svv - suv * suv
+    if determinant <= 0:
+        return (statistics.fmean(y / x for x, y in pairs), 0.0)
+    return ((su * svv - sv * suv) / determinant, (sv * suu - su * suv) / determinant)
 
 
 def latency_dict(latency: Latency) -> dict[str, Any]:
     return asdict(latency)
 
 
-__all__ = ["CacheFlush", "Latency", "LatencyTable", "calibration_specs", "describe_device", "latency_dict", "measure_latency", "network_parts",
-           "time_module"]
+__all__ = ["CacheFlush", "Latency", "LatencyTable", "calibration_specs", "describe_device", "fit_relative",
+           "latency_dict", "measure_latency", "network_parts", "time_module"]

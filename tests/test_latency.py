@@ -101,6 +101,14 @@ def test_calibration_fits_a_correction(tmp_path):
     assert LatencyTable.open("cpu", 1, cache_dir=tmp_path).correction == pytest.approx(table.correction)
 
 
+def test_relative_fit_recovers_a_line_and_weighs_small_networks_like_large_ones():
+    assert latency.fit_relative([(x, 1.5 * x + 2.0) for x in (1.0, 5.0, 40.0)]) == pytest.approx((1.5, 2.0))
+    assert latency.fit_relative([(4.0, 6.0)]) == (1.5, 0.0)
+    # one large network 10% off the line of three small ones: the small ones stay within 3%
+    a, b = latency.fit_relative([(1.0, 2.0), (2.0, 3.0), (3.0, 4.0), (100.0, 111.0)])
+    assert all(abs(a * x + b - y) / y < 0.03 for x, y in [(1.0, 2.0), (2.0, 3.0), (3.0, 4.0)])
+
+
 def test_missing_entry_without_measuring_is_a_clear_error(tmp_path):
     with pytest.raises(KeyError, match="calibrate first"):
         LatencyTable.open("cpu", 1, cache_dir=tmp_path).predict(SMALL, measure_missing=False)
