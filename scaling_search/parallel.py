@@ -1,10 +1,11 @@
 """Data-parallel proxy training on the CPU: ``processes`` single-threaded ranks that split every batch.
 
-Why: on a small CPU the convolutions of a proxy network (depthwise 3x3/5x5, narrow 1x1 at batch 64-128) do not
-parallelise inside one process: measured on this project's 2-core machine, one process with 2 threads trains
-B0 at width 0.5 and 32 px at ~188 images/s while each of two 1-thread processes trains ~185 images/s. Two
-ranks that each take half of every batch and average their gradients (gloo all-reduce, one flat buffer per
-step) therefore nearly double the throughput of one proxy run.
+Why: on a small CPU the convolutions of a proxy network (depthwise 3x3/5x5, narrow 1x1 at batch 64-128) use a
+second thread poorly: on this project's 2-core machine two independent 1-thread trainings of B0 at width 0.5
+and 32 px ran at ~185 images/s each while one 2-thread training ran at ~188. Two ranks that each take half of
+every batch and average their gradients (gloo all-reduce, one flat buffer per step) recover part of that:
+``benchmarks/bench_train.py`` (B0 at width 1.0, 32 px, batch 128) measured 143 vs 131 and 153 vs 119 images/s
+against one 2-thread process, 1.32x and 1.48x a plain PyTorch loop.
 
 What a run with ``processes = P`` computes (deterministic for a fixed ``P``):
 
@@ -23,6 +24,7 @@ rank fails.
 from __future__ import annotations
 
 import os
+import pickle
 import queue as queue_module
 import tempfile
 import time
@@ -102,6 +104,10 @@ def _rank_main(rank: int, world: int, store_path: str, threads: int, job: dict[s
         if rank == 0:
             messages.put(("done", result))
     except BaseException as error:  # relayed to the parent, which raises it
+        try:
+            pickle.dumps(error)
+        except Exception:  # an exception that cannot cross processes still reaches the parent, as text
+            error = RuntimeError(f"training process {rank} failed: {error!r}")
         messages.put(("error", rank, error))
     finally:
         dist.destroy_process_group()
@@ -131,6 +137,11 @@ def train_data_parallel(job: dict[str, Any], processes: int, threads_per_process
                         raise RuntimeError(f"a training process exited with code {dead[0].exitcode} before it "
                                            "reported (its error is printed above; a negative code is the signal "
                                            "that killed it); rerun with processes = 1 to debug") from None
+                    if all(p.exitcode is not None for p in ranks) and messages.empty():
+                        time.sleep(poll_s)  # a message put just before exiting may still be in flight
+                        if messages.empty():
+                            raise RuntimeError("the training processes exited without a result; rerun with "
+                                               "processes = 1 to debug") from None
                     continue
                 if message[0] == "epoch" and on_epoch is not None:
                     on_epoch(message[1], message[2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,6 @@ def run_ablate(args: argparse.Namespace) -> int:
     from scaling_search import ablate, pipeline
     from scaling_search.cli.search_cmd import _per_worker_threads, _prepare, _with_workers
     from scaling_search.family import PAPER_COEFFICIENTS
-
-    from dataclasses import replace
-
     from scaling_search.spec import load_spec
 
     base_config = load_spec(args.config) if args.config else None  # a bad file fails before data is loaded
