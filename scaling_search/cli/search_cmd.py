@@ -279,7 +279,6 @@ def _write_tables(config, folder: Path) -> None:
 
 
 def _export(args, config, budget, family, data_name) -> int:
-    from scaling_search import pipeline
     from scaling_search.export import export_models
     from scaling_search.spec import NetworkSpec
 
