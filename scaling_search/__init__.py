@@ -1,7 +1,8 @@
 """scaling-search: EfficientNet-style compound scaling (Tan & Le, 2019) as a working instrument.
 
 The public API: a frozen :class:`NetworkSpec`, the reference :data:`EFFICIENTNET_B0` and family, pure scaling
-functions, the model builder and the exact analytic cost model.
+functions, the proxy function, the model builder and the exact analytic cost model. The search lives in
+:mod:`scaling_search.search`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from scaling_search.arch import decode_arch, encode_arch
 from scaling_search.cost import Cost, count_cost
 from scaling_search.family import EFFICIENTNET_B0, FAMILY, PAPER_COEFFICIENTS, efficientnet
+from scaling_search.proxy import ProxySettings, ProxyTransform, to_proxy
 from scaling_search.scaling import compound, round_filters, round_repeats, round_resolution, scale
 from scaling_search.spec import NetworkSpec, StageSpec, load_spec
 
@@ -34,6 +36,8 @@ __all__ = [
     "PAPER_COEFFICIENTS",
     "Cost",
     "NetworkSpec",
+    "ProxySettings",
+    "ProxyTransform",
     "StageSpec",
     "__version__",
     "build_model",
@@ -47,4 +51,5 @@ __all__ = [
     "round_repeats",
     "round_resolution",
     "scale",
+    "to_proxy",
 ]

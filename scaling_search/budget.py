@@ -1,5 +1,11 @@
-"""Compute budgets: a ratio to the baseline (``2x``, ``1.5x``), a MAC count (``800M``, ``1.2G``) or a latency
-(``25ms``, ``0.5s``), and the compound coefficient phi that meets one."""
+"""Compute budgets at deployment scale, and the scaling coefficient phi that meets one.
+
+A budget is a ratio to the deployment baseline's cost (``2x``, ``0.5x``), a MAC count (``800M``, ``1.2G``) or a
+latency (``25ms``, ``0.5s``). For every kind, phi is found by bisection on the *achieved* cost of the scaled,
+rounded deployment network (rounding makes cost a step function of phi, so ``phi = log2(ratio)`` can miss by
+far: 9x instead of 4x at proxy sizes), and the network is accepted only within a relative tolerance of the
+target; otherwise :class:`BudgetMiss` names the closest achievable cost.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from scaling_search.errors import UserError
+
 _MAC_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _TIME_SUFFIX = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
-_HINT = "use a ratio such as 2x or 1.5x, a MAC count such as 800M or 1.2G, or a latency such as 25ms"
+_HINT = "use a ratio such as 2x or 0.5x, a MAC count such as 800M or 1.2G, or a latency such as 25ms"
+
+#: Default relative tolerance of an exported network's cost around its budget (issue #10: +-5%).
+BUDGET_TOLERANCE = 0.05
+#: phi is searched on a grid of this step, so an exported phi is exactly its 3-decimal label.
+PHI_STEP = 1e-3
+#: |phi| beyond this is out of reach (2**16 times the baseline's cost in MACs).
+PHI_LIMIT = 16.0
 
 
 @dataclass(frozen=True)
@@ -26,68 +41,115 @@ class Budget:
         """The budget in the unit of ``baseline_cost`` (MACs, or ms for a latency budget)."""
         return self.value * baseline_cost if self.kind == "ratio" else self.value
 
-    def target_macs(self, baseline_macs: int) -> float:
-        return self.target(baseline_macs)
-
 
 def parse_budget(text: str) -> Budget:
-    """Parse ``2x``, ``1.5x``, ``800M``, ``1.2G``, a plain MAC count, or ``25ms``; one clear error otherwise."""
+    """Parse ``2x``, ``0.5x``, ``800M``, ``1.2G``, a plain MAC count, or ``25ms``; one clear error otherwise."""
     match = _PATTERN.match(str(text))
     if not match:
-        raise ValueError(f"cannot read budget {text!r}: {_HINT}")
+        raise UserError(f"cannot read budget {text!r}: {_HINT}")
     number, suffix = float(match.group(1)), match.group(2).lower()
+    if not math.isfinite(number) or number <= 0:
+        raise UserError(f"budget {text!r} must be a positive, finite number: {_HINT}")
     if suffix == "x":
-        if number < 1:
-            raise ValueError(f"budget {text!r} is below the baseline (ratio < 1): {_HINT}")
+        if not 2.0**-PHI_LIMIT <= number <= 2.0**PHI_LIMIT:
+            raise UserError(f"budget {text!r} is out of reach: ratios from 2^-{PHI_LIMIT:g} to 2^{PHI_LIMIT:g}")
         return Budget("ratio", number, str(text))
     if suffix in _TIME_SUFFIX:
-        if number <= 0:
-            raise ValueError(f"budget {text!r} must be a positive latency")
         return Budget("latency", number * _TIME_SUFFIX[suffix], str(text))
     if suffix not in _MAC_SUFFIX:
-        raise ValueError(f"cannot read budget {text!r}: unknown unit {match.group(2)!r}; {_HINT}")
+        raise UserError(f"cannot read budget {text!r}: unknown unit {match.group(2)!r}; {_HINT}")
     macs = number * _MAC_SUFFIX[suffix]
-    if macs < 1:
-        raise ValueError(f"budget {text!r} must be a positive MAC count")
+    if macs < 1 or not math.isfinite(macs):
+        raise UserError(f"budget {text!r} must be a positive MAC count")
     return Budget("macs", macs, str(text))
 
 
-def bisect_phi(target: float, cost_at_phi: Callable[[float], float], what: str) -> float:
-    """The largest phi (to 1e-3) whose scaled network's cost is within ``target``; cost must grow with phi."""
-    if cost_at_phi(0.0) > target:
-        raise ValueError(f"the budget ({target:,.6g}) is below the baseline's {what} ({cost_at_phi(0.0):,.6g})")
-    low, high = 0.0, 1.0
-    while cost_at_phi(high) <= target:
-        low, high = high, high * 2
-        if high > 64:
-            raise ValueError(f"the budget ({target:,.6g}) is out of reach (phi > 64)")
-    while high - low > 1e-3:
-        middle = (low + high) / 2
-        if cost_at_phi(middle) <= target:
-            low = middle
-        else:
-            high = middle
-    return math.floor(low * 1000) / 1000  # rounding down keeps the result within budget
+@dataclass(frozen=True)
+class BudgetFit:
+    """The phi whose scaled network's achieved cost is closest to ``target`` (relative error)."""
+
+    phi: float
+    target: float
+    achieved: float
+
+    @property
+    def relative_error(self) -> float:
+        return self.achieved / self.target - 1.0
 
 
-def phi_for_budget(budget: Budget, baseline_macs: int, macs_at_phi: Callable[[float], int],
-                   latency_at_phi: Callable[[float], float] | None = None) -> float:
-    """The compound coefficient phi for a budget.
+class BudgetMiss(UserError):
+    """No phi lands within tolerance of the budget: rounding jumps over it. Carries the closest fit."""
 
-    With MACs as the cost, a ratio ``r`` gives ``phi = log2(r)`` exactly as the paper defines it (FLOPS grow by
-    about ``2**phi``), and an absolute MAC count is met by bisection on the *achieved* MACs of the scaled,
-    rounded network. With ``latency_at_phi`` given (``--cost latency``), ratios and latency budgets are met by
-    bisection on the predicted latency instead.
+    def __init__(self, message: str, fit: BudgetFit) -> None:
+        super().__init__(message)
+        self.fit = fit
+
+
+def fit_phi(target: float, cost_at_phi: Callable[[float], float], *, tolerance: float = BUDGET_TOLERANCE,
+            what: str = "MACs", unit: Callable[[float], str] = lambda v: f"{v:,.0f}") -> BudgetFit:
+    """Bisect phi (on a 0.001 grid, negative too) for the achieved cost closest to ``target``.
+
+    ``cost_at_phi`` must not decrease with phi (true of scaled MACs and of a latency table). The two phis
+    either side of the crossing are compared and the closer one (the cheaper one on a tie) is kept.
+
+    Raises:
+        BudgetMiss: the closest achievable cost is more than ``tolerance`` (relative) from the target, or the
+            target lies beyond phi = +-16.
     """
-    if budget.kind == "latency" and latency_at_phi is None:
-        raise ValueError(f"budget {budget.text} is a latency: use it with --cost latency")
-    if latency_at_phi is not None:
-        if budget.kind == "macs":
-            raise ValueError(f"budget {budget.text} is a MAC count: use it without --cost latency")
-        return bisect_phi(budget.target(latency_at_phi(0.0)), latency_at_phi, "predicted latency (ms)")
-    if budget.kind == "ratio":
-        return math.log2(budget.value)
-    return bisect_phi(budget.value, macs_at_phi, "MACs")
+    if not (target > 0 and math.isfinite(target)):
+        raise UserError(f"the budget must be a positive, finite {what} value, got {target}")
+    limit = int(round(PHI_LIMIT / PHI_STEP))
+    cache: dict[int, float] = {}
+
+    def cost(k: int) -> float:
+        if k not in cache:
+            cache[k] = float(cost_at_phi(k * PHI_STEP))
+        return cache[k]
+
+    # Bracket outward from phi = 0 (phi +-1, +-2, +-4, ...), so a latency table is never asked about networks
+    # far from the answer; invariant once bracketed: cost(low) <= target < cost(high).
+    step = int(round(1 / PHI_STEP))
+    low = high = None
+    if cost(0) <= target:
+        low = 0
+        while high is None:
+            probe = min(limit, low + step)
+            if cost(probe) > target:
+                high = probe
+            elif probe == limit:
+                break
+            else:
+                low, step = probe, step * 2
+    else:
+        high = 0
+        while low is None:
+            probe = max(-limit, high - step)
+            if cost(probe) <= target:
+                low = probe
+            elif probe == -limit:
+                break
+            else:
+                high, step = probe, step * 2
+    if low is None or high is None:
+        candidates = [high if low is None else low]  # beyond phi = +-16: the closest end
+    else:
+        while high - low > 1:
+            middle = (low + high) // 2
+            if cost(middle) <= target:
+                low = middle
+            else:
+                high = middle
+        candidates = [low, high]
+    best = min(candidates, key=lambda k: (abs(cost(k) / target - 1.0), cost(k)))
+    fit = BudgetFit(round(best * PHI_STEP, 3), target, cost(best))
+    if abs(fit.relative_error) > tolerance:
+        neighbours = ", ".join(f"{unit(cost(k))} at phi {k * PHI_STEP:.3f}" for k in candidates)
+        raise BudgetMiss(
+            f"no scaled network lands within {tolerance:.0%} of the budget ({unit(target)} {what}): the closest "
+            f"is {unit(fit.achieved)} ({fit.relative_error:+.1%}; {neighbours}); choose another budget or "
+            f"widen --budget-tol", fit)
+    return fit
 
 
-__all__ = ["Budget", "bisect_phi", "parse_budget", "phi_for_budget"]
+__all__ = ["BUDGET_TOLERANCE", "Budget", "BudgetFit", "BudgetMiss", "PHI_LIMIT", "PHI_STEP", "fit_phi",
+           "parse_budget"]

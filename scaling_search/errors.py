@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+class UserError(ValueError):
+    """A user's mistake (bad input, settings or budget): the CLI prints it as one line and exits with 2.
+
+    It subclasses ValueError so library callers that catch ValueError keep working; the CLI catches this type
+    (and the ValueErrors of validation), while a bug keeps its traceback.
+    """
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; carries where it happened."""
 
@@ -15,4 +23,4 @@ class NonFiniteLossError(RuntimeError):
         return (type(self), (self.epoch, self.step, self.value))
 
 
-__all__ = ["NonFiniteLossError"]
+__all__ = ["NonFiniteLossError", "UserError"]

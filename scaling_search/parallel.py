@@ -88,9 +88,12 @@ class GlooGroup(SingleProcess):
 
 
 def _rank_main(rank: int, world: int, store_path: str, threads: int, job: dict[str, Any], messages: Any) -> None:
-    """One rank: join the group, train, post rank 0's epochs and result (or any rank's error) to the parent."""
-    from scaling_search.train import run_training
+    """One rank: join the group, train, post rank 0's epochs and result (or any rank's error) to the parent.
 
+    ``job["loop"]`` is the training loop (:func:`scaling_search.train.run_training`), passed in by the caller so
+    this module never imports the trainer that imports it.
+    """
+    run_training = job["loop"]
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", store=dist.FileStore(store_path, world), rank=rank, world_size=world)
     try:
@@ -115,7 +118,7 @@ def _rank_main(rank: int, world: int, store_path: str, threads: int, job: dict[s
 
 def train_data_parallel(job: dict[str, Any], processes: int, threads_per_process: int,
                         on_epoch: Callable[[int, Any], None] | None, poll_s: float = 0.5) -> Any:
-    """Run ``job`` (spec, tensors, settings, progress) on ``processes`` CPU ranks; return rank 0's result."""
+    """Run ``job`` (loop, spec, tensors, settings, progress) on ``processes`` CPU ranks; return rank 0's result."""
     context = torch.multiprocessing.get_context("spawn")
     messages = context.Queue()
     started = time.perf_counter()

@@ -1,110 +1,142 @@
-"""The proxy setting of a preset: which data, at which resolution and width, trained how.
+"""The proxy: one pure, named function from a deployment-scale spec to the spec that is actually trained.
 
-A preset's ``[data]``, ``[proxy]`` and ``[train]`` tables become one frozen :class:`ProxySetup`, used by
-``scaling-search train`` and by every study trial.
+Every candidate of a study (stage-1 sample, grid point, ablation point, family member) is defined at
+*deployment scale*: the network a user will train and ship (B0 at 224 px by default). Its costs, the
+``alpha * beta**2 * gamma**2 ~= 2`` constraint, budgets and exports are computed there. Accuracy is measured
+on :func:`to_proxy` of it: the same network shrunk in resolution and width (and optionally depth) by factors
+that are fixed once per study from the deployment baseline, so every candidate is shrunk alike.
+
+Rounding is chosen so the proxy never erases a difference it exists to measure: a candidate's proxy moves
+away from the baseline's proxy in the direction (per stage width, per stage depth, resolution) that its
+deployment spec does. Deployment widths are multiples of 8 (official ``round_filters``); the proxy rounds
+``width * c`` to the nearest multiple of ``proxy_channel_divisor(width)``, the largest power of two not above
+``8 * width``, so each 8-channel step at deployment scale stays a distinct proxy width. (Rounding to 8 at
+width 0.5 mapped B0's 16 and 24 channels, and beta = 1.1's, to the same proxy: the direction was lost.)
+Resolutions round to the nearest pixel: the network takes any size at or above its total stride, and a
+multiple-of-8 rule lost every resolution step below ``gamma = 1.2`` at a 40 px proxy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any
+import math
+from dataclasses import dataclass, replace
 
-from scaling_search.data import FORMATS, ImageData, load_dataset
-from scaling_search.train import TrainSettings
+from scaling_search.scaling import CHANNEL_DIVISOR
+from scaling_search.spec import NetworkSpec
 
 
 @dataclass(frozen=True)
-class DataSettings:
-    """Where the images come from and how much of them to use.
+class ProxySettings:
+    """How a study shrinks deployment-scale candidates into the networks it trains (a preset's ``[proxy]``).
 
     Attributes:
-        source: ``"synthetic"`` or a path (``.npz``, CIFAR directory, ImageFolder tree).
-        format: force a reader (one of ``synthetic, npz, folder, cifar``); empty to infer from the path.
-        subset: class-balanced number of training images to keep (0 keeps all).
-        val_fraction: held-out share of each class when the source has no validation split.
-        seed: data seed (synthetic rendering, subsets, hold-out).
-        synthetic_train_per_class / synthetic_val_per_class: size of the synthetic dataset.
+        resolution: input resolution, in pixels, of the deployment *baseline's* proxy. Every candidate's
+            resolution is multiplied by ``resolution / deployment baseline resolution`` (224 -> 40 is 0.179).
+        width: width factor applied to every candidate's channels.
+        depth: depth factor applied to every stage's repeats (1 keeps them; below 1 can merge depth steps).
     """
 
-    source: str = "synthetic"
-    format: str = ""
-    subset: int = 0
-    val_fraction: float = 0.1
-    seed: int = 0
-    synthetic_train_per_class: int = 400
-    synthetic_val_per_class: int = 100
+    resolution: int = 40
+    width: float = 0.5
+    depth: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.format and self.format not in FORMATS:
-            raise ValueError(f"data format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.subset < 0:
-            raise ValueError(f"data subset must be >= 0, got {self.subset}")
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        if self.synthetic_train_per_class < 1 or self.synthetic_val_per_class < 1:
-            raise ValueError("synthetic dataset sizes must be >= 1 per class")
-
-    def load(self) -> ImageData:
-        return load_dataset(
-            self.source,
-            data_format=self.format or None,
-            subset=self.subset or None,
-            val_fraction=self.val_fraction,
-            seed=self.seed,
-            synthetic_train_per_class=self.synthetic_train_per_class,
-            synthetic_val_per_class=self.synthetic_val_per_class,
-        )
+        for name, value in (("resolution", self.resolution),):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"[proxy] {name} must be a whole number of pixels, got {value!r}")
+        for name, value in (("width", self.width), ("depth", self.depth)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"[proxy] {name} must be a number, got {value!r}")
+            if not 0 < value <= 1:
+                raise ValueError(f"[proxy] {name} must be in (0, 1] (a proxy is never larger), got {value}")
 
 
 @dataclass(frozen=True)
-class ProxyModel:
-    """How a full-size baseline is shrunk into a proxy: input resolution and a width multiplier.
+class ProxyTransform:
+    """The factors of :func:`to_proxy`, fixed for a study by its deployment baseline.
 
     Attributes:
-        resolution: proxy input resolution of the baseline (B0's 224 becomes this).
-        width: width multiplier applied to the baseline before any search or scaling.
-        resolution_multiple: scaled resolutions are rounded to a multiple of this.
+        proxy_resolution / base_resolution: the resolution ratio, kept as integers so it is exact.
+        width: channel factor.
+        depth: repeats factor.
     """
 
-    resolution: int = 32
+    proxy_resolution: int
+    base_resolution: int
     width: float = 1.0
-    resolution_multiple: int = 8
+    depth: float = 1.0
 
-    def __post_init__(self) -> None:
-        if self.resolution < 8:
-            raise ValueError(f"proxy resolution must be >= 8, got {self.resolution}")
-        if not self.width > 0:
-            raise ValueError(f"proxy width must be positive, got {self.width}")
-        if self.resolution_multiple < 1:
-            raise ValueError(f"resolution_multiple must be >= 1, got {self.resolution_multiple}")
+    @classmethod
+    def for_baseline(cls, settings: ProxySettings, baseline: NetworkSpec) -> ProxyTransform:
+        """The transform that trains ``baseline`` at ``settings.resolution`` pixels; refuses a too-small proxy."""
+        if settings.resolution < baseline.total_stride:
+            raise ValueError(
+                f"[proxy] resolution {settings.resolution} px is below the network's total stride "
+                f"({baseline.total_stride}); use at least {baseline.total_stride}")
+        if settings.resolution > baseline.resolution:
+            raise ValueError(
+                f"[proxy] resolution {settings.resolution} px exceeds the deployment resolution "
+                f"{baseline.resolution} px; a proxy is never larger (lower [proxy] resolution or raise --resolution)")
+        return cls(settings.resolution, baseline.resolution, float(settings.width), float(settings.depth))
+
+    @property
+    def resolution_factor(self) -> float:
+        return self.proxy_resolution / self.base_resolution
+
+    @property
+    def channel_divisor(self) -> int:
+        return proxy_channel_divisor(self.width)
 
 
-def section_from_table(cls: type, values: dict[str, Any] | None, name: str) -> Any:
-    """A frozen settings object from a TOML table, naming unknown keys."""
-    values = dict(values or {})
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown key(s) in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    try:
-        return cls(**values)
-    except TypeError as error:
-        raise ValueError(f"[{name}]: {error}") from None
+def proxy_channel_divisor(width: float) -> int:
+    """The largest power of two at most ``8 * width`` (and at most 8): each deployment 8-channel step survives."""
+    divisor = 1
+    while divisor * 2 <= min(CHANNEL_DIVISOR, CHANNEL_DIVISOR * width + 1e-9):
+        divisor *= 2
+    return divisor
 
 
-def sections_from_toml(document: dict[str, Any]) -> tuple[DataSettings, ProxyModel, TrainSettings]:
-    """The three frozen settings objects from a preset/study document's tables."""
-    return (
-        section_from_table(DataSettings, document.get("data"), "data"),
-        section_from_table(ProxyModel, document.get("proxy"), "proxy"),
-        section_from_table(TrainSettings, document.get("train"), "train"),
+def _half_up(value: float) -> int:
+    return int(math.floor(value + 0.5))
+
+
+def proxy_channels(channels: int, width: float, divisor: int) -> int:
+    """``width * channels`` to the nearest multiple of ``divisor`` (at least one): strictly monotone on
+    deployment widths that differ by 8 or more, unlike ``round_filters``' 90% rule."""
+    if width == 1.0:
+        return channels
+    return max(divisor, _half_up(channels * width / divisor) * divisor)
+
+
+def proxy_resolution(resolution: int, transform: ProxyTransform) -> int:
+    """The deployment resolution times the study's factor, to the nearest pixel (exact integer arithmetic)."""
+    numerator = resolution * transform.proxy_resolution
+    return max(1, (2 * numerator + transform.base_resolution) // (2 * transform.base_resolution))
+
+
+def to_proxy(spec: NetworkSpec, transform: ProxyTransform) -> NetworkSpec:
+    """The network trained to measure the deployment-scale ``spec``: the proxy of the two-scales design.
+
+    Resolution times ``transform.resolution_factor`` (nearest pixel), every width times ``transform.width``
+    (nearest multiple of :func:`proxy_channel_divisor`), every stage's repeats times ``transform.depth``
+    (nearest, at least 1). Kernels, strides, expand and SE ratios, classes and regularisation rates are kept.
+    """
+    divisor = transform.channel_divisor
+
+    def channels(value: int) -> int:
+        return proxy_channels(value, transform.width, divisor)
+
+    def repeats(value: int) -> int:
+        return value if transform.depth == 1.0 else max(1, _half_up(value * transform.depth))
+
+    stages = tuple(
+        replace(stage, in_channels=channels(stage.in_channels), out_channels=channels(stage.out_channels),
+                repeats=repeats(stage.repeats))
+        for stage in spec.stages
     )
+    return replace(spec, stem_channels=channels(spec.stem_channels), stages=stages,
+                   head_channels=channels(spec.head_channels), resolution=proxy_resolution(spec.resolution, transform))
 
 
-def with_overrides(obj: Any, **overrides: Any) -> Any:
-    """``dataclasses.replace`` with the overrides that are not None (CLI flags left unset)."""
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return replace(obj, **changes) if changes else obj
-
-
-__all__ = ["DataSettings", "ProxyModel", "section_from_table", "sections_from_toml", "with_overrides"]
+__all__ = ["ProxySettings", "ProxyTransform", "proxy_channel_divisor", "proxy_channels", "proxy_resolution",
+           "to_proxy"]

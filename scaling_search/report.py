@@ -20,6 +20,8 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
+from scaling_search.errors import UserError
+
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -65,8 +67,8 @@ def draw_figure3(frame: pd.DataFrame, note: str = "") -> go.Figure:
             x=part["macs"], y=part["accuracy"], mode="lines+markers", name=dimension,
             text=[f"{dimension[0]}={m:g}" for m in part["multiplier"]],
             error_y=None if error is None else {"type": "data", "array": list(error)}), row=1, col=column)
-        figure.update_xaxes(title_text="MACs", row=1, col=column)
-    figure.update_yaxes(title_text="val top-1", row=1, col=1)
+        figure.update_xaxes(title_text="deployment MACs", row=1, col=column)
+    figure.update_yaxes(title_text="proxy val top-1", row=1, col=1)
     figure.update_layout(title=f"Figure 3: scaling one dimension of the baseline{_subtitle(note)}", showlegend=False)
     return figure
 
@@ -83,7 +85,7 @@ def _accuracy_lines(frame: pd.DataFrame, group: str, title: str, label_multiplie
             x=part["macs"], y=part["accuracy"], mode="lines+markers", name=name,
             text=[f"w={m:g}" for m in part["multiplier"]] if label_multiplier else None,
             error_y=None if error is None else {"type": "data", "array": list(error)}))
-    figure.update_layout(title=title, xaxis_title="MACs", yaxis_title="val top-1")
+    figure.update_layout(title=title, xaxis_title="deployment MACs", yaxis_title="proxy val top-1")
     return figure
 
 
@@ -93,8 +95,14 @@ def draw_figure4(frame: pd.DataFrame, note: str = "") -> go.Figure:
 
 
 def draw_figure8(frame: pd.DataFrame, note: str = "") -> go.Figure:
-    return _accuracy_lines(frame, "method", f"Figure 8: single-dimension vs compound scaling at equal MACs{_subtitle(note)}",
-                           label_multiplier=False)
+    """Each method's line starts from the common baseline point (phi = 0), as in the paper."""
+    if not frame.empty and "method" in frame and (frame["method"] == "baseline").any():
+        start = frame[frame["method"] == "baseline"]
+        methods = [m for m in frame["method"].unique() if m != "baseline"]
+        frame = pd.concat([frame[frame["method"] != "baseline"]]
+                          + [start.assign(method=m) for m in methods], ignore_index=True)
+    return _accuracy_lines(frame, "method", "Figure 8: single-dimension vs compound scaling at equal deployment "
+                           f"MACs{_subtitle(note)}", label_multiplier=False)
 
 
 # --- a run's stages --------------------------------------------------------------------------------------
@@ -112,7 +120,7 @@ def draw_baseline_history(frame: pd.DataFrame) -> go.Figure:
 def draw_baseline_scatter(frame: pd.DataFrame) -> go.Figure:
     data = _points(frame)
     figure = px.scatter(data, x="macs", y="accuracy", hover_data=["trial"], title="Stage 1: searched baselines")
-    figure.update_layout(xaxis_title="MACs", yaxis_title="val top-1")
+    figure.update_layout(xaxis_title="deployment MACs", yaxis_title="proxy val top-1")
     return figure
 
 
@@ -123,16 +131,25 @@ def draw_grid(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def family_frame(configs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per exported config at deployment scale, in phi order."""
+    rows = [{"phi": c["phi"], "resolution": c["spec"]["resolution"], "macs": c["cost"]["macs"],
+             "params": c["cost"]["params"], "macs_ratio": c["macs_ratio"],
+             "budget": (c.get("budget") or {}).get("text"), "proxy_resolution": c["proxy"]["spec"]["resolution"],
+             "proxy_macs": c["proxy"]["cost"]["macs"]} for c in configs]
+    return pd.DataFrame(rows).sort_values("phi").reset_index(drop=True)
+
+
 def draw_family(configs: list[dict[str, Any]]) -> go.Figure:
-    frame = pd.DataFrame([{"phi": c["phi"], "macs": c["cost"]["macs"], "params": c["cost"]["params"],
-                           "resolution": c["spec"]["resolution"]} for c in configs]).sort_values("phi")
-    figure = go.Figure(go.Scatter(x=frame["phi"], y=frame["macs"], mode="lines+markers", name="MACs",
+    frame = family_frame(configs)
+    figure = go.Figure(go.Scatter(x=frame["phi"], y=frame["macs"], mode="lines+markers", name="deployment MACs",
                                   text=[f"{r}px, {p:,} params" for r, p in zip(frame["resolution"], frame["params"])]))
-    winner = configs[0].get("proxy_metrics", {}).get("grid_winner") or {}
-    if winner.get("accuracy") is not None:
-        figure.add_annotation(x=1, y=float(frame[frame["phi"] == frame["phi"].iloc[0]]["macs"].iloc[0]),
-                              text=f"grid winner at phi=1: {winner['accuracy']:.3f} val top-1")
-    figure.update_layout(title="Stage 3: the exported family", xaxis_title="phi", yaxis_title="MACs")
+    winner = (configs[0].get("evidence") or {}).get("grid_winner") or {}
+    if winner.get("accuracy") is not None and (frame["phi"] == 1).any():
+        figure.add_annotation(x=1, y=float(frame[frame["phi"] == 1]["macs"].iloc[0]),
+                              text=f"grid winner at phi=1: {winner['accuracy']:.3f} proxy val top-1")
+    figure.update_layout(title="Stage 3: the exported family (deployment scale)", xaxis_title="phi",
+                         yaxis_title="deployment MACs")
     return figure
 
 
@@ -161,5 +178,35 @@ def load_configs(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("model-phi*.json"))]
 
 
-__all__ = ["draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3", "draw_figure4",
-           "draw_figure8", "draw_grid", "load_configs", "trials_frame", "write_report"]
+def build_report(name: str, storage_url: str, output: Path) -> Path:
+    """Gather every stage and figure study of ``name`` from the storage, draw them, write the folder."""
+    folder = output / name
+    figures, tables = {}, {}
+    for stage in ("baseline", "grid", "fig3", "fig4", "fig8"):
+        try:
+            study = optuna.load_study(study_name=f"{name}:{stage}", storage=storage_url)
+        except KeyError:
+            continue
+        frame = trials_frame(study)
+        if frame.empty:
+            continue
+        tables[f"{stage}_trials"] = frame
+        note = study.user_attrs.get("note", "")
+        if stage == "baseline":
+            figures["baseline_history"] = draw_baseline_history(frame)
+            figures["baseline_scatter"] = draw_baseline_scatter(frame)
+        elif stage == "grid":
+            figures["grid"] = draw_grid(frame)
+        else:
+            figures[stage] = {"fig3": draw_figure3, "fig4": draw_figure4, "fig8": draw_figure8}[stage](frame, note)
+    configs = load_configs(folder)
+    if configs:
+        figures["family"] = draw_family(configs)
+        tables["family"] = family_frame(configs)
+    if not figures:
+        raise UserError(f"no finished trials of study {name!r} in the storage")
+    return write_report(folder, f"scaling-search report: {name}", figures, tables)
+
+
+__all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3", "draw_figure4",
+           "draw_figure8", "draw_grid", "family_frame", "load_configs", "trials_frame", "write_report"]

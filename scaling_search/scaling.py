@@ -33,9 +33,24 @@ def round_filters(channels: float, divisor: int = CHANNEL_DIVISOR) -> int:
     return int(rounded)
 
 
-def round_repeats(repeats: int, depth: float) -> int:
-    """Scale a stage's block count by ``depth``, rounding up (official ``round_repeats``: ``ceil``)."""
-    return int(math.ceil(repeats * depth - _CEIL_EPS))
+#: How scaled repeats are rounded: ``"ceil"`` is the official rule; ``"nearest"`` keeps depth fine-grained.
+DEPTH_ROUNDINGS = ("ceil", "nearest")
+
+
+def round_repeats(repeats: int, depth: float, rule: str = "ceil") -> int:
+    """Scale a stage's block count by ``depth``.
+
+    ``"ceil"`` is the official ``round_repeats`` (and torchvision's): it reproduces B0..B7 exactly, but at B0's
+    1-4 blocks per stage any depth in (1, 1.25] adds a block to every stage (16 -> 23 blocks, 1.48x MACs).
+    ``"nearest"`` rounds half up, at least one block: measured on B0's compound grid (step 0.1, nominal product
+    within 0.1 of 2) the achieved MACs ratio then follows ``alpha * beta**2 * gamma**2`` within a median 3.1%
+    instead of 21%, and the paper's (1.2, 1.1, 1.15) at phi = 1 costs 2.05x B0 instead of 2.57x.
+    """
+    if rule == "ceil":
+        return int(math.ceil(repeats * depth - _CEIL_EPS))
+    if rule == "nearest":
+        return max(1, int(math.floor(repeats * depth + 0.5 + _CEIL_EPS)))
+    raise ValueError(f"depth rounding must be one of {', '.join(DEPTH_ROUNDINGS)}, got {rule!r}")
 
 
 def round_resolution(resolution: float, multiple: int = 1) -> int:
@@ -61,11 +76,12 @@ def scale(
     width: float = 1.0,
     resolution: float = 1.0,
     resolution_multiple: int = 1,
+    depth_rounding: str = "ceil",
 ) -> NetworkSpec:
     """Scale a network in depth (blocks per stage), width (channels) and input resolution.
 
     Widths of the stem, every stage and the head use :func:`round_filters`; repeats use
-    :func:`round_repeats`; resolution uses :func:`round_resolution`. Expand ratios, kernels, strides, SE
+    :func:`round_repeats` with ``depth_rounding``; resolution uses :func:`round_resolution`. Expand ratios, kernels, strides, SE
     ratios and regularisation rates are kept. A multiplier of exactly 1 leaves that dimension unchanged.
     """
     _check_multiplier("depth", depth)
@@ -80,7 +96,7 @@ def scale(
             stage,
             in_channels=filters(stage.in_channels),
             out_channels=filters(stage.out_channels),
-            repeats=round_repeats(stage.repeats, depth),
+            repeats=round_repeats(stage.repeats, depth, depth_rounding),
         )
         for stage in spec.stages
     )
@@ -104,6 +120,7 @@ def compound(
     phi: float,
     *,
     resolution_multiple: int = 1,
+    depth_rounding: str = "ceil",
 ) -> NetworkSpec:
     """Compound scaling (paper, Eq. 3): depth ``alpha**phi``, width ``beta**phi``, resolution ``gamma**phi``.
 
@@ -116,7 +133,8 @@ def compound(
         width=beta**phi,
         resolution=gamma**phi,
         resolution_multiple=resolution_multiple,
+        depth_rounding=depth_rounding,
     )
 
 
-__all__ = ["CHANNEL_DIVISOR", "compound", "round_filters", "round_repeats", "round_resolution", "scale"]
+__all__ = ["CHANNEL_DIVISOR", "DEPTH_ROUNDINGS", "compound", "round_filters", "round_repeats", "round_resolution", "scale"]

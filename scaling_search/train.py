@@ -302,7 +302,7 @@ def train_proxy(
                              "use processes = 1")
         from scaling_search.parallel import train_data_parallel
 
-        job = {"spec": spec, "tensors": tensors, "settings": settings, "progress": progress}
+        job = {"loop": run_training, "spec": spec, "tensors": tensors, "settings": settings, "progress": progress}
         return train_data_parallel(job, settings.processes, max(1, threads // settings.processes), on_epoch)
     from scaling_search.parallel import SingleProcess
 

@@ -41,6 +41,16 @@ def test_figure8_one_line_per_method():
     assert sorted(t.name for t in report.draw_figure8(frame).data) == ["compound (paper)", "depth only", "width only"]
 
 
+def test_figure8_lines_start_from_the_common_baseline_point():
+    rows = [{"trial": 0, "state": "complete", "method": "baseline", "macs": 10, "accuracy": 0.2, "accuracy_std": 0.0}]
+    rows += [{"trial": i + 1, "state": "complete", "method": m, "macs": 20, "accuracy": 0.3, "accuracy_std": 0.0}
+             for i, m in enumerate(["compound (paper)", "depth only"])]
+    figure = report.draw_figure8(_frame(rows))
+    assert sorted(t.name for t in figure.data) == ["compound (paper)", "depth only"]
+    assert all(list(t.x) == [10, 20] and list(t.y) == [0.2, 0.3] for t in figure.data)
+    assert "deployment MACs" in figure.layout.title.text
+
+
 def test_write_report_is_offline_and_links_everything(tmp_path):
     index = report.write_report(tmp_path, "t", {"fig3": report.draw_figure3(FIG3)}, {"fig3_trials": FIG3})
     text = index.read_text()
@@ -71,8 +81,8 @@ def test_empty_points_frame_draws_nothing(empty):
 
 
 def test_figure_notes_name_each_trimmed_dimension():
-    from scaling_search.ablate import PAPER_DEPTHS, PAPER_WIDTHS
-    from scaling_search.cli.report_cmd import _trimmed
+    from scaling_search.search.ablations import PAPER_DEPTHS, PAPER_WIDTHS
+    from scaling_search.search.runner import _trimmed
 
     assert _trimmed("width", (1.0, 1.4), PAPER_WIDTHS) == "width 1, 1.4 of the paper's 1, 1.4, 1.8, 2.6, 3.8, 5"
     assert _trimmed("depth", PAPER_DEPTHS, PAPER_DEPTHS) == ""

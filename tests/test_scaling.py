@@ -26,6 +26,25 @@ def test_round_repeats_is_ceil_without_float_noise():
     assert round_repeats(1, 1.0) == 1
 
 
+def test_round_repeats_nearest_keeps_depth_fine_grained():
+    assert [round_repeats(r, 1.2, "nearest") for r in (1, 2, 2, 3, 3, 4, 1)] == [1, 2, 2, 4, 4, 5, 1]
+    assert [round_repeats(r, 1.2) for r in (1, 2, 2, 3, 3, 4, 1)] == [2, 3, 3, 4, 4, 5, 2]  # official ceil
+    assert round_repeats(1, 0.3, "nearest") == 1 and round_repeats(5, 1.4, "nearest") == 7
+    with pytest.raises(ValueError, match="depth rounding must be one of"):
+        round_repeats(2, 1.2, "up")
+
+
+def test_paper_coefficients_at_phi_1_cost_about_twice_b0_with_nearest_depth():
+    from scaling_search import EFFICIENTNET_B0, count_cost
+
+    base = count_cost(EFFICIENTNET_B0).macs
+    assert base == 385_814_752
+    nearest = count_cost(compound(EFFICIENTNET_B0, 1.2, 1.1, 1.15, 1, depth_rounding="nearest")).macs / base
+    official = count_cost(compound(EFFICIENTNET_B0, 1.2, 1.1, 1.15, 1)).macs / base
+    assert abs(nearest - 2) <= 0.2  # 2.05x
+    assert official > 2.5  # 2.57x: ceil adds a block to every stage of B0
+
+
 def test_round_resolution_to_multiple():
     assert round_resolution(32 * 1.15, 8) == 40
     assert round_resolution(36.7, 1) == 37

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from scaling_search.presets import PRESETS, load_toml
-from scaling_search.study import load_study_config
+from scaling_search.search.config import load_study_config
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -43,7 +43,10 @@ def test_fingerprint_ignores_threads_and_workers_but_not_epochs():
     [
         ("[train]\nepoch = 3\n", "unknown key(s) in [train]: epoch"),
         ("[search]\npruner = 'magic'\n", "pruner must be one of"),
-        ("[proxy]\nresolution = 4\n", "proxy resolution must be >= 8"),
+        ("[proxy]\nwidth = 2.0\n", "[proxy] width must be in (0, 1]"),
+        ("[proxy]\nresolution = 40.5\n", "[proxy] resolution must be a whole number"),
+        ("[deployment]\ndepth_rounding = 'up'\n", "depth_rounding must be one of ceil, nearest"),
+        ("[deployment]\nresolution = -1\n", "[deployment] resolution must be a whole number >= 0"),
         ("[colour]\nx = 1\n", "unknown table(s) colour"),
         ("[train\n", "not valid TOML"),
     ],
@@ -71,3 +74,23 @@ def test_example_study_file_loads():
     example = Path(__file__).parents[1] / "studies" / "example-cifar10.toml"
     config = load_study_config(str(example), {}, None, None)
     assert config.data.subset == 5000
+    assert config.deployment.network_spec().resolution == 224
+
+
+def test_deployment_network_and_proxy_transform():
+    config = load_study_config("quick", {"deployment": {"resolution": 300}}, None, None)
+    network = config.deployment_network(num_classes=10, channels=3)
+    assert (network.resolution, network.num_classes) == (300, 10)
+    transform = config.proxy_transform(network)
+    assert transform.resolution_factor == pytest.approx(40 / 300)
+    with pytest.raises(ValueError, match="below the network's total stride"):
+        load_study_config("quick", {"proxy": {"resolution": 16}}, None, None).proxy_transform(network)
+    with pytest.raises(ValueError, match="exceeds the deployment resolution"):
+        load_study_config("quick", {"deployment": {"resolution": 32}}, None, None).proxy_transform(
+            load_study_config("quick", {"deployment": {"resolution": 32}}, None, None).deployment.network_spec())
+
+
+def test_fingerprint_covers_the_deployment_scale():
+    base = load_study_config("quick", {}, None, None).result_settings()
+    other = load_study_config("quick", {"deployment": {"resolution": 256}}, None, None).result_settings()
+    assert base["deployment"]["resolution"] == 224 and other != base

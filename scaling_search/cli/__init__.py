@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from scaling_search import __version__
 from scaling_search.cli import cost_cmd, latency_cmd, report_cmd, search_cmd, train_cmd
 from scaling_search.cli.common import CliError, OneLineParser
-from scaling_search.errors import NonFiniteLossError
+from scaling_search.errors import NonFiniteLossError, UserError
 
 _COMMANDS = (search_cmd, report_cmd, cost_cmd, train_cmd, latency_cmd)
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as error:
         print(f"scaling-search {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except ValueError as error:  # every validation in the package raises ValueError with a full sentence
+    except (UserError, ValueError) as error:  # validation raises UserError (a ValueError) with a full sentence
         print(f"scaling-search {args.command}: error: {error}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from scaling_search.cli.common import add_network_args, positive_float, positive_int, print_table, selected_networks
 from scaling_search.presets import load_toml
-from scaling_search.proxy import sections_from_toml, with_overrides
+from scaling_search.settings import sections_from_toml, with_overrides
 from scaling_search.train import OPTIMIZERS
 
 

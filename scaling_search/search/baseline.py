@@ -1,0 +1,97 @@
+"""Stage 1: search a baseline around the deployment network (MnasNet-style reward), or take it as it is.
+
+Candidates are sampled at deployment scale (:func:`scaling_search.search_space.suggest_spec`), costed there,
+and trained through the study's proxy. The reward is ``acc * (cost / target) ** w`` with w = -0.07 (paper
+Section 4), cost and target in deployment MACs (or predicted deployment latency).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from scaling_search.cost import count_cost
+from scaling_search.data.base import ImageData
+from scaling_search.errors import NonFiniteLossError, UserError
+from scaling_search.proxy import ProxyTransform
+from scaling_search.search.candidate import Candidate, Trainer, measure
+from scaling_search.search.config import StudyConfig
+from scaling_search.search.queue import Progress
+from scaling_search.search.storage import is_done, open_storage, open_study, running_elsewhere
+from scaling_search.search_space import reward, suggest_spec
+from scaling_search.spec import NetworkSpec
+
+
+def cost_function(config: StudyConfig) -> Callable[[NetworkSpec], float]:
+    """The cost the reward and the budget use: deployment MACs, or latency predicted by the device's table."""
+    if config.search.cost == "latency":
+        from scaling_search.latency import LatencyTable
+
+        return LatencyTable.open(config.search.latency_device, 1).predict
+    return lambda spec: float(count_cost(spec).macs)
+
+
+def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, transform: ProxyTransform,
+                 trainer: Trainer, progress: bool = True) -> tuple[NetworkSpec, dict[str, Any]]:
+    """Stage 1: the deployment-scale baseline with the best reward (or ``network`` itself), and its evidence."""
+    if config.search.baseline == "network":
+        return network, {"source": f"the deployment network ({config.deployment.network}) as given"}
+    study = open_study(config, open_storage(config), "baseline")
+    cost_of = cost_function(config)
+    latency = config.search.cost == "latency"
+    target = (config.search.target_latency_ms if latency else config.search.target_macs) or cost_of(network)
+    study.set_user_attr("target", target)
+    study.set_user_attr("cost", config.search.cost)
+
+    def objective(trial: optuna.Trial) -> float:
+        candidate = Candidate.of(suggest_spec(trial, network), transform)
+        cost = cost_of(candidate.deployment)
+        if latency:
+            trial.set_user_attr("latency_ms", cost)
+        measured = measure(trial, candidate, data, config.train, 1, trainer,
+                           lambda acc: reward(acc, cost, target, config.search.reward_exponent))
+        return reward(measured.mean, cost, target, config.search.reward_exponent)
+
+    def describe(trial: FrozenTrial) -> str:
+        attrs = trial.user_attrs
+        return (f"reward {trial.value if trial.value is not None else float('nan'):.4f} "
+                f"acc {attrs.get('accuracy', float('nan')):.4f} deployment MACs {attrs.get('macs', 0):,}")
+
+    total = config.search.trials
+    done = sum(is_done(t) for t in study.get_trials(deepcopy=False))
+    bar = Progress("baseline", total, min(done, total), progress, describe)
+    try:
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            done = sum(is_done(t) for t in trials)
+            if done >= total:
+                break
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if done + running >= total and not waiting:
+                if running_elsewhere(study, config.search.grace_s):
+                    time.sleep(config.search.heartbeat_s)
+                continue
+            # Reseeding from the history makes a resumed study sample exactly what an uninterrupted one would:
+            # failed trials (killed or interrupted) do not count, and TPE ignores them too.
+            history = sum(t.state != TrialState.FAIL for t in trials)
+            study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + history,
+                                                       n_startup_trials=max(2, total // 2))
+            study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), callbacks=[bar])
+    finally:
+        bar.close()
+    best = max((t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
+               key=lambda t: (t.value, -t.number), default=None)
+    if best is None:
+        raise UserError(f"stage 1 of study {config.name!r} has no completed trial (all pruned or failed)")
+    info = {"source": "stage 1 search", "trial": best.number, "reward": best.value,
+            "accuracy": best.user_attrs["accuracy"], "macs": best.user_attrs["macs"],
+            "proxy_macs": best.user_attrs["proxy_macs"], "cost": config.search.cost, "target": target}
+    return NetworkSpec.from_dict(best.user_attrs["spec"]), info
+
+
+__all__ = ["cost_function", "run_baseline"]

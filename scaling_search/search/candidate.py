@@ -1,0 +1,114 @@
+"""A candidate of the search: a deployment-scale spec, the proxy trained for it, and how it is measured.
+
+Every trial of every stage records both specs and both costs, so a study answers in deployment units while
+showing exactly which network was trained.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import optuna
+
+from scaling_search.cost import count_cost
+from scaling_search.data.base import ImageData
+from scaling_search.errors import NonFiniteLossError
+from scaling_search.proxy import ProxyTransform, to_proxy
+from scaling_search.spec import NetworkSpec
+from scaling_search.train import EpochMetrics, TrainResult, TrainSettings
+
+
+class Trainer(Protocol):
+    """What trains a proxy: :func:`scaling_search.train.train_proxy`, or a fake injected by tests."""
+
+    def __call__(self, spec: NetworkSpec, data: ImageData, settings: TrainSettings,
+                 on_epoch: Callable[[int, EpochMetrics], None] | None = None) -> TrainResult: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A deployment-scale network and its proxy (``to_proxy(deployment, transform)``)."""
+
+    deployment: NetworkSpec
+    proxy: NetworkSpec
+
+    @classmethod
+    def of(cls, deployment: NetworkSpec, transform: ProxyTransform) -> Candidate:
+        return cls(deployment, to_proxy(deployment, transform))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"deployment": self.deployment.to_dict(), "proxy": self.proxy.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        return cls(NetworkSpec.from_dict(data["deployment"]), NetworkSpec.from_dict(data["proxy"]))
+
+    def cost_attrs(self) -> dict[str, Any]:
+        """Deployment costs (``macs``, ``params``, ...) and proxy costs (``proxy_macs``, ...), both specs."""
+        deployed, trained = count_cost(self.deployment), count_cost(self.proxy)
+        return {"spec": self.deployment.to_dict(), "proxy_spec": self.proxy.to_dict(),
+                "macs": deployed.macs, "params": deployed.params, "activations": deployed.activations,
+                "resolution": self.deployment.resolution,
+                "proxy_macs": trained.macs, "proxy_params": trained.params,
+                "proxy_resolution": self.proxy.resolution}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Proxy accuracy over seeds, and what the training cost."""
+
+    mean: float
+    std: float
+    per_seed: tuple[float, ...]
+    images_per_s: float
+    wall_s: float
+    train_loss: float
+
+    def attrs(self) -> dict[str, Any]:
+        return {"accuracy": self.mean, "accuracy_std": self.std, "accuracy_per_seed": list(self.per_seed),
+                "images_per_s": self.images_per_s, "train_wall_s": self.wall_s, "train_loss": self.train_loss}
+
+
+def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def measure(trial: optuna.Trial, candidate: Candidate, data: ImageData, settings: TrainSettings, repeats: int,
+            trainer: Trainer, objective: Callable[[float], float]) -> Measured:
+    """Train the candidate's proxy under ``repeats`` seeds; the first seed's epochs feed Optuna's pruner.
+
+    ``objective`` maps an epoch's val accuracy to the value the stage reports (the reward in stage 1).
+    """
+    record(trial, candidate.cost_attrs())
+    accuracies, speeds, losses, wall = [], [], [], 0.0
+    for repeat in range(repeats):
+        seeded = replace(settings, seed=settings.seed + repeat)
+
+        def on_epoch(epoch: int, metrics: EpochMetrics, first: bool = repeat == 0) -> None:
+            if first:
+                trial.report(objective(metrics.val_top1), epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("pruned_at_epoch", epoch)
+                    raise optuna.TrialPruned()
+
+        try:
+            result = trainer(candidate.proxy, data, seeded, on_epoch=on_epoch)
+        except NonFiniteLossError as error:
+            trial.set_user_attr("error", str(error))
+            raise
+        accuracies.append(result.val_top1)
+        speeds.append(result.images_per_s)
+        losses.append(result.train_loss)
+        wall += result.wall_s
+    std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    measured = Measured(statistics.fmean(accuracies), std, tuple(accuracies), statistics.median(speeds), wall,
+                        statistics.fmean(losses))
+    record(trial, measured.attrs())
+    return measured
+
+
+__all__ = ["Candidate", "Measured", "Trainer", "measure", "record"]

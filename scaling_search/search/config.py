@@ -1,0 +1,233 @@
+"""The study definition: one typed, validated, frozen config per study, from TOML plus CLI overrides.
+
+A study document has the tables ``[data]`` (:class:`scaling_search.settings.DataSettings`), ``[deployment]``
+(:class:`DeploymentSettings`: the network a user will train and ship), ``[proxy]``
+(:class:`scaling_search.proxy.ProxySettings`: how candidates are shrunk for training), ``[train]``
+(:class:`scaling_search.train.TrainSettings`) and ``[search]`` (:class:`SearchSettings`). Presets ship in the
+package; ``studies/*.toml`` show how to write your own. The config is written into the run's output folder
+(``study.json``) and its result-relevant part is stored in the Optuna study, so a rerun with different
+settings is refused instead of silently mixing trials.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from scaling_search.errors import UserError
+from scaling_search.family import FAMILY, efficientnet
+from scaling_search.presets import load_toml
+from scaling_search.proxy import ProxySettings, ProxyTransform
+from scaling_search.scaling import DEPTH_ROUNDINGS, scale
+from scaling_search.settings import DataSettings, section_from_table, sections_from_toml
+from scaling_search.spec import NetworkSpec, load_spec
+from scaling_search.train import TrainSettings
+
+PRUNERS = ("none", "median", "asha", "hyperband")
+BASELINES = ("search", "network")
+COSTS = ("macs", "latency")
+TABLES = ("data", "deployment", "proxy", "train", "search")
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """The deployment baseline: the network a user will train and ship, at the resolution they will use.
+
+    Costs, the ``alpha * beta**2 * gamma**2 ~= 2`` constraint, budgets, figures' MACs axes and exported configs
+    are all at this scale.
+
+    Attributes:
+        network: ``"b0"`` .. ``"b7"`` or the path of a spec JSON / exported model config.
+        resolution: input resolution in pixels; 0 keeps the network's own (224 for B0). Data of lower native
+            resolution (CIFAR's 32 px) is upsampled to it, as when fine-tuning an ImageNet network: B0's
+            stride-32 layout ends in a 7x7 map at 224 px, where resolution scaling moves MACs as gamma^2; at
+            32 px it ends in 1x1 and MACs move in jumps.
+        resolution_multiple: scaled deployment resolutions are rounded to a multiple of this (1: any pixel).
+        depth_rounding: how scaled repeats are rounded (:func:`scaling_search.scaling.round_repeats`):
+            ``"nearest"`` (default; the achieved MACs then follow alpha * beta^2 * gamma^2, median error 3.1%
+            on B0's grid) or ``"ceil"`` (the official rule, 21%: B0's 1-4 blocks per stage all gain one).
+    """
+
+    network: str = "b0"
+    resolution: int = 0
+    resolution_multiple: int = 1
+    depth_rounding: str = "nearest"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, str) or not self.network:
+            raise UserError(f"[deployment] network must be b0..b7 or a spec file, got {self.network!r}")
+        for name, value, low in (("resolution", self.resolution, 0), ("resolution_multiple", self.resolution_multiple, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserError(f"[deployment] {name} must be a whole number >= {low}, got {value!r}")
+        if self.depth_rounding not in DEPTH_ROUNDINGS:
+            raise UserError(f"[deployment] depth_rounding must be one of {', '.join(DEPTH_ROUNDINGS)}, "
+                            f"got {self.depth_rounding!r}")
+
+    def scale(self, spec: NetworkSpec, *, depth: float = 1.0, width: float = 1.0,
+              resolution: float = 1.0) -> NetworkSpec:
+        """:func:`scaling_search.scaling.scale` with this study's deployment rounding rules."""
+        return scale(spec, depth=depth, width=width, resolution=resolution,
+                     resolution_multiple=self.resolution_multiple, depth_rounding=self.depth_rounding)
+
+    def compound(self, spec: NetworkSpec, alpha: float, beta: float, gamma: float, phi: float) -> NetworkSpec:
+        """Compound scaling (paper Eq. 3) with this study's deployment rounding rules."""
+        return self.scale(spec, depth=alpha**phi, width=beta**phi, resolution=gamma**phi)
+
+    def network_spec(self) -> NetworkSpec:
+        """The named or loaded network at the deployment resolution (classes are set from the data later)."""
+        key = self.network.lower().removeprefix("efficientnet_").removeprefix("efficientnet-")
+        spec = efficientnet(key) if key in FAMILY else load_spec(self.network)
+        return replace(spec, resolution=self.resolution) if self.resolution else spec
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Stage 1 (baseline search), stage 2 (coefficient grid) and budget settings.
+
+    Attributes:
+        baseline: ``"search"`` runs stage 1 around the deployment network; ``"network"`` uses it as it is.
+        cost: what the stage-1 reward and the budget measure: ``"macs"`` (the paper) or ``"latency"``
+            (MnasNet's choice: batch-1 latency of the deployment network predicted by the device's table).
+        target_latency_ms: stage-1 reward target with ``cost = "latency"``; 0 means the baseline's prediction.
+        latency_device: the device whose latency table is used (``"cpu"``, ``"cuda"``).
+        trials: stage-1 trials (TPE, seeded).
+        target_macs: stage-1 reward target in deployment MACs; 0 means the deployment network's.
+        reward_exponent: w in ``acc * (macs / target) ** w`` (paper Section 4: -0.07).
+        grid_step: spacing of alpha, beta, gamma values from 1.
+        grid_max: largest alpha, beta or gamma value.
+        grid_tol: how far from 2 both the nominal product ``alpha * beta**2 * gamma**2`` and the achieved
+            deployment MACs ratio of a grid point may be.
+        budget_tol: relative tolerance of an exported network's cost around its budget.
+        pruner: Optuna pruner on per-epoch val accuracy.
+        repeats: training seeds per grid point.
+        seed: seed of the sampler and of training.
+        heartbeat_s / grace_s: a trial whose process stopped beating for ``grace_s`` is failed and retried.
+        workers: processes that train stage-2 grid points at once on this machine, each with
+            ``cores // workers`` threads (stage 1 runs in one process so that its TPE history, and so its
+            samples, do not depend on timing).
+    """
+
+    baseline: str = "search"
+    cost: str = "macs"
+    target_latency_ms: float = 0.0
+    latency_device: str = "cpu"
+    trials: int = 4
+    target_macs: int = 0
+    reward_exponent: float = -0.07
+    grid_step: float = 0.1
+    grid_max: float = 2.0
+    grid_tol: float = 0.1
+    budget_tol: float = 0.05
+    pruner: str = "median"
+    repeats: int = 1
+    seed: int = 0
+    heartbeat_s: int = 2
+    grace_s: int = 8
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.baseline in BASELINES, f"baseline must be one of {', '.join(BASELINES)}"),
+            (self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}"),
+            (self.target_latency_ms >= 0, "target_latency_ms must be >= 0"),
+            (self.trials >= 1, "trials must be >= 1"),
+            (self.target_macs >= 0, "target_macs must be >= 0"),
+            (self.reward_exponent <= 0, "reward_exponent must be <= 0"),
+            (0 < self.grid_step <= 1, "grid_step must be in (0, 1]"),
+            (self.grid_max > 1, "grid_max must be > 1"),
+            (self.grid_tol >= 0, "grid_tol must be >= 0"),
+            (0 < self.budget_tol < 1, "budget_tol must be in (0, 1)"),
+            (self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}"),
+            (self.repeats >= 1, "repeats must be >= 1"),
+            (self.heartbeat_s >= 1 and self.grace_s > self.heartbeat_s, "grace_s must exceed heartbeat_s >= 1"),
+            (self.workers >= 1, "workers must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"search settings: {message}")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines a study's results, plus where it is stored."""
+
+    name: str
+    preset: str
+    data: DataSettings
+    deployment: DeploymentSettings
+    proxy: ProxySettings
+    train: TrainSettings
+    search: SearchSettings
+    storage: str
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise UserError(f"study name {self.name!r} must be letters, digits, '.', '_' or '-'")
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that change trial results (not storage, threads or device): the study's fingerprint."""
+        train = asdict(self.train)
+        for key in ("threads", "device", "eval_batch_size"):
+            train.pop(key)
+        search = asdict(self.search)
+        for key in ("heartbeat_s", "grace_s", "workers", "budget_tol"):
+            search.pop(key)
+        return {"data": asdict(self.data), "deployment": asdict(self.deployment), "proxy": asdict(self.proxy),
+                "train": train, "search": search}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "preset": self.preset, "storage": mask_credentials(self.storage),
+                **{table: asdict(getattr(self, table)) for table in TABLES}}
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "study.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        temporary.replace(path)  # atomic: a failed run never leaves a half-written config
+        return path
+
+    def deployment_network(self, num_classes: int, channels: int) -> NetworkSpec:
+        """The deployment network with the data's classes and channels (stage 1 searches around it)."""
+        return replace(self.deployment.network_spec(), num_classes=num_classes, input_channels=channels)
+
+    def proxy_transform(self, deployment_baseline: NetworkSpec) -> ProxyTransform:
+        """The study's proxy factors, fixed by the deployment baseline (see :func:`scaling_search.proxy.to_proxy`)."""
+        return ProxyTransform.for_baseline(self.proxy, deployment_baseline)
+
+
+def mask_credentials(text: str) -> str:
+    """Every URL password in ``text`` masked: ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
+
+
+def default_study_name(preset: str, source: str) -> str:
+    stem = "synthetic" if source == "synthetic" else Path(source).stem or "data"
+    preset_stem = Path(preset).stem
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{preset_stem}-{stem}")
+
+
+def load_study_config(preset: str, overrides: dict[str, dict[str, Any]], name: str | None,
+                      storage: str | None) -> StudyConfig:
+    """Preset (or TOML file) -> overrides (only values that are not None) -> validated, frozen config."""
+    document = load_toml(preset)
+    unknown = sorted(set(document) - set(TABLES))
+    if unknown:
+        raise UserError(f"{preset}: unknown table(s) {', '.join(unknown)} (known: {', '.join(TABLES)})")
+    for table, values in overrides.items():
+        document.setdefault(table, {})
+        document[table] = {**document[table], **{k: v for k, v in values.items() if v is not None}}
+    data, proxy, train = sections_from_toml(document)
+    deployment = section_from_table(DeploymentSettings, document.get("deployment"), "deployment")
+    search = section_from_table(SearchSettings, document.get("search"), "search")
+    name = name if name is not None else default_study_name(preset, data.source)
+    storage = storage or f"sqlite:///studies/{name}.db"
+    return StudyConfig(name=name, preset=preset, data=data, deployment=deployment, proxy=proxy, train=train,
+                       search=search, storage=storage)
+
+
+__all__ = ["BASELINES", "COSTS", "PRUNERS", "DeploymentSettings", "SearchSettings", "StudyConfig",
+           "default_study_name", "load_study_config", "mask_credentials"]

@@ -1,0 +1,171 @@
+"""Stage 3: scale the deployment baseline with the chosen coefficients and write buildable model configs.
+
+An exported config (``model-phi<phi>.json``) describes the network to train and ship, at deployment scale: its
+full spec, timm-style arch strings, and deployment params/MACs. Beside it, labelled as such, sit the proxy
+spec that stands for it in training and the proxy evidence the coefficients were chosen on.
+:func:`scaling_search.build_model` and ``scaling-search cost|train --config`` accept the file directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scaling_search import __version__
+from scaling_search.arch import encode_arch
+from scaling_search.budget import Budget, BudgetFit, fit_phi
+from scaling_search.cost import count_cost
+from scaling_search.errors import UserError
+from scaling_search.proxy import ProxyTransform, to_proxy
+from scaling_search.search.config import StudyConfig, mask_credentials
+from scaling_search.spec import NetworkSpec
+
+CONFIG_FORMAT = "scaling-search/model-config"
+CONFIG_VERSION = 2
+
+
+def phi_label(phi: float) -> str:
+    """``1.0`` -> ``"1"``, ``0.511`` -> ``"0.511"``, ``-1.5`` -> ``"-1.5"`` (phi lies on a 0.001 grid)."""
+    return f"{phi + 0.0:.3f}".rstrip("0").rstrip(".")
+
+
+def _macs(value: float) -> str:
+    return f"{value / 1e6:,.1f}M"
+
+
+def fit_budget(config: StudyConfig, baseline: NetworkSpec, coefficients: tuple[float, float, float],
+               budget: Budget, latency: Any = None) -> BudgetFit:
+    """The phi whose deployment network meets ``budget`` within ``search.budget_tol`` (bisection, phi < 0 too).
+
+    Ratios and MAC counts are met on achieved deployment MACs; with ``latency`` (a latency table), ratios and
+    latencies on the deployment network's predicted latency.
+
+    Raises:
+        BudgetMiss: rounding makes the budget unreachable within tolerance (names the closest achieved value).
+    """
+    alpha, beta, gamma = coefficients
+
+    def member(phi: float) -> NetworkSpec:
+        return config.deployment.compound(baseline, alpha, beta, gamma, phi)
+
+    cost: Callable[[NetworkSpec], float]
+    if latency is not None:
+        if budget.kind == "macs":
+            raise UserError(f"budget {budget.text} is a MAC count: use a ratio or a latency with --cost latency")
+        cost, what, unit = latency.predict, "ms predicted latency", (lambda v: f"{v:.2f}")
+    else:
+        if budget.kind == "latency":
+            raise UserError(f"budget {budget.text} is a latency: add --cost latency")
+        cost, what, unit = (lambda spec: float(count_cost(spec).macs)), "deployment MACs", _macs
+    target = budget.target(cost(baseline))
+    return fit_phi(target, lambda phi: cost(member(phi)), tolerance=config.search.budget_tol, what=what, unit=unit)
+
+
+def model_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,
+                 coefficients: tuple[float, float, float], phi: float, fit: tuple[Budget, BudgetFit] | None,
+                 evidence: dict[str, Any], provenance: dict[str, Any], file_name: str) -> dict[str, Any]:
+    """The exported description of the baseline scaled to ``phi``, at deployment scale, with its proxy beside it."""
+    alpha, beta, gamma = coefficients
+    spec = config.deployment.compound(baseline, alpha, beta, gamma, phi)
+    proxy = to_proxy(spec, transform)
+    cost, proxy_cost, base_macs = count_cost(spec), count_cost(proxy), count_cost(baseline).macs
+    budget = None
+    if fit is not None:
+        parsed, fitted = fit
+        budget = {"text": parsed.text, "kind": parsed.kind, "target": fitted.target, "achieved": fitted.achieved,
+                  "relative_error": fitted.relative_error, "tolerance": config.search.budget_tol,
+                  "unit": "ms" if parsed.kind == "latency" or config.search.cost == "latency" else "MACs"}
+    return {
+        "format": CONFIG_FORMAT,
+        "format_version": CONFIG_VERSION,
+        "scale": "deployment",
+        "usage": {
+            "train": f"scaling-search train --config {file_name} --data <your data>",
+            "python": f"from scaling_search import build_model; model = build_model('{file_name}')",
+            "note": "spec, arch, cost and budget describe the network to train and ship; 'proxy' is the smaller "
+                    "network that stood for it during the search, and 'evidence' what the coefficients were "
+                    "chosen on",
+        },
+        "alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi,
+        "product": alpha * beta**2 * gamma**2,
+        "multipliers": {"depth": alpha**phi, "width": beta**phi, "resolution": gamma**phi},
+        "rounding": {"depth": config.deployment.depth_rounding, "resolution_multiple":
+                     config.deployment.resolution_multiple, "channel_divisor": 8},
+        "spec": spec.to_dict(),
+        "arch": encode_arch(spec),
+        "stem_channels": spec.stem_channels,
+        "head_channels": spec.head_channels,
+        "cost": {"params": cost.params, "macs": cost.macs, "activations": cost.activations},
+        "baseline_macs": base_macs,
+        "macs_ratio": cost.macs / base_macs,
+        "nominal_ratio": (alpha * beta**2 * gamma**2) ** phi,
+        "budget": budget,
+        "proxy": {
+            "note": "the proxy of this network (not the one to ship): what the study's training would measure",
+            "spec": proxy.to_dict(),
+            "cost": {"params": proxy_cost.params, "macs": proxy_cost.macs, "activations": proxy_cost.activations},
+            "resolution_factor": transform.resolution_factor, "width_factor": transform.width,
+            "depth_factor": transform.depth,
+        },
+        "evidence": evidence,
+        "provenance": {"tool": "scaling-search", "version": __version__, **provenance},
+    }
+
+
+def export_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,
+                  coefficients: tuple[float, float, float], budget: Budget, family: list[float] | None,
+                  evidence: dict[str, Any], provenance: dict[str, Any], latency: Any = None) -> list[Path]:
+    """Write ``model-phi1.json`` (the measured grid point), the budget's model and each ``family`` phi.
+
+    Every config is computed (and the budget fitted) before any file is written; each write is atomic, so a
+    refused budget leaves earlier exports as they were.
+    """
+    fit = fit_budget(config, baseline, coefficients, budget, latency)
+    phis = [1.0, fit.phi] + [phi for phi in family or []]
+    unique = sorted(set(phis))
+    configs = []
+    for phi in unique:
+        name = f"model-phi{phi_label(phi)}.json"
+        body = model_config(config, baseline, transform, coefficients, phi,
+                            (budget, fit) if phi == fit.phi else None, evidence, provenance, name)
+        body["evidence"] = {**evidence, "measured_here": phi == 1.0}
+        if latency is not None:
+            from scaling_search.latency import measure_latency
+
+            spec = NetworkSpec.from_dict(body["spec"])
+            measured = measure_latency(spec, latency.device, batch=latency.batch)
+            body["latency"] = {"predicted_ms": latency.predict(spec), "measured_ms": measured.median_ms,
+                               "p10_ms": measured.p10_ms, "p90_ms": measured.p90_ms, "device": measured.device,
+                               "batch": latency.batch, "baseline_predicted_ms": latency.predict(baseline)}
+        configs.append((folder / name, body))
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, body in configs:
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(body, indent=2) + "\n")
+        temporary.replace(path)
+    return [path for path, _ in configs]
+
+
+def parse_family(text: str | None) -> list[float] | None:
+    """``"0:7"`` -> phi 0..7; ``"-1:2"`` -> -1..2; ``"0,1,2.5"`` -> those values."""
+    if not text:
+        return None
+    try:
+        if ":" in text and not text.startswith(":"):
+            low, high = (int(part) for part in text.split(":"))
+            if high < low or high - low > 32:
+                raise ValueError
+            return [float(p) for p in range(low, high + 1)]
+        values = [float(part) for part in text.split(",")]
+        if any(abs(v) > 16 for v in values):
+            raise ValueError
+        return values
+    except ValueError:
+        raise UserError(f"cannot read --family {text!r}: use a range such as 0:7 or -1:3, or a list such as "
+                        "0,1,2.5 (|phi| <= 16)") from None
+
+
+__all__ = ["CONFIG_FORMAT", "CONFIG_VERSION", "export_models", "fit_budget", "mask_credentials", "model_config",
+           "parse_family", "phi_label"]

@@ -1,0 +1,136 @@
+"""The work queue: a fixed set of candidates enqueued once in a study and trained exactly once each.
+
+Grid points (stage 2) and ablation points are both such sets. Every worker process runs
+:func:`train_points` on the same storage; each takes the next WAITING trial (Optuna hands a waiting trial to one
+worker), so N workers share the points and a killed worker's trial is failed by its stale heartbeat and
+retried.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from scaling_search.data.base import ImageData
+from scaling_search.errors import NonFiniteLossError, UserError
+from scaling_search.search.candidate import Candidate, Trainer, measure, record
+from scaling_search.search.config import StudyConfig
+from scaling_search.search.storage import DONE, is_done, normalise, open_storage, open_study, running_elsewhere
+
+
+def point(candidate: Candidate, attrs: dict[str, Any], params: dict[str, float] | None = None) -> dict[str, Any]:
+    """A queue entry: the attributes its trial records, its Optuna params, and the candidate it trains."""
+    return {"attrs": attrs, "params": params or {}, **candidate.to_dict()}
+
+
+def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]], identity: dict[str, Any],
+                   param_bounds: dict[str, tuple[float, float]] | None = None) -> optuna.Study:
+    """Create ``<name>:<stage>`` and enqueue every point once; on reload, check ``identity`` is unchanged.
+
+    ``param_bounds`` gives each param's (low, high), so grid trials carry alpha, beta, gamma as Optuna params
+    (``trials_dataframe``, ``best_params`` and the plot functions see them).
+    """
+    study = open_study(config, open_storage(config), stage)
+    if "points" not in study.user_attrs:
+        for key, value in identity.items():
+            study.set_user_attr(key, normalise(value))
+        study.set_user_attr("param_bounds", normalise(param_bounds or {}))
+        study.set_user_attr("points", points)
+        for index, entry in enumerate(points):
+            study.enqueue_trial(entry["params"], user_attrs={"point": index}, skip_if_exists=False)
+    elif any(study.user_attrs.get(key) != normalise(value) for key, value in identity.items()):
+        raise UserError(f"study {config.name!r} ({stage}) was built on a different baseline or point set; "
+                        "choose a new --study name to start again")
+    return study
+
+
+class Progress:
+    """A tqdm bar over a stage's trials and one log line per finished trial, on stderr."""
+
+    def __init__(self, stage: str, total: int, done: int, enabled: bool, describe: Callable[[FrozenTrial], str]):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=done, desc=stage, unit="trial", disable=not enabled, file=sys.stderr)
+        self.describe = describe
+        self.enabled = enabled
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state in DONE or trial.state == TrialState.FAIL:
+            if self.enabled:
+                self.bar.write(f"[{self.bar.desc}] trial {trial.number} {trial.state.name.lower()}: "
+                               f"{self.describe(trial)}", file=sys.stderr)
+            if trial.state in DONE:
+                self.bar.update(1)  # corrected by sync() where several workers share the stage
+
+    def sync(self, done: int) -> None:
+        if done != self.bar.n:
+            self.bar.n = done
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, label: str,
+                 describe: Callable[[dict[str, Any]], str], trainer: Trainer, progress: bool = True) -> optuna.Study:
+    """Train every enqueued point of ``study`` to completion (or pruning) exactly once, sharing the work with
+    any other process running the same call on the same storage."""
+    points = study.user_attrs["points"]
+    bounds = study.user_attrs.get("param_bounds", {})
+
+    def finished_points() -> set[int]:
+        return {t.user_attrs["point"] for t in study.get_trials(deepcopy=False)
+                if "point" in t.user_attrs and is_done(t)}
+
+    def claimed_points() -> set[int]:
+        return {t.user_attrs["point"] for t in study.get_trials(deepcopy=False)
+                if "point" in t.user_attrs and t.state in (TrialState.RUNNING, TrialState.WAITING)}
+
+    def objective(trial: optuna.Trial) -> float:
+        index = trial.user_attrs.get("point")
+        enqueued = index is not None  # its params are fixed by enqueue_trial; a free-point trial has none
+        if index is None:  # not an enqueued trial: take a point nobody finished or holds
+            free = sorted(set(range(len(points))) - finished_points() - claimed_points())
+            if not free:
+                trial.set_user_attr("idle", True)
+                raise optuna.TrialPruned()
+            index = free[0]
+            trial.set_user_attr("point", index)
+        entry = points[index]
+        if enqueued:
+            for name, value in entry.get("params", {}).items():
+                low, high = bounds.get(name, (value, value))
+                trial.suggest_float(name, min(low, value), max(high, value))  # the enqueued value
+        record(trial, entry["attrs"])
+        measured = measure(trial, Candidate.from_dict(entry), data, config.train, config.search.repeats, trainer,
+                           lambda accuracy: accuracy)
+        return measured.mean
+
+    def describe_trial(trial: FrozenTrial) -> str:
+        return f"{describe(trial.user_attrs)} acc {trial.user_attrs.get('accuracy', float('nan')):.4f}"
+
+    bar = Progress(label, len(points), len(finished_points()), progress, describe_trial)
+    try:
+        while True:
+            finished = finished_points()
+            bar.sync(len(finished))  # count points other workers finished too
+            if len(finished) >= len(points):
+                break
+            trials = study.get_trials(deepcopy=False)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            free = set(range(len(points))) - finished - claimed_points()
+            if waiting or free:
+                study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), callbacks=[bar])
+            elif running_elsewhere(study, config.search.grace_s):
+                time.sleep(config.search.heartbeat_s)
+    finally:
+        bar.close()
+    return study
+
+
+__all__ = ["Progress", "point", "prepare_points", "train_points"]

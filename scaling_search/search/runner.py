@@ -1,0 +1,289 @@
+"""The search as library calls: :func:`run` (all stages), :func:`export`, :func:`ablate`.
+
+The CLI parses flags into a :class:`~scaling_search.search.config.StudyConfig` and calls these; tests call them
+with a fake ``trainer`` so the orchestration runs in seconds without training.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+
+from scaling_search.budget import Budget
+from scaling_search.data.base import ImageData
+from scaling_search.errors import UserError
+from scaling_search.proxy import ProxyTransform
+from scaling_search.search import ablations
+from scaling_search.search.baseline import run_baseline
+from scaling_search.search.candidate import Trainer
+from scaling_search.search.config import StudyConfig, mask_credentials
+from scaling_search.search.export import export_models, fit_budget
+from scaling_search.search.grid import choose_coefficients, grid_of, grid_table, prepare_grid, run_grid
+from scaling_search.search.queue import prepare_points, train_points
+from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
+from scaling_search.spec import NetworkSpec, load_spec
+from scaling_search.train import default_threads, train_proxy
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every stage needs, checked before any work: the config, the data, the deployment network and the
+    study's proxy factors."""
+
+    config: StudyConfig
+    data: ImageData
+    network: NetworkSpec
+    transform: ProxyTransform
+
+
+@dataclass(frozen=True)
+class GridResult:
+    study: optuna.Study
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    baseline: NetworkSpec
+    collisions: list[dict[str, Any]]
+
+    @property
+    def coefficients(self) -> tuple[float, float, float]:
+        winner = self.summary["winner"]
+        return winner["alpha"], winner["beta"], winner["gamma"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``scaling-search run`` found and wrote."""
+
+    config: StudyConfig
+    baseline: NetworkSpec
+    baseline_info: dict[str, Any]
+    grid: GridResult
+    exported: list[Path]
+    folder: Path
+    report: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(config: StudyConfig, data: ImageData | None = None) -> Prepared:
+    """Validate everything cheap (stored settings, proxy size, a non-empty grid), then load the data."""
+    check_existing(config)
+    probe = config.deployment.network_spec()  # a bad network name or file fails before the data is loaded
+    transform = config.proxy_transform(probe)
+    grid_of(config, probe, transform)  # an empty grid fails before any training
+    data = data if data is not None else config.data.load()
+    network = config.deployment_network(data.num_classes, data.channels)
+    return Prepared(config, data, network, config.proxy_transform(network))
+
+
+def with_worker_threads(config: StudyConfig) -> StudyConfig:
+    """Split the cores between grid workers unless threads were set explicitly (results do not depend on it)."""
+    workers = config.search.workers
+    if workers > 1 and config.train.threads is None:
+        # Measured on 2 cores: two 1-thread processes train about twice the images/s of one 2-thread process.
+        config = replace(config, train=replace(config.train, threads=max(1, default_threads() // workers)))
+    return config
+
+
+def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, trainer: Trainer) -> None:
+    """Entry point of an extra worker process: the same stage against the same storage, no progress bar."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    prepared = prepare(config)
+    if stage == "grid":
+        run_grid(config, prepared.data, NetworkSpec.from_dict(baseline or {}), prepared.transform, trainer,
+                 progress=False)
+    else:  # an ablation figure: its points are already enqueued in the study
+        study = open_study(config, open_storage(config), stage)
+        train_points(config, prepared.data, study, stage, lambda attrs: "", trainer, progress=False)
+
+
+def _with_workers(stage: str, config: StudyConfig, baseline: NetworkSpec | None, trainer: Trainer,
+                  main: Callable[[], Any]) -> Any:
+    workers = config.search.workers
+    if workers <= 1:
+        return main()
+    if ":memory:" in config.storage:
+        raise UserError("--workers needs a shared storage; an in-memory SQLite URL cannot be shared")
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_worker, args=(stage, config, baseline and baseline.to_dict(), trainer))
+                 for _ in range(workers - 1)]
+    for process in processes:
+        process.start()
+    try:
+        return main()
+    finally:
+        for process in processes:
+            process.join()
+
+
+def search_baseline(prepared: Prepared, trainer: Trainer = train_proxy,
+                    progress: bool = True) -> tuple[NetworkSpec, dict[str, Any]]:
+    """Stage 1 (or the deployment network as it is, with ``search.baseline = "network"``)."""
+    return run_baseline(prepared.config, prepared.data, prepared.network, prepared.transform, trainer, progress)
+
+
+def search_grid(prepared: Prepared, baseline: NetworkSpec, trainer: Trainer = train_proxy,
+                progress: bool = True) -> GridResult:
+    """Stage 2 on ``search.workers`` processes; every point trained once."""
+    config = with_worker_threads(prepared.config)
+    prepare_grid(config, baseline, prepared.transform)  # enqueue the points once, before any worker starts
+    _with_workers("grid", config, baseline, trainer,
+                  lambda: run_grid(config, prepared.data, baseline, prepared.transform, trainer, progress))
+    return load_grid(config)
+
+
+def load_grid(config: StudyConfig) -> GridResult:
+    """The finished grid of a study, with its winner; refuses an unfinished one."""
+    study = load_stage(config, "grid")
+    if study is None or "points" not in study.user_attrs:
+        raise UserError(f"study {config.name!r} has no coefficient grid in {mask_credentials(config.storage)}; "
+                        "run 'scaling-search grid' (or 'run') first")
+    rows = grid_table(study)
+    expected = len(study.user_attrs["points"])
+    if len(rows) < expected:
+        raise UserError(f"stage 2 of study {config.name!r} has {len(rows)} of {expected} points finished; "
+                        "rerun 'scaling-search grid' (or 'run') to finish it")
+    return GridResult(study, rows, choose_coefficients(rows), NetworkSpec.from_dict(study.user_attrs["baseline"]),
+                      list(study.user_attrs.get("collisions", [])))
+
+
+def _latency_table(config: StudyConfig) -> Any:
+    if config.search.cost != "latency":
+        return None
+    from scaling_search.latency import LatencyTable
+
+    return LatencyTable.open(config.search.latency_device, 1)
+
+
+def export(config: StudyConfig, budget: Budget, family: list[float] | None = None, output: Path = Path("reports"),
+           dataset: str | None = None) -> tuple[GridResult, list[Path]]:
+    """Stage 3 from a finished grid (no training): ``model-phi*.json`` at deployment scale, and the tables.
+
+    The budget is fitted before anything is written; a study made with other settings is refused first.
+    """
+    check_existing(config)
+    grid = load_grid(config)
+    latency = _latency_table(config)
+    transform = config.proxy_transform(grid.baseline)
+    fit_budget(config, grid.baseline, grid.coefficients, budget, latency)  # refuse before writing anything
+    summary = grid.summary
+    evidence = {"grid_winner": summary["winner"], "runner_up": summary.get("runner_up"),
+                "gap": summary.get("gap"), "separated": summary.get("separated"),
+                "seeds_per_point": config.search.repeats, "proxy_epochs": config.train.epochs,
+                "measured_at": "the phi = 1 grid point's proxy"}
+    provenance = {"dataset": dataset or config.data.source, "preset": config.preset, "seed": config.search.seed,
+                  "storage": mask_credentials(config.storage), "study": config.name,
+                  "grid_study": f"{config.name}:grid", "grid_trial": summary["winner"]["trial"]}
+    folder = output / config.name
+    paths = export_models(folder, config, grid.baseline, transform, grid.coefficients, budget, family, evidence,
+                          provenance, latency)
+    config.write(folder)
+    write_tables(config, folder, grid.rows)
+    return grid, paths
+
+
+def write_tables(config: StudyConfig, folder: Path, grid_rows: list[dict[str, Any]] | None = None) -> None:
+    """``<stage>_trials.csv`` for stage 1 and 2 and ``grid_summary.csv``, written atomically."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for stage in ("baseline", "grid"):
+        study = load_stage(config, stage)
+        if study is None:
+            continue
+        frame = study.trials_dataframe(attrs=("number", "value", "state", "duration", "params", "user_attrs"))
+        frame = frame.drop(columns=[c for c in frame.columns if c in ("user_attrs_spec", "user_attrs_proxy_spec")])
+        _write_csv(frame, folder / f"{stage}_trials.csv")
+    if grid_rows is not None:
+        _write_csv(pd.DataFrame(grid_rows), folder / "grid_summary.csv")
+
+
+def _write_csv(frame: Any, path: Path) -> None:
+    temporary = path.with_suffix(".csv.tmp")
+    frame.to_csv(temporary, index=False)
+    temporary.replace(path)
+
+
+def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, output: Path = Path("reports"), *,
+        trainer: Trainer = train_proxy, progress: bool = True, data: ImageData | None = None,
+        report: bool = True) -> RunResult:
+    """All stages: baseline search, coefficient grid, export at deployment scale, report."""
+    prepared = prepare(config, data)
+    baseline, info = search_baseline(prepared, trainer, progress)
+    search_grid(prepared, baseline, trainer, progress)
+    grid, paths = export(config, budget, family, output, prepared.data.name)
+    folder = output / config.name
+    index = None
+    if report:
+        from scaling_search.report import build_report
+
+        index = build_report(config.name, config.storage, output)
+    return RunResult(config, baseline, info, grid, paths, folder, index)
+
+
+def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float, ...], depths: tuple[float, ...],
+           resolutions: tuple[float, ...], phis: tuple[float, ...], base_path: str | None = None,
+           output: Path = Path("reports"), trainer: Trainer = train_proxy, progress: bool = True,
+           data: ImageData | None = None) -> Path:
+    """The paper's Figures 3, 4 and 8 as resumable studies at deployment scale; returns the report's index."""
+    from scaling_search.family import PAPER_COEFFICIENTS
+    from scaling_search.report import build_report
+
+    given = load_spec(base_path) if base_path else None  # a bad file fails before the data is loaded
+    if given is not None:
+        config = replace(config, deployment=replace(config.deployment, network=str(base_path), resolution=0))
+    prepared = prepare(config, data)
+    base, transform = prepared.network, prepared.transform
+    config = with_worker_threads(config)
+    coefficients, source = _study_coefficients(config) or (PAPER_COEFFICIENTS, "paper")
+    on = f"baseline {Path(base_path).name}" if base_path else ""
+    notes = {
+        "3": "; ".join(filter(None, (on, _trimmed("width", widths, ablations.PAPER_WIDTHS),
+                                     _trimmed("depth", depths, ablations.PAPER_DEPTHS),
+                                     _trimmed("resolution", resolutions, ablations.PAPER_RESOLUTIONS)))),
+        "4": "; ".join(filter(None, (on, _trimmed("width", widths, ablations.PAPER_WIDTHS)))),
+        "8": "; ".join(filter(None, (on, f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} "
+                                         f"from the {source}"))),
+    }
+    deployment = config.deployment
+    for figure in figures:
+        if figure == "3":
+            points = ablations.figure3_points(base, deployment, transform, widths, depths, resolutions)
+        elif figure == "4":
+            points = ablations.figure4_points(base, deployment, transform, widths)
+        else:
+            points = ablations.figure8_points(base, deployment, transform, coefficients, phis, source)
+        study = prepare_points(config, f"fig{figure}", points, {"baseline": base.to_dict(), "note": notes[figure]})
+
+        def describe(attrs: dict[str, Any]) -> str:
+            label = attrs.get("method") or f"{attrs.get('dimension')} x{attrs.get('multiplier')}"
+            return f"{label} ({attrs.get('point_macs', 0):,} deployment MACs)"
+
+        _with_workers(f"fig{figure}", config, None, trainer,
+                      lambda: train_points(config, prepared.data, study, f"figure {figure}", describe, trainer,
+                                           progress))
+    return build_report(config.name, config.storage, output)
+
+
+def _trimmed(label: str, values: tuple[float, ...], paper: tuple[float, ...]) -> str:
+    """``"width 1, 1.4 of the paper's 1, 1.4, ..., 5"`` when a preset trimmed the paper's set, else ``""``."""
+    def listed(numbers: tuple[float, ...]) -> str:
+        return ", ".join(f"{v:g}" for v in numbers)
+
+    return "" if tuple(values) == tuple(paper) else f"{label} {listed(values)} of the paper's {listed(paper)}"
+
+
+def _study_coefficients(config: StudyConfig) -> tuple[tuple[float, float, float], str] | None:
+    """The winning coefficients of this study's grid, when a finished run exists in the same storage."""
+    try:
+        grid = load_grid(config)
+    except UserError:
+        return None
+    return grid.coefficients, f"study's grid (trial {grid.summary['winner']['trial']})"
+
+
+__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "export", "load_grid", "prepare", "run",
+           "search_baseline", "search_grid", "with_worker_threads", "write_tables"]

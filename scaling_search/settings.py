@@ -1,0 +1,89 @@
+"""The frozen settings tables of a preset or study file: ``[data]``, ``[proxy]`` and ``[train]``.
+
+``[data]`` is :class:`DataSettings` (below), ``[proxy]`` is :class:`scaling_search.proxy.ProxySettings` and
+``[train]`` is :class:`scaling_search.train.TrainSettings`. ``scaling-search train`` and every study trial use
+them; a study adds ``[deployment]`` and ``[search]`` (:mod:`scaling_search.search.config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from scaling_search.data import FORMATS, ImageData, load_dataset
+from scaling_search.proxy import ProxySettings
+from scaling_search.train import TrainSettings
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the images come from and how much of them to use.
+
+    Attributes:
+        source: ``"synthetic"`` or a path (``.npz``, CIFAR directory, ImageFolder tree).
+        format: force a reader (one of ``synthetic, npz, folder, cifar``); empty to infer from the path.
+        subset: class-balanced number of training images to keep (0 keeps all).
+        val_fraction: held-out share of each class when the source has no validation split.
+        seed: data seed (synthetic rendering, subsets, hold-out).
+        synthetic_train_per_class / synthetic_val_per_class: size of the synthetic dataset.
+    """
+
+    source: str = "synthetic"
+    format: str = ""
+    subset: int = 0
+    val_fraction: float = 0.1
+    seed: int = 0
+    synthetic_train_per_class: int = 400
+    synthetic_val_per_class: int = 100
+
+    def __post_init__(self) -> None:
+        if self.format and self.format not in FORMATS:
+            raise ValueError(f"data format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.subset < 0:
+            raise ValueError(f"data subset must be >= 0, got {self.subset}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.synthetic_train_per_class < 1 or self.synthetic_val_per_class < 1:
+            raise ValueError("synthetic dataset sizes must be >= 1 per class")
+
+    def load(self) -> ImageData:
+        return load_dataset(
+            self.source,
+            data_format=self.format or None,
+            subset=self.subset or None,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            synthetic_train_per_class=self.synthetic_train_per_class,
+            synthetic_val_per_class=self.synthetic_val_per_class,
+        )
+
+
+def section_from_table(cls: type, values: dict[str, Any] | None, name: str) -> Any:
+    """A frozen settings object from a TOML table, naming unknown keys."""
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ValueError(f"[{name}]: {error}") from None
+
+
+def sections_from_toml(document: dict[str, Any]) -> tuple[DataSettings, ProxySettings, TrainSettings]:
+    """The three frozen settings objects from a preset/study document's tables."""
+    return (
+        section_from_table(DataSettings, document.get("data"), "data"),
+        section_from_table(ProxySettings, document.get("proxy"), "proxy"),
+        section_from_table(TrainSettings, document.get("train"), "train"),
+    )
+
+
+def with_overrides(obj: Any, **overrides: Any) -> Any:
+    """``dataclasses.replace`` with the overrides that are not None (CLI flags left unset)."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return replace(obj, **changes) if changes else obj
+
+
+__all__ = ["DataSettings", "section_from_table", "sections_from_toml", "with_overrides"]

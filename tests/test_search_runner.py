@@ -1,0 +1,158 @@
+"""The search pipeline (scaling_search/search/runner.py) end to end with a fake trainer: no training, seconds."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from scaling_search.budget import parse_budget
+from scaling_search.cost import count_cost
+from scaling_search.errors import UserError
+from scaling_search.proxy import to_proxy
+from scaling_search.search import runner
+from scaling_search.search.config import load_study_config
+from scaling_search.spec import NetworkSpec
+from scaling_search.train import EpochMetrics, TrainResult
+
+TRAINED: list[NetworkSpec] = []
+
+
+def fake_trainer(spec, data, settings, on_epoch=None):
+    """Accuracy rises with proxy resolution and width, falls with depth: a known winner, no training."""
+    TRAINED.append(spec)
+    accuracy = 0.3 + spec.resolution / 1000 + spec.stages[-1].out_channels / 10_000 - spec.num_blocks / 1000
+    for epoch in range(1, settings.epochs + 1):
+        if on_epoch is not None:
+            on_epoch(epoch, EpochMetrics(epoch, 1.0, accuracy, accuracy * epoch / settings.epochs, 0.1, 0.0))
+    cost = count_cost(spec)
+    return TrainResult(accuracy, accuracy, 1.0, settings.epochs, 0.01, 1000.0, cost.macs, cost.params,
+                       spec.resolution, "fake", 1)
+
+
+def _config(tmp_path, **search):
+    overrides = {"search": {"baseline": "network", "pruner": "none", **search}}
+    return load_study_config("smoke", overrides, "fake", f"sqlite:///{tmp_path}/fake.db")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("runner")
+    TRAINED.clear()
+    result = runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer,
+                        progress=False, report=False)
+    return tmp_path, result, list(TRAINED)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_model_phi1_is_at_deployment_scale_and_meets_the_constraint(finished):
+    tmp_path, result, _ = finished
+    config = json.loads((result.folder / "model-phi1.json").read_text())
+    spec = NetworkSpec.from_dict(config["spec"])
+    baseline_macs = count_cost(result.baseline).macs
+    assert config["scale"] == "deployment" and spec.resolution >= 224
+    assert abs(count_cost(spec).macs / (2 * baseline_macs) - 1) <= 0.1
+    assert 1.8 <= config["alpha"] * config["beta"] ** 2 * config["gamma"] ** 2 <= 2.2
+    assert config["proxy"]["spec"] == to_proxy(spec, runner.prepare(result.config).transform).to_dict()
+    assert config["proxy"]["spec"]["resolution"] < spec.resolution
+    assert "build_model('model-phi1.json')" in config["usage"]["python"]
+
+
+def test_the_grid_winner_is_the_best_fake_accuracy(finished):
+    _, result, _ = finished
+    best = max(result.grid.rows, key=lambda row: row["accuracy"])
+    assert result.grid.coefficients == (best["alpha"], best["beta"], best["gamma"])
+
+
+def test_only_proxies_are_trained_and_every_trial_records_both_scales(finished):
+    _, result, trained = finished
+    assert trained and all(spec.resolution < 224 for spec in trained)
+    study = result.grid.study
+    transform = runner.prepare(result.config).transform
+    for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        deployment = NetworkSpec.from_dict(trial.user_attrs["spec"])
+        assert trial.user_attrs["proxy_spec"] == to_proxy(deployment, transform).to_dict()
+        assert trial.user_attrs["macs"] == count_cost(deployment).macs
+        assert trial.user_attrs["proxy_macs"] < trial.user_attrs["macs"]
+
+
+def test_grid_trials_carry_alpha_beta_gamma_as_optuna_params(finished):
+    _, result, _ = finished
+    frame = result.grid.study.trials_dataframe()
+    assert {"params_alpha", "params_beta", "params_gamma"} <= set(frame.columns)
+    assert result.grid.study.best_params == dict(zip(("alpha", "beta", "gamma"), result.grid.coefficients))
+
+
+@pytest.mark.parametrize(("text", "target"), [("4x", 4.0), ("800M", None), ("0.5x", 0.5)])
+def test_export_meets_each_budget_within_5_percent(finished, text, target):
+    tmp_path, result, _ = finished
+    _, paths = runner.export(result.config, parse_budget(text), output=tmp_path / "reports")
+    [budgeted] = [json.loads(p.read_text()) for p in paths if json.loads(p.read_text())["budget"]]
+    wanted = 800e6 if target is None else target * count_cost(result.baseline).macs
+    assert budgeted["budget"]["text"] == text
+    assert abs(budgeted["cost"]["macs"] / wanted - 1) <= 0.05
+    assert (budgeted["phi"] < 0) == (text == "0.5x")
+
+
+def test_family_is_at_deployment_scale(finished):
+    tmp_path, result, _ = finished
+    _, paths = runner.export(result.config, parse_budget("2x"), [0.0, 1.0, 2.0, 3.0], output=tmp_path / "reports")
+    family = {json.loads(p.read_text())["phi"]: json.loads(p.read_text()) for p in paths}
+    assert family[0.0]["spec"] == result.baseline.to_dict()
+    macs = [family[phi]["cost"]["macs"] for phi in (0.0, 1.0, 2.0, 3.0)]
+    assert macs == sorted(macs) and family[3.0]["spec"]["resolution"] > family[1.0]["spec"]["resolution"]
+
+
+def test_a_refused_budget_leaves_every_saved_file_byte_identical(finished, tmp_path):
+    study_tmp, result, _ = finished
+    folder = result.folder
+    before = _digests(folder)
+    db = Path(result.config.storage[len("sqlite:///"):])
+    db_before = hashlib.sha256(db.read_bytes()).hexdigest()
+    strict = _config(study_tmp, budget_tol=1e-9)
+    with pytest.raises(UserError, match="no scaled network lands within"):
+        runner.export(strict, parse_budget("3x"), output=study_tmp / "reports")
+    other = load_study_config("smoke", {"search": {"baseline": "network", "pruner": "none"}, "train": {"epochs": 2}},
+                              "fake", result.config.storage)
+    with pytest.raises(UserError, match=r"different settings \(train.epochs\)"):
+        runner.export(other, parse_budget("2x"), output=study_tmp / "reports")
+    assert _digests(folder) == before
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == db_before
+
+
+def test_rerun_trains_nothing_again(finished):
+    tmp_path, result, _ = finished
+    TRAINED.clear()
+    again = runner.run(result.config, parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer,
+                       progress=False, report=False)
+    assert TRAINED == [] and again.grid.coefficients == result.grid.coefficients
+
+
+def test_stage_one_samples_at_deployment_scale(tmp_path):
+    TRAINED.clear()
+    config = load_study_config("smoke", {"search": {"trials": 3, "pruner": "none"}}, "s1", f"sqlite:///{tmp_path}/s1.db")
+    prepared = runner.prepare(config)
+    baseline, info = runner.search_baseline(prepared, fake_trainer, progress=False)
+    assert baseline.resolution == 224 and len(TRAINED) == 3
+    assert all(spec.resolution == 32 for spec in TRAINED)  # the proxy of every 224 px sample
+    assert info["macs"] == count_cost(baseline).macs and info["proxy_macs"] < info["macs"]
+
+
+def test_ablation_points_are_costed_at_deployment_scale(tmp_path):
+    import pandas as pd
+
+    config = _config(tmp_path)
+    index = runner.ablate(config, ("8",), widths=(1.0,), depths=(1.0,), resolutions=(1.0,), phis=(1.0,),
+                          output=tmp_path / "reports", trainer=fake_trainer, progress=False)
+    frame = pd.read_csv(index.parent / "fig8_trials.csv")
+    base = frame[frame["method"] == "baseline"]
+    assert len(base) == 1 and int(base["macs"].iloc[0]) == count_cost(runner.prepare(config).network).macs
+    at_phi1 = frame[frame["phi"] == 1.0]
+    assert len(at_phi1) == 4 and (at_phi1["macs"] > 1.5 * base["macs"].iloc[0]).all()
+    target = float(at_phi1["target_macs"].iloc[0])
+    assert ((at_phi1["macs"] / target - 1).abs() <= 0.1).all()  # equal deployment cost, bisected
+    assert (frame["proxy_resolution"] < frame["resolution"]).all()
