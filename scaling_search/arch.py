@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from scaling_search.errors import UserError
 from scaling_search.spec import NetworkSpec, StageSpec
 
 _TOKEN = re.compile(r"^(r|k|s|e|c|se)(\d+(?:\.\d+)?)$")
@@ -39,25 +40,25 @@ def decode_stage(text: str, in_channels: int) -> StageSpec:
     parts = text.strip().split("_")
     kind, options = parts[0], parts[1:]
     if kind not in ("ds", "ir"):
-        raise ValueError(f"arch string {text!r}: block type {kind!r} is not supported (use 'ds' or 'ir')")
+        raise UserError(f"arch string {text!r}: block type {kind!r} is not supported (use 'ds' or 'ir')")
     values: dict[str, float] = {}
     for option in options:
         match = _TOKEN.match(option)
         if not match:
-            raise ValueError(
+            raise UserError(
                 f"arch string {text!r}: cannot read {option!r} (expected r<repeats>, k<kernel>, s<stride>, "
                 "e<expand>, c<channels> or se<ratio>)"
             )
         values[match.group(1)] = float(match.group(2))
     missing = [key for key in ("r", "k", "s", "c") if key not in values]
     if missing:
-        raise ValueError(f"arch string {text!r}: missing {', '.join(missing)} (e.g. 'ir_r2_k3_s2_e6_c24_se0.25')")
+        raise UserError(f"arch string {text!r}: missing {', '.join(missing)} (e.g. 'ir_r2_k3_s2_e6_c24_se0.25')")
     expand = values.get("e", 1.0)
     if kind == "ds" and expand != 1:
-        raise ValueError(f"arch string {text!r}: a 'ds' block has expand ratio 1")
+        raise UserError(f"arch string {text!r}: a 'ds' block has expand ratio 1")
     for key in ("r", "k", "s", "c", "e"):
         if key in values and not values[key].is_integer():
-            raise ValueError(f"arch string {text!r}: {key} must be a whole number")
+            raise UserError(f"arch string {text!r}: {key} must be a whole number")
     stride = int(values["s"])
     try:
         return StageSpec(
@@ -70,7 +71,7 @@ def decode_stage(text: str, in_channels: int) -> StageSpec:
             se_ratio=values.get("se", 0.0),
         )
     except ValueError as error:
-        raise ValueError(f"arch string {text!r}: {error}") from None
+        raise UserError(f"arch string {text!r}: {error}") from None
 
 
 def decode_arch(
@@ -85,7 +86,7 @@ def decode_arch(
 ) -> NetworkSpec:
     """A spec from timm stage strings (one per stage, or timm's nested one-element lists flattened)."""
     if not stages:
-        raise ValueError("an arch needs at least one stage string")
+        raise UserError("an arch needs at least one stage string")
     decoded: list[StageSpec] = []
     channels = stem_channels
     for text in stages:

@@ -18,7 +18,7 @@ from scaling_search.errors import UserError
 
 _MAC_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _TIME_SUFFIX = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
-_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_PATTERN = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _HINT = "use a ratio such as 2x or 0.5x, a MAC count such as 800M or 1.2G, or a latency such as 25ms"
 
 #: Default relative tolerance of an exported network's cost around its budget (issue #10: +-5%).

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from scaling_search.scaling import scale
+from scaling_search.errors import UserError
 from scaling_search.spec import NetworkSpec, StageSpec
 
 #: EfficientNet-B0 (paper Table 1; strides, SE 0.25, head 1280, dropout 0.2, drop-connect 0.2 as the official code).
@@ -62,7 +63,7 @@ def efficientnet(name: str, num_classes: int = 1000) -> NetworkSpec:
     """The spec of a named family member, ``"b0"`` .. ``"b7"`` (case-insensitive, ``efficientnet_`` optional)."""
     key = name.lower().removeprefix("efficientnet_").removeprefix("efficientnet-")
     if key not in FAMILY:
-        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(FAMILY)}")
+        raise UserError(f"unknown model {name!r}: choose one of {', '.join(FAMILY)}")
     row = FAMILY[key]
     scaled = scale(EFFICIENTNET_B0, depth=row.depth, width=row.width)
     return replace(scaled, resolution=row.resolution, dropout=row.dropout, num_classes=num_classes)

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from scaling_search.errors import UserError
 from scaling_search.spec import NetworkSpec, StageSpec
 
 TABLE_FORMAT = "scaling-search/latency-table"
@@ -205,7 +206,8 @@ class LatencyTable:
     """
 
     def __init__(self, device: str, batch: int, path: Path | None, entries: dict[str, float] | None = None,
-                 correction: tuple[float, float] = (1.0, 0.0), warmup: int = 5, runs: int = 15) -> None:
+                 correction: tuple[float, float] = (1.0, 0.0), warmup: int = 5, runs: int = 15,
+                 calibrated: bool = False) -> None:
         self.device = torch.device(device)
         self.batch = batch
         self.path = path
@@ -213,6 +215,7 @@ class LatencyTable:
         self.correction = correction
         self.warmup, self.runs = warmup, runs
         self.measurements = 0  # parts measured by this object (the cache test counts them)
+        self.calibrated = calibrated  # the correction was fitted on whole-network measurements
         self._flush = CacheFlush() if self.device.type == "cpu" else None
 
     @staticmethod
@@ -230,15 +233,27 @@ class LatencyTable:
         if path.exists():
             data = json.loads(path.read_text())
             if data.get("format") == TABLE_FORMAT and data.get("version") == TABLE_VERSION:
-                return cls(device, batch, path, data["entries"], tuple(data["correction"]))
+                calibrated = data.get("calibrated", list(data["correction"]) != [1.0, 0.0])
+                return cls(device, batch, path, data["entries"], tuple(data["correction"]), calibrated=calibrated)
         return cls(device, batch, path)
+
+    @classmethod
+    def open_calibrated(cls, device: str = "cpu", batch: int = 1, cache_dir: Path | None = None) -> LatencyTable:
+        """:meth:`open`, refusing a table that ``scaling-search latency calibrate`` has not calibrated: its raw
+        sums of part latencies are not network latencies (5.69 ms predicted where 32.7 ms was measured)."""
+        table = cls.open(device, batch, cache_dir)
+        if not table.calibrated:
+            raise UserError(f"no calibrated latency table for {describe_device(table.device)} at batch {batch}; "
+                            f"run 'scaling-search latency calibrate --device {device}' first")
+        return table
 
     def save(self) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         body = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "device": describe_device(self.device),
-                "batch": self.batch, "correction": list(self.correction), "entries": self.entries}
+                "batch": self.batch, "correction": list(self.correction), "calibrated": self.calibrated,
+                "entries": self.entries}
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(body, indent=1, sort_keys=True))
         temporary.replace(self.path)
@@ -278,6 +293,7 @@ class LatencyTable:
             measured = measure_latency(spec, self.device, batch=self.batch, runs=runs).median_ms
             pairs.append((raw, measured))
         self.correction = fit_relative(pairs)
+        self.calibrated = True
         self.save()
         return pairs
 

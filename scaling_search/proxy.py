@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from scaling_search.errors import UserError
 from scaling_search.scaling import CHANNEL_DIVISOR
 from scaling_search.spec import NetworkSpec
 
@@ -43,12 +44,12 @@ class ProxySettings:
     def __post_init__(self) -> None:
         for name, value in (("resolution", self.resolution),):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"[proxy] {name} must be a whole number of pixels, got {value!r}")
+                raise UserError(f"[proxy] {name} must be a whole number of pixels, got {value!r}")
         for name, value in (("width", self.width), ("depth", self.depth)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"[proxy] {name} must be a number, got {value!r}")
+                raise UserError(f"[proxy] {name} must be a number, got {value!r}")
             if not 0 < value <= 1:
-                raise ValueError(f"[proxy] {name} must be in (0, 1] (a proxy is never larger), got {value}")
+                raise UserError(f"[proxy] {name} must be in (0, 1] (a proxy is never larger), got {value}")
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,11 @@ class ProxyTransform:
     def for_baseline(cls, settings: ProxySettings, baseline: NetworkSpec) -> ProxyTransform:
         """The transform that trains ``baseline`` at ``settings.resolution`` pixels; refuses a too-small proxy."""
         if settings.resolution < baseline.total_stride:
-            raise ValueError(
+            raise UserError(
                 f"[proxy] resolution {settings.resolution} px is below the network's total stride "
                 f"({baseline.total_stride}); use at least {baseline.total_stride}")
         if settings.resolution > baseline.resolution:
-            raise ValueError(
+            raise UserError(
                 f"[proxy] resolution {settings.resolution} px exceeds the deployment resolution "
                 f"{baseline.resolution} px; a proxy is never larger (lower [proxy] resolution or raise --resolution)")
         return cls(settings.resolution, baseline.resolution, float(settings.width), float(settings.depth))

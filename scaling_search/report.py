@@ -180,13 +180,20 @@ def load_configs(folder: Path) -> list[dict[str, Any]]:
 
 def build_report(name: str, storage_url: str, output: Path) -> Path:
     """Gather every stage and figure study of ``name`` from the storage, draw them, write the folder."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from scaling_search.search.storage import open_for_reading
+
     folder = output / name
     figures, tables = {}, {}
+    storage = open_for_reading(storage_url)
     for stage in ("baseline", "grid", "fig3", "fig4", "fig8"):
         try:
-            study = optuna.load_study(study_name=f"{name}:{stage}", storage=storage_url)
+            study = optuna.load_study(study_name=f"{name}:{stage}", storage=storage)
         except KeyError:
             continue
+        except SQLAlchemyError as error:  # a database without Optuna's tables, or unreadable
+            raise UserError(f"cannot read study {name!r} from the storage ({str(error).splitlines()[0][:160]})") from None
         frame = trials_frame(study)
         if frame.empty:
             continue

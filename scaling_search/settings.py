@@ -7,10 +7,13 @@ them; a study adds ``[deployment]`` and ``[search]`` (:mod:`scaling_search.searc
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from scaling_search.data import FORMATS, ImageData, load_dataset
+from scaling_search.errors import UserError
 from scaling_search.proxy import ProxySettings
 from scaling_search.train import TrainSettings
 
@@ -38,13 +41,13 @@ class DataSettings:
 
     def __post_init__(self) -> None:
         if self.format and self.format not in FORMATS:
-            raise ValueError(f"data format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+            raise UserError(f"data format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.subset < 0:
-            raise ValueError(f"data subset must be >= 0, got {self.subset}")
+            raise UserError(f"data subset must be >= 0, got {self.subset}")
         if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+            raise UserError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         if self.synthetic_train_per_class < 1 or self.synthetic_val_per_class < 1:
-            raise ValueError("synthetic dataset sizes must be >= 1 per class")
+            raise UserError("synthetic dataset sizes must be >= 1 per class")
 
     def load(self) -> ImageData:
         return load_dataset(
@@ -58,17 +61,39 @@ class DataSettings:
         )
 
 
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+               type(None): "unset"}
+
+
+def check_value_type(table: str, key: str, value: Any, hint: Any) -> None:
+    """Refuse a TOML/flag value whose type does not fit the field (a float where an integer is expected too)."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for kind in allowed:
+        if kind not in _TYPE_NAMES:
+            return  # a structured field: its class validates it
+        if kind is type(None) and value is None:
+            return
+        if kind in (bool, str) and isinstance(value, kind):
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+    expected = " or ".join(_TYPE_NAMES[kind] for kind in allowed)
+    raise UserError(f"[{table}] {key} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
 def section_from_table(cls: type, values: dict[str, Any] | None, name: str) -> Any:
-    """A frozen settings object from a TOML table, naming unknown keys."""
+    """A frozen settings object from a TOML table, naming unknown keys and badly typed values."""
     values = dict(values or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown key(s) in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    try:
-        return cls(**values)
-    except TypeError as error:
-        raise ValueError(f"[{name}]: {error}") from None
+        raise UserError(f"unknown key(s) in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        check_value_type(name, key, value, hints[key])
+    return cls(**values)
 
 
 def sections_from_toml(document: dict[str, Any]) -> tuple[DataSettings, ProxySettings, TrainSettings]:
@@ -86,4 +111,4 @@ def with_overrides(obj: Any, **overrides: Any) -> Any:
     return replace(obj, **changes) if changes else obj
 
 
-__all__ = ["DataSettings", "section_from_table", "sections_from_toml", "with_overrides"]
+__all__ = ["DataSettings", "check_value_type", "section_from_table", "sections_from_toml", "with_overrides"]

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from scaling_search.errors import UserError
+
 SPEC_FORMAT = "scaling-search/network-spec"
 SPEC_VERSION = 1
 
@@ -194,17 +196,17 @@ def load_spec(source: NetworkSpec | str | Path) -> NetworkSpec:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"config file {path} does not exist") from None
+        raise UserError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read config file {path}: {error}") from None
+        raise UserError(f"cannot read config file {path}: {error}") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"config file {path} is not valid JSON ({error.msg} at line {error.lineno})") from None
+        raise UserError(f"config file {path} is not valid JSON ({error.msg} at line {error.lineno})") from None
     if isinstance(data, dict) and "spec" in data:  # an exported model config wraps the spec
         data = data["spec"]
     try:
         return NetworkSpec.from_dict(data)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"config file {path}: {error}") from None
+        raise UserError(f"config file {path}: {error}") from None
 
 
 __all__ = ["NetworkSpec", "SPEC_FORMAT", "SPEC_VERSION", "StageSpec", "load_spec", "squeeze_channels"]

@@ -27,7 +27,7 @@ from torch import nn
 from scaling_search.augment import random_crop_flip
 from scaling_search.cost import count_cost
 from scaling_search.data.base import ImageData
-from scaling_search.errors import NonFiniteLossError
+from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.model import build_model
 from scaling_search.spec import NetworkSpec
 
@@ -114,7 +114,7 @@ class TrainSettings:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"train settings: {message}")
+                raise UserError(f"train settings: {message}")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> TrainSettings:
@@ -122,7 +122,7 @@ class TrainSettings:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown train setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise UserError(f"unknown train setting(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         return cls(**values)
 
 
@@ -171,11 +171,11 @@ def choose_device(requested: str = "auto") -> torch.device:
     try:
         device = torch.device(requested)
     except RuntimeError:
-        raise ValueError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        raise UserError(f"unknown device {requested!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
+        raise UserError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' requested but MPS is not available; use --device cpu or auto")
+        raise UserError("device 'mps' requested but MPS is not available; use --device cpu or auto")
     return device
 
 
@@ -185,6 +185,41 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def available_memory_bytes() -> int:
+    """Memory the OS can give this process now (``MemAvailable`` on Linux, else free physical pages)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def training_memory_bytes(spec: NetworkSpec, images: int, batch_size: int) -> int:
+    """An estimate of host memory for training ``spec``: the resized float32 images, the activations kept
+    for the backward pass (about three tensors per conv output: conv, BatchNorm, activation) and the
+    weights with their gradients and two optimizer moments."""
+    cost = count_cost(spec)
+    data = images * spec.input_channels * spec.resolution**2 * 4
+    activations = cost.activations * batch_size * 4 * 3
+    weights = cost.params * 4 * 4
+    return data + activations + weights
+
+
+def check_trainable(spec: NetworkSpec, images: int, batch_size: int) -> None:
+    """Refuse, before anything is allocated, a resolution below the network's stride or a run that cannot fit."""
+    if spec.resolution < spec.total_stride:
+        raise UserError(f"resolution {spec.resolution} px is below the network's total stride ({spec.total_stride} px); "
+                        f"use at least {spec.total_stride}")
+    need, free = training_memory_bytes(spec, images, batch_size), available_memory_bytes()
+    if need > 0.9 * free:
+        raise UserError(f"training at {spec.resolution} px needs about {need / 2**30:,.1f} GiB of memory "
+                        f"({images:,} images resized, batch {batch_size}) but {free / 2**30:,.1f} GiB is available; "
+                        "lower the resolution, the batch size or --subset")
 
 
 def describe_device(device: torch.device) -> str:
@@ -293,12 +328,13 @@ def train_proxy(
         raise ValueError(f"the network has {spec.num_classes} outputs but the data has {data.num_classes} classes")
     if spec.input_channels != data.channels:
         raise ValueError(f"the network takes {spec.input_channels} channel(s) but the data has {data.channels}")
+    check_trainable(spec, len(data.train_labels) + len(data.val_labels), settings.batch_size)
     device = choose_device(settings.device)
     threads = settings.threads or default_threads()
     tensors = (*data.split("train", spec.resolution), *data.split("val", spec.resolution))
     if settings.processes > 1:
         if device.type != "cpu":
-            raise ValueError(f"train settings: processes = {settings.processes} is for the CPU; on {device.type} "
+            raise UserError(f"train settings: processes = {settings.processes} is for the CPU; on {device.type} "
                              "use processes = 1")
         from scaling_search.parallel import train_data_parallel
 

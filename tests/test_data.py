@@ -156,7 +156,7 @@ def test_one_class_only(tmp_path):
 
 def test_not_an_npz_and_missing_arrays(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"junk")
-    with pytest.raises(DataError, match=r"x.npz: not a readable .npz archive"):
+    with pytest.raises(DataError, match=r"x.npz: not a .npz archive of arrays"):
         load_dataset(str(tmp_path / "x.npz"))
     np.savez(tmp_path / "y.npz", images=np.zeros((2, 8, 8, 3), np.uint8))
     with pytest.raises(DataError, match=r"y.npz: missing array\(s\) x_train, y_train"):

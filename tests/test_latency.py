@@ -125,8 +125,24 @@ def test_cost_cli_adds_latency_column_only_with_a_table(tmp_path, monkeypatch, c
     assert "latency_ms" not in json.loads(capsys.readouterr().out)[0]
     table = LatencyTable.open("cpu", 1)
     assert table.path.parent == tmp_path / "latency"
-    expected = table.predict(SMALL)
-    assert main(["cost", "b0", "--resolution", "32", "--width", "0.25", "--depth", "0.34", "--classes", "10",
-                 "--format", "json"]) == 0
+    table.predict(SMALL)  # measures and saves the parts, but a sum of parts is not a latency yet
+    argv = ["cost", "b0", "--resolution", "32", "--width", "0.25", "--depth", "0.34", "--classes", "10",
+            "--format", "json"]
+    assert main(argv) == 0
+    assert "latency_ms" not in json.loads(capsys.readouterr().out)[0]
+    table.calibrate([SMALL, replace(SMALL, resolution=48)], runs=3)
+    assert LatencyTable.open("cpu", 1).calibrated
+    assert main(argv) == 0
     row = json.loads(capsys.readouterr().out)[0]
-    assert row["latency_ms"] == pytest.approx(expected, abs=1e-3)
+    assert row["latency_ms"] == pytest.approx(table.predict(SMALL), abs=1e-3)
+    assert main(["cost", "b0", "b7", "--format", "json"]) == 0  # b7's parts were never measured: no column
+    assert all("latency_ms" not in row for row in json.loads(capsys.readouterr().out))
+
+
+def test_prediction_refuses_an_uncalibrated_table(tmp_path, monkeypatch, capsys):
+    from scaling_search.cli import main
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path))
+    LatencyTable.open("cpu", 1).predict(SMALL)  # parts measured, no correction fitted
+    assert main(["latency", "b0", "--resolution", "32", "--predict"]) == 2
+    assert "run 'scaling-search latency calibrate --device cpu' first" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from scaling_search.family import EFFICIENTNET_B0
 from scaling_search.scaling import scale
 from scaling_search.train import TrainSettings, choose_device, learning_rate, recompute_bn_statistics, train_proxy
 
-TINY = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=16, num_classes=10)
+TINY = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)
 FAST = TrainSettings(epochs=2, batch_size=32, threads=1, eval_batch_size=100)
 
 
@@ -27,7 +27,7 @@ def test_result_fields_and_history(data):
     assert result.val_top1 == seen[-1][1] and result.best_val_top1 == max(v for _, v in seen)
     assert len(result.history) == 2 and result.epochs == 2
     assert result.images_per_s > 0 and result.wall_s > 0
-    assert result.resolution == 16 and result.threads == 1 and result.device == "cpu"
+    assert result.resolution == 32 and result.threads == 1 and result.device == "cpu"
     assert result.params == sum(p.numel() for p in __import__("scaling_search").build_model(TINY).parameters())
     assert math.isfinite(result.train_loss)
 
@@ -120,3 +120,15 @@ def test_choose_device():
             choose_device("cuda")
     with pytest.raises(ValueError, match="unknown device"):
         choose_device("tpu9")
+
+
+def test_resolution_below_the_stride_and_runs_that_cannot_fit_are_refused_before_allocating(data):
+    from scaling_search.errors import UserError
+    from scaling_search.train import check_trainable, training_memory_bytes
+
+    with pytest.raises(UserError, match=r"resolution 16 px is below the network's total stride \(32 px\)"):
+        train_proxy(replace(TINY, resolution=16), data, FAST)
+    huge = replace(TINY, resolution=20_000)
+    assert training_memory_bytes(huge, 200, 32) > 2**40  # the resized images alone: ~1 TB
+    with pytest.raises(UserError, match=r"training at 20000 px needs about [\d,.]+ GiB of memory"):
+        check_trainable(huge, 200, 32)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from scaling_search import __version__
 from scaling_search.cli import cost_cmd, latency_cmd, report_cmd, search_cmd, train_cmd
-from scaling_search.cli.common import CliError, OneLineParser
+from scaling_search.cli.common import OneLineParser
 from scaling_search.errors import NonFiniteLossError, UserError
 
 _COMMANDS = (search_cmd, report_cmd, cost_cmd, train_cmd, latency_cmd)
@@ -26,16 +26,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Flags whose values may start with '-' (a negative budget to refuse clearly, a family range such as -1:3).
+_SIGNED_VALUES = ("--budget", "--family")
+
+
+def _join_signed_values(argv: list[str]) -> list[str]:
+    """``--family -1:3`` -> ``--family=-1:3``: argparse would read the value as an unknown flag."""
+    joined: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        if token in _SIGNED_VALUES and index + 1 < len(argv) and argv[index + 1].startswith("-"):
+            joined.append(f"{token}={argv[index + 1]}")
+            index += 2
+        else:
+            joined.append(token)
+            index += 1
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 1 training diverged, 2 bad input, 130 interrupted)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_signed_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.handler(args) or 0)
-    except CliError as error:
-        print(f"scaling-search {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except (UserError, ValueError) as error:  # validation raises UserError (a ValueError) with a full sentence
+    except UserError as error:  # a user's mistake (CliError and DataError too); a bug keeps its traceback
         print(f"scaling-search {args.command}: error: {error}", file=sys.stderr)
         return 2
     except NonFiniteLossError as error:

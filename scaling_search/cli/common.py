@@ -9,13 +9,14 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from scaling_search.arch import decode_arch
+from scaling_search.errors import UserError
 from scaling_search.family import FAMILY, efficientnet
 from scaling_search.scaling import scale
 from scaling_search.spec import NetworkSpec, load_spec
 
 
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2."""
+class CliError(UserError):
+    """A user error found by the CLI itself: printed as one line, exit code 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _add_predicted_latency(rows: list[dict], specs: list) -> None:
-    """A ``latency_ms`` column (CPU, batch 1) when ``scaling-search latency calibrate`` has built a table."""
+    """A ``latency_ms`` column (CPU, batch 1) when a calibrated table predicts every row; no column otherwise."""
     import os
     from pathlib import Path
 
@@ -52,10 +52,11 @@ def _add_predicted_latency(rows: list[dict], specs: list) -> None:
     from scaling_search.latency import LatencyTable
 
     table = LatencyTable.open("cpu", 1)
-    if table.path is None or not table.path.exists():
-        return
-    for row, spec in zip(rows, specs):
-        try:
-            row["latency_ms"] = round(table.predict(spec, measure_missing=False), 3)
-        except KeyError:
-            row["latency_ms"] = None  # a part this table never measured
+    if not table.calibrated:
+        return  # raw sums of parts are not latencies
+    try:
+        predicted = [round(table.predict(spec, measure_missing=False), 3) for spec in specs]
+    except KeyError:
+        return  # a part this table never measured: no column rather than a column with gaps
+    for row, value in zip(rows, predicted):
+        row["latency_ms"] = value

@@ -69,11 +69,7 @@ def run_ablate(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from scaling_search.report import build_report
-    from scaling_search.search.storage import sqlite_path
 
     storage = args.storage or f"sqlite:///studies/{args.study}.db"
-    path = sqlite_path(storage)
-    if path is not None and not path.exists():
-        raise ValueError(f"no study database at {storage}; give --storage or run the study first")
     print(f"report: {build_report(args.study, storage, Path(args.output))}")
     return 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scaling_search.cli.common import positive_float, positive_int, print_table
+from scaling_search.cli.common import CliError, positive_float, positive_int, print_table
 from scaling_search.cli.train_cmd import add_data_args
 
 RUN_EXAMPLES = """examples:
@@ -93,7 +93,7 @@ def study_config(args: argparse.Namespace) -> Any:
     from scaling_search.search.config import load_study_config
 
     if args.grid_tol is not None and not args.grid_tol >= 0:
-        raise ValueError("--grid-tol must be >= 0")
+        raise CliError("--grid-tol must be >= 0")
     baseline = getattr(args, "baseline", None)
     network = args.network
     if baseline not in (None, "search"):
@@ -183,7 +183,7 @@ def run_all(args: argparse.Namespace) -> int:
 
     _quiet_optuna()
     budget, family = _budget(args)
-    prepared = runner.prepare(study_config(args))
+    prepared = runner.prepare(study_config(args), budget=budget)
     print(_describe_scales(prepared), file=sys.stderr)
     baseline, _ = runner.search_baseline(prepared, progress=not args.no_progress)
     runner.search_grid(prepared, baseline, progress=not args.no_progress)

@@ -66,6 +66,9 @@ def load_dataset(
     if subset is not None:
         if subset < data.num_classes:
             raise DataError(f"--subset {subset} is smaller than the {data.num_classes} classes; use at least one per class")
+        if subset > len(data.train_labels):
+            raise DataError(f"--subset {subset} is larger than the {len(data.train_labels)} training images of "
+                            f"{data.name}; use at most {len(data.train_labels)}, or leave it out to keep all")
         train = class_balanced_subset(data.train_labels, subset, data.num_classes, seed)
         val_size = max(data.num_classes, subset // 4)
         val = (class_balanced_subset(data.val_labels, val_size, data.num_classes, seed)

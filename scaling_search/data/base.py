@@ -8,6 +8,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from scaling_search.errors import UserError
+
 #: Images are resized in chunks of this many to bound peak memory.
 _RESIZE_CHUNK = 2048
 
@@ -19,7 +21,7 @@ class Split(NamedTuple):
     labels: torch.Tensor
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad input data: the message names the file or array and what is wrong with it."""
 
 
@@ -56,6 +58,11 @@ class ImageData:
             raise DataError(f"{self.name}: found only one class; classification needs at least two")
         if len(torch.unique(self.train_labels)) < 2:
             raise DataError(f"{self.name}: the train split holds a single class; it needs at least two")
+        unseen = sorted(set(torch.unique(self.val_labels).tolist()) - set(torch.unique(self.train_labels).tolist()))
+        if unseen:
+            names = ", ".join(self.classes[i] for i in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+            raise DataError(f"{self.name}: the validation split has class(es) the train split lacks ({names}); "
+                            "every validated class needs training images")
 
     @property
     def num_classes(self) -> int:

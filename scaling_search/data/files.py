@@ -29,10 +29,19 @@ def _to_nchw(array: np.ndarray, where: str) -> torch.Tensor:
         raise DataError(f"{where}: cannot find the channel axis in shape {array.shape} (expected NHWC or NCHW)")
     if array.shape[2] != array.shape[3]:
         raise DataError(f"{where}: images must be square, got {array.shape[2]}x{array.shape[3]}")
+    if array.shape[0] == 0 or array.size == 0:
+        raise DataError(f"{where}: holds no images (shape {array.shape})")
     if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0 and array.min() >= 0.0:
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise DataError(f"{where}: images must be numbers (uint8 0..255 or floats 0..1), got {array.dtype}")
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise DataError(f"{where}: holds NaN or infinite pixel values; clean the data first")
+        low, high = float(array.min()), float(array.max())
+        if low < 0 or high > 255:
+            raise DataError(f"{where}: pixel values must lie in 0..255 (or 0..1 for floats), found {low:g}..{high:g}")
+        if np.issubdtype(array.dtype, np.floating) and high <= 1.0:
             array = array * 255.0
-        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
+        array = np.round(array).astype(np.uint8)
     return torch.from_numpy(np.ascontiguousarray(array[:, :3]))
 
 
@@ -41,6 +50,13 @@ def _labels(array: np.ndarray, where: str) -> torch.Tensor:
         else np.asarray(array)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
         raise DataError(f"{where}: labels must be a 1-D integer array, got {array.dtype} {array.shape}")
+    if array.size == 0:
+        raise DataError(f"{where}: holds no labels")
+    if array.min() < 0:
+        raise DataError(f"{where}: labels must be class indices 0..K-1, found {int(array.min())}")
+    if int(array.max()) >= max(2 * array.size, 100_000):  # checked before anything is sized by the label
+        raise DataError(f"{where}: label {int(array.max())} is not a class index for {array.size} images; "
+                        "labels must be 0..K-1")
     return torch.from_numpy(array.astype(np.int64))
 
 
@@ -49,8 +65,10 @@ def load_npz(path: Path, val_fraction: float, seed: int) -> ImageData:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise DataError(f"{path}: not a readable .npz archive ({error})") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        # numpy's own message advises allow_pickle=True, which would run code from the file: never repeat it.
+        raise DataError(f"{path}: not a .npz archive of arrays (save one with numpy.savez(path, x_train=..., "
+                        "y_train=..., x_test=..., y_test=...))") from None
     missing = [key for key in ("x_train", "y_train") if key not in arrays]
     if missing:
         raise DataError(f"{path}: missing array(s) {', '.join(missing)} (expected x_train, y_train, x_test, y_test)")
@@ -68,7 +86,10 @@ def load_npz(path: Path, val_fraction: float, seed: int) -> ImageData:
         train_idx, val_idx = holdout_split(y_train, val_fraction, num, seed)
         x_train, y_train, x_val, y_val = x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx]
     num_classes = int(max(y_train.max(), y_val.max())) + 1
-    if "classes" in arrays and len(arrays["classes"]) >= num_classes:
+    if "classes" in arrays:
+        if len(arrays["classes"]) < num_classes:
+            raise DataError(f"{path}: 'classes' names {len(arrays['classes'])} classes but the labels go up to "
+                            f"{num_classes - 1}; give a name for every class")
         classes = tuple(str(name) for name in arrays["classes"])
     else:
         classes = tuple(str(i) for i in range(num_classes))

@@ -7,6 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from scaling_search.errors import UserError
+
 PRESETS = ("smoke", "quick", "standard")
 
 
@@ -21,14 +23,14 @@ def load_toml(name_or_path: str) -> dict[str, Any]:
     else:
         path = Path(name_or_path)
         if path.suffix != ".toml" or not path.exists():
-            raise ValueError(f"unknown preset {name_or_path!r}: choose one of {', '.join(PRESETS)} or give a .toml file")
+            raise UserError(f"unknown preset {name_or_path!r}: choose one of {', '.join(PRESETS)} or give a .toml file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"{path}: not valid TOML ({error})") from None
+        raise UserError(f"{path}: not valid TOML ({error})") from None
     except OSError as error:
-        raise ValueError(f"{path}: cannot read ({error.strerror})") from None
+        raise UserError(f"{path}: cannot read ({error.strerror})") from None
 
 
 __all__ = ["PRESETS", "load_toml", "preset_path"]

@@ -36,7 +36,7 @@ def _macs(value: float) -> str:
 
 
 def fit_budget(config: StudyConfig, baseline: NetworkSpec, coefficients: tuple[float, float, float],
-               budget: Budget, latency: Any = None) -> BudgetFit:
+               budget: Budget, latency: Any = None, tolerance: float | None = None) -> BudgetFit:
     """The phi whose deployment network meets ``budget`` within ``search.budget_tol`` (bisection, phi < 0 too).
 
     Ratios and MAC counts are met on achieved deployment MACs; with ``latency`` (a latency table), ratios and
@@ -60,7 +60,8 @@ def fit_budget(config: StudyConfig, baseline: NetworkSpec, coefficients: tuple[f
             raise UserError(f"budget {budget.text} is a latency: add --cost latency")
         cost, what, unit = (lambda spec: float(count_cost(spec).macs)), "deployment MACs", _macs
     target = budget.target(cost(baseline))
-    return fit_phi(target, lambda phi: cost(member(phi)), tolerance=config.search.budget_tol, what=what, unit=unit)
+    tolerance = config.search.budget_tol if tolerance is None else tolerance
+    return fit_phi(target, lambda phi: cost(member(phi)), tolerance=tolerance, what=what, unit=unit)
 
 
 def model_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,

@@ -6,6 +6,7 @@ with a fake ``trainer`` so the orchestration runs in seconds without training.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,10 +14,10 @@ from typing import Any, Callable
 
 import optuna
 
-from scaling_search.budget import Budget
+from scaling_search.budget import Budget, BudgetMiss
 from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
-from scaling_search.proxy import ProxyTransform
+from scaling_search.proxy import ProxyTransform, to_proxy
 from scaling_search.search import ablations
 from scaling_search.search.baseline import run_baseline
 from scaling_search.search.candidate import Trainer
@@ -26,7 +27,7 @@ from scaling_search.search.grid import choose_coefficients, grid_of, grid_table,
 from scaling_search.search.queue import prepare_points, train_points
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
 from scaling_search.spec import NetworkSpec, load_spec
-from scaling_search.train import default_threads, train_proxy
+from scaling_search.train import check_trainable, choose_device, default_threads, train_proxy
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,40 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
 
-def prepare(config: StudyConfig, data: ImageData | None = None) -> Prepared:
-    """Validate everything cheap (stored settings, proxy size, a non-empty grid), then load the data."""
+def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget | None = None) -> Prepared:
+    """Validate everything cheap before any training or storage write, then load the data.
+
+    Checked: the device, the stored settings, the deployment network and its proxy's size, a non-empty grid,
+    a latency table where the cost is latency, a budget within reach, and the data (by loading it).
+    """
+    choose_device(config.train.device)
     check_existing(config)
     probe = config.deployment.network_spec()  # a bad network name or file fails before the data is loaded
     transform = config.proxy_transform(probe)
     grid_of(config, probe, transform)  # an empty grid fails before any training
+    latency = _latency_table(config)
+    if budget is not None:
+        _check_reachable(config, probe, budget, latency)
     data = data if data is not None else config.data.load()
     network = config.deployment_network(data.num_classes, data.channels)
-    return Prepared(config, data, network, config.proxy_transform(network))
+    transform = config.proxy_transform(network)
+    check_trainable(to_proxy(network, transform), len(data.train_labels) + len(data.val_labels),
+                    config.train.batch_size)
+    return Prepared(config, data, network, transform)
+
+
+def _check_reachable(config: StudyConfig, network: NetworkSpec, budget: Budget, latency: Any) -> None:
+    """Refuse a budget no compound scaling can reach (beyond phi = +-16) before anything is trained.
+
+    The coefficients are not known yet; any with alpha, beta, gamma >= 1 reach the same range, so the paper's
+    stand in. Whether rounding lets the chosen ones land within tolerance is checked at export.
+    """
+    from scaling_search.family import PAPER_COEFFICIENTS
+
+    try:
+        fit_budget(config, network, PAPER_COEFFICIENTS, budget, latency, tolerance=math.inf)
+    except BudgetMiss as miss:
+        raise UserError(f"budget {budget.text} is out of reach of compound scaling: {miss}") from None
 
 
 def with_worker_threads(config: StudyConfig) -> StudyConfig:
@@ -151,11 +177,13 @@ def load_grid(config: StudyConfig) -> GridResult:
 
 
 def _latency_table(config: StudyConfig) -> Any:
+    """The calibrated latency table of ``search.latency_device`` with ``cost = "latency"``; refuses an
+    uncalibrated one (its raw sums are not latencies)."""
     if config.search.cost != "latency":
         return None
     from scaling_search.latency import LatencyTable
 
-    return LatencyTable.open(config.search.latency_device, 1)
+    return LatencyTable.open_calibrated(config.search.latency_device, 1)
 
 
 def export(config: StudyConfig, budget: Budget, family: list[float] | None = None, output: Path = Path("reports"),
@@ -211,7 +239,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
         trainer: Trainer = train_proxy, progress: bool = True, data: ImageData | None = None,
         report: bool = True) -> RunResult:
     """All stages: baseline search, coefficient grid, export at deployment scale, report."""
-    prepared = prepare(config, data)
+    prepared = prepare(config, data, budget)
     baseline, info = search_baseline(prepared, trainer, progress)
     search_grid(prepared, baseline, trainer, progress)
     grid, paths = export(config, budget, family, output, prepared.data.name)

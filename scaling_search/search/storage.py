@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +43,7 @@ def open_storage(config: StudyConfig) -> RDBStorage:
     engine_kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite_path(path, create=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     # Optuna 4.9 renamed the stale-trial callback; heartbeats are flagged experimental but are its documented
     # way to recover trials of killed processes.
@@ -52,10 +54,41 @@ def open_storage(config: StudyConfig) -> RDBStorage:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=config.search.heartbeat_s,
                               grace_period=config.search.grace_s, **{key: retry_callback()})
+    except ImportError as error:  # the URL names a database whose Python driver is not installed
+        raise UserError(f"storage {mask_credentials(url)!r} needs the Python module {_missing_module(error)!r}, "
+                        "which is not installed; pip install it (PostgreSQL: psycopg2-binary)") from None
     except Exception as error:  # SQLAlchemy raises many kinds; all mean the same to the user
         reason = mask_credentials(str(error).splitlines()[0][:200])
         raise UserError(f"cannot open storage {mask_credentials(url)!r} ({reason}); check the URL or use the "
                         "default") from None
+
+
+def _missing_module(error: ImportError) -> str:
+    """The module an ImportError is about (SQLAlchemy re-raises driver errors without ``name``)."""
+    found = re.search(r"No module named '([^']+)'", str(error))
+    return error.name or (found.group(1) if found else str(error))
+
+
+def check_sqlite_path(path: Path, create: bool) -> None:
+    """A SQLite storage file must be a database (or, with ``create``, creatable in a writable folder)."""
+    if path.is_dir():
+        raise UserError(f"storage path {path} is a folder; give a file such as sqlite:///{path}/study.db")
+    if path.exists():
+        with open(path, "rb") as handle:
+            header = handle.read(16)
+        if header != b"SQLite format 3\x00":
+            raise UserError(f"storage file {path} is not a SQLite database (empty or another format); "
+                            "give another --storage or --study")
+        return
+    if not create:
+        raise UserError(f"no study database at {path}; give --storage or run the study first")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the storage folder {folder} ({error.strerror}); choose another --storage") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"the storage folder {folder} is not writable; choose another --storage")
 
 
 def retry_callback() -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -123,6 +156,21 @@ def open_study(config: StudyConfig, storage: RDBStorage, stage: str,
     return study
 
 
+def open_for_reading(url: str) -> optuna.storages.BaseStorage:
+    """An existing storage opened to read a study (``report``): never creates a file; one-line errors."""
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_path(path, create=False)
+    try:
+        return optuna.storages.RDBStorage(url, skip_table_creation=path is not None)
+    except ImportError as error:
+        raise UserError(f"storage {mask_credentials(url)!r} needs the Python module {_missing_module(error)!r}; "
+                        "pip install it") from None
+    except Exception as error:  # SQLAlchemy raises many kinds; all mean the same to the user
+        reason = mask_credentials(str(error).splitlines()[0][:200])
+        raise UserError(f"cannot read storage {mask_credentials(url)!r} ({reason})") from None
+
+
 def load_stage(config: StudyConfig, stage: str) -> optuna.Study | None:
     """An existing stage study, or None (creates nothing)."""
     path = sqlite_path(config.storage)
@@ -172,5 +220,5 @@ def running_elsewhere(study: optuna.Study, grace_s: float) -> bool:
     return any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
 
 
-__all__ = ["DONE", "check_existing", "check_stored_settings", "is_done", "load_stage", "normalise", "open_storage",
+__all__ = ["DONE", "check_existing", "check_sqlite_path", "open_for_reading", "check_stored_settings", "is_done", "load_stage", "normalise", "open_storage",
            "open_study", "retry_callback", "running_elsewhere", "sqlite_path"]
