@@ -93,8 +93,8 @@ def fit_phi(target: float, cost_at_phi: Callable[[float], float], *, tolerance: 
     either side of the crossing are compared and the closer one (the cheaper one on a tie) is kept.
 
     Raises:
-        BudgetMiss: the closest achievable cost is more than ``tolerance`` (relative) from the target, or the
-            target lies beyond phi = +-16.
+        BudgetMiss: the closest achievable cost is more than ``tolerance`` (relative) from the target, or
+            (whatever the tolerance) the target lies beyond phi = +-16.
     """
     if not (target > 0 and math.isfinite(target)):
         raise UserError(f"the budget must be a positive, finite {what} value, got {target}")
@@ -130,8 +130,11 @@ def fit_phi(target: float, cost_at_phi: Callable[[float], float], *, tolerance: 
                 break
             else:
                 high, step = probe, step * 2
-    if low is None or high is None:
-        candidates = [high if low is None else low]  # beyond phi = +-16: the closest end
+    if low is None or high is None:  # beyond phi = +-16: out of reach whatever the tolerance
+        end = high if low is None else low
+        fit = BudgetFit(round(end * PHI_STEP, 3), target, cost(end))
+        raise BudgetMiss(f"the budget ({unit(target)} {what}) lies beyond phi = {fit.phi:+g}, where the scaled "
+                         f"network costs {unit(fit.achieved)}; choose a budget within reach", fit)
     else:
         while high - low > 1:
             middle = (low + high) // 2

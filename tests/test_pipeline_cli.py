@@ -276,3 +276,30 @@ def test_issue_acceptance_b0_at_224_then_exports_at_4x_and_800m(tmp_path):
         [exported] = [json.loads(p.read_text()) for p in folder.glob("model-phi*.json")
                       if (json.loads(p.read_text())["budget"] or {}).get("text") == budget]
         assert abs(exported["cost"]["macs"] / target - 1) <= 0.05, (budget, exported["cost"]["macs"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_one_line_and_stops_every_worker(tmp_path):
+    """SIGINT to the whole process group (a terminal's Ctrl-C) while two workers train grid points."""
+    process = subprocess.Popen([sys.executable, "-m", "scaling_search", "run", "--budget", "2x", *SMOKE,
+                                "--workers", "2"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    db = tmp_path / "studies" / "smoke-synthetic.db"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if db.exists() and "RUNNING" in [row[1] for row in _grid_rows(tmp_path)]:
+                break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before a grid trial could be interrupted"
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Warning" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("scaling-search")]
+    assert errors == ["scaling-search run: interrupted; re-run the same command to resume"], stderr
+    time.sleep(1)
+    states = subprocess.run(["ps", "-o", "stat=", "-g", str(process.pid)], capture_output=True, text=True).stdout
+    assert [s for s in states.split() if not s.startswith("Z")] == []  # no worker left running (zombies await init)

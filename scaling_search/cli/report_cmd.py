@@ -48,12 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_ablate(args: argparse.Namespace) -> int:
-    import optuna
-
-    from scaling_search.cli.search_cmd import study_config
+    from scaling_search.cli.search_cmd import _quiet_optuna, study_config
     from scaling_search.search import runner
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
     figures = ("3", "4", "8") if args.figure == "all" else (args.figure,)
     if args.config and args.study is None:  # another deployment baseline is another study
         from scaling_search.search.config import default_study_name

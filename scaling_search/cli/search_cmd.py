@@ -124,9 +124,11 @@ def _budget(args: argparse.Namespace) -> tuple[Any, list[float] | None]:
 
 
 def _quiet_optuna() -> None:
+    """Optuna's own log off below errors: its 'Trial failed' warning prints a traceback for Ctrl-C (and for a
+    diverged trial, which the stage's progress line already reports in one line)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def _describe_scales(prepared: Any) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-from dataclasses import dataclass, field, replace
+import signal
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -66,7 +67,6 @@ class RunResult:
     exported: list[Path]
     folder: Path
     report: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget | None = None) -> Prepared:
@@ -115,8 +115,12 @@ def with_worker_threads(config: StudyConfig) -> StudyConfig:
 
 
 def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, trainer: Trainer) -> None:
-    """Entry point of an extra worker process: the same stage against the same storage, no progress bar."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    """Entry point of an extra worker process: the same stage against the same storage, no progress bar.
+
+    The parent stops it with SIGTERM (on Ctrl-C or an error); it then exits normally, releasing what it holds.
+    """
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     prepared = prepare(config)
     if stage == "grid":
         run_grid(config, prepared.data, NetworkSpec.from_dict(baseline or {}), prepared.transform, trainer,
@@ -124,6 +128,10 @@ def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, tr
     else:  # an ablation figure: its points are already enqueued in the study
         study = open_study(config, open_storage(config), stage)
         train_points(config, prepared.data, study, stage, lambda attrs: "", trainer, progress=False)
+
+
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def _with_workers(stage: str, config: StudyConfig, baseline: NetworkSpec | None, trainer: Trainer,
@@ -136,13 +144,25 @@ def _with_workers(stage: str, config: StudyConfig, baseline: NetworkSpec | None,
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker, args=(stage, config, baseline and baseline.to_dict(), trainer))
                  for _ in range(workers - 1)]
-    for process in processes:
-        process.start()
+    # Workers start with SIGINT ignored (kept across exec, so Python installs no handler): Ctrl-C reaches the
+    # whole terminal group, and a worker still importing torch would print a 60-line traceback. The parent
+    # reports the interruption and stops them; their trials go stale and are retried by the next run.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return main()
+        for process in processes:
+            process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        result = main()
+    except BaseException:
+        for process in processes:
+            process.terminate()
+        raise
     finally:
         for process in processes:
             process.join()
+    return result
 
 
 def search_baseline(prepared: Prepared, trainer: Trainer = train_proxy,

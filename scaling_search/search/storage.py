@@ -69,6 +69,20 @@ def _missing_module(error: ImportError) -> str:
     return error.name or (found.group(1) if found else str(error))
 
 
+def would_create(path: Path) -> None:
+    """Refuse a SQLite path whose file could not be created, without creating anything."""
+    if path.is_dir():
+        raise UserError(f"storage path {path} is a folder; give a file such as sqlite:///{path}/study.db")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"cannot create the storage folder {path.parent}: {ancestor} is a file; choose another "
+                        "--storage")
+    if not os.access(ancestor, os.W_OK):
+        raise UserError(f"cannot create the storage under {ancestor}: not writable; choose another --storage")
+
+
 def check_sqlite_path(path: Path, create: bool) -> None:
     """A SQLite storage file must be a database (or, with ``create``, creatable in a writable folder)."""
     if path.is_dir():
@@ -82,6 +96,7 @@ def check_sqlite_path(path: Path, create: bool) -> None:
         return
     if not create:
         raise UserError(f"no study database at {path}; give --storage or run the study first")
+    would_create(path)
     folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -132,9 +147,11 @@ def check_stored_settings(config: StudyConfig, storage: RDBStorage, study_name: 
 
 
 def check_existing(config: StudyConfig, stages: tuple[str, ...] = ("baseline", "grid")) -> None:
-    """Before any work: refuse settings that the stored stages were not made with (creates nothing)."""
+    """Before any work: the storage can be reached (or a SQLite file made), and the stored stages were made
+    with these settings. Creates no SQLite file or folder."""
     path = sqlite_path(config.storage)
     if path is not None and not path.exists():
+        would_create(path)
         return  # nothing stored yet, and nothing to create before the run starts
     storage = open_storage(config)
     for stage in stages:

@@ -1,0 +1,212 @@
+"""A battery of users' mistakes across every subcommand: each must exit 2 with one line on stderr, no traceback,
+and leave every file under the working folder (studies, reports, configs) byte-identical.
+
+The CLI runs in-process (``scaling_search.cli.main``) next to a finished study made with a fake trainer, so the
+battery costs seconds, not interpreter start-ups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scaling_search.budget import parse_budget
+from scaling_search.cli import main
+from scaling_search.search import runner
+from scaling_search.search.config import load_study_config
+from test_search_runner import fake_trainer
+
+FLAGS = ["--preset", "smoke", "--baseline", "b0", "--no-progress"]
+FRESH = [*FLAGS, "--study", "fresh"]  # flags that change the stored study's settings would be refused first
+STUDY = ["--preset", "smoke", "--baseline", "b0"]
+
+
+def _write_inputs(folder: Path) -> None:
+    """Bad files of every kind a user might point the tool at."""
+    pixels = np.random.default_rng(0).integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(40) % 4
+    (folder / "text.npz").write_text("x_train,y_train\n1,2\n")
+    (folder / "notes.txt").write_text("not data\n")
+    np.savez(folder / "empty.npz", x_train=np.zeros((0, 32, 32, 3), np.uint8), y_train=np.zeros(0, np.int64))
+    nan = pixels.astype(np.float32) / 255
+    nan[3, 0, 0, 0] = np.nan
+    np.savez(folder / "nan.npz", x_train=nan, y_train=labels)
+    np.savez(folder / "range.npz", x_train=pixels.astype(np.float32) * 1.5, y_train=labels)
+    np.savez(folder / "huge_label.npz", x_train=pixels, y_train=np.where(labels == 3, 10**9, labels))
+    np.savez(folder / "negative.npz", x_train=pixels, y_train=labels - 1)
+    np.savez(folder / "unseen.npz", x_train=pixels, y_train=labels % 3, x_test=pixels[:8], y_test=labels[:8])
+    np.savez(folder / "fewnames.npz", x_train=pixels, y_train=labels * 2, classes=np.array(["a", "b", "c", "d"]))
+    np.savez(folder / "strings.npz", x_train=np.array([["a"] * 4] * 4), y_train=np.arange(4))
+    (folder / "corrupt.db").write_text("this is not a database\n")
+    (folder / "empty.db").write_bytes(b"")
+    (folder / "dir.db").mkdir()
+    with sqlite3.connect(folder / "plain.db") as connection:
+        connection.execute("create table notes (x integer)")
+    (folder / "bad.json").write_text("{not json")
+    (folder / "spec.json").write_text('{"stem_channels": 32}')
+    tomls = {"trials": "[search]\ntrials = 2.5\n", "epochs": '[train]\nepochs = "three"\n',
+             "table": "[colour]\nx = 1\n", "key": "[train]\nepoch = 3\n", "broken": "[train\n",
+             "width": "[proxy]\nwidth = 2.0\n", "rounding": '[deployment]\ndepth_rounding = "up"\n',
+             "bool": "[train]\nzero_init = 1\n", "network": '[deployment]\nnetwork = "resnet50"\n'}
+    for name, text in tomls.items():
+        (folder / f"{name}.toml").write_text(text)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("bad-input")
+    overrides = {"search": {"baseline": "network", "pruner": "median"}, "deployment": {"network": "b0"}}
+    config = load_study_config("smoke", overrides, None, f"sqlite:///{folder}/studies/smoke-synthetic.db")
+    runner.run(config, parse_budget("2x"), [0.0, 1.0], output=folder / "reports", trainer=fake_trainer,
+               progress=False)
+    _write_inputs(folder)
+    return folder
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+CASES: list[tuple[str, list[str], str]] = [
+    # budgets
+    ("unreadable budget", ["run", "--budget", "lots", *FRESH], "cannot read budget 'lots'"),
+    ("negative budget", ["run", "--budget", "-2x", *FRESH], "budget '-2x' must be a positive"),
+    ("infinite budget", ["run", "--budget", "1e400x", *FRESH], "must be a positive, finite number"),
+    ("zero budget", ["run", "--budget", "0x", *FRESH], "must be a positive, finite number"),
+    ("huge ratio", ["run", "--budget", "1000000x", *FRESH], "is out of reach"),
+    ("unreachable MACs", ["run", "--budget", "1e30", *FRESH], "is out of reach of compound scaling"),
+    ("tiny MACs", ["run", "--budget", "10", *FRESH], "is out of reach of compound scaling"),
+    ("unknown unit", ["run", "--budget", "3Q", *FRESH], "unknown unit 'Q'"),
+    ("latency budget without latency cost", ["run", "--budget", "25ms", *FRESH], "add --cost latency"),
+    ("latency cost without a table", ["run", "--cost", "latency", "--study", "lat", *FLAGS],
+     "run 'scaling-search latency calibrate"),
+    ("MACs budget with latency cost", ["run", "--budget", "800M", "--cost", "latency", "--study", "lat", *FLAGS],
+     "run 'scaling-search latency calibrate"),
+    ("budget tolerance out of range", ["run", "--budget-tol", "2", *FRESH], "budget_tol must be in (0, 1)"),
+    ("budget rounding cannot meet", ["export", "--budget", "3x", "--budget-tol", "0.000001", *FLAGS],
+     "no scaled network lands within"),
+    ("bad family", ["export", "--family", "5:1", *FLAGS], "cannot read --family '5:1'"),
+    ("family out of range", ["export", "--family", "0,40", *FLAGS], "cannot read --family"),
+    # presets and study files
+    ("unknown preset", ["run", "--preset", "turbo", "--no-progress"], "unknown preset 'turbo'"),
+    ("float where an integer is expected", ["run", "--preset", "trials.toml"], "[search] trials must be a whole number, got 2.5"),
+    ("string epochs", ["run", "--preset", "epochs.toml"], "[train] epochs must be a whole number, got 'three'"),
+    ("integer where a boolean is expected", ["run", "--preset", "bool.toml"], "[train] zero_init must be true or false"),
+    ("unknown table", ["run", "--preset", "table.toml"], "unknown table(s) colour"),
+    ("unknown key", ["run", "--preset", "key.toml"], "unknown key(s) in [train]: epoch"),
+    ("broken TOML", ["run", "--preset", "broken.toml"], "not valid TOML"),
+    ("proxy wider than the network", ["run", "--preset", "width.toml"], "[proxy] width must be in (0, 1]"),
+    ("unknown depth rounding", ["run", "--preset", "rounding.toml"], "depth_rounding must be one of ceil, nearest"),
+    ("unknown deployment network", ["run", "--preset", "network.toml"], "resnet50 does not exist"),
+    # study names, settings, storages
+    ("empty study name", ["run", *FLAGS, "--study", ""], "study name '' must be"),
+    ("study name with a space", ["run", *FLAGS, "--study", "my study"], "study name 'my study' must be"),
+    ("changed settings", ["run", "--epochs", "2", *FLAGS], "different settings (train.epochs)"),
+    ("export with changed settings", ["export", "--budget", "2x", "--epochs", "3", *FLAGS],
+     "different settings (train.epochs)"),
+    ("grid with changed settings", ["grid", "--seed", "5", *FLAGS], "different settings"),
+    ("ablate with changed settings", ["ablate", "--figure", "8", "--repeats", "2", *FLAGS], "different settings"),
+    ("export of a study that does not exist", ["export", "--study", "nosuch", *FLAGS], "has no coefficient grid"),
+    ("empty grid", ["run", "--grid-step", "0.7", "--grid-tol", "0.0001", "--study", "other", *FLAGS],
+     "the grid is empty"),
+    ("negative grid tolerance", ["run", "--grid-tol", "-1", *FRESH], "--grid-tol must be >= 0"),
+    ("storage under a file", ["run", "--storage", "sqlite:///bad.json/x.db", *FRESH], "bad.json is a file"),
+    ("storage that is a folder", ["run", "--storage", "sqlite:///dir.db", *FRESH], "is a folder"),
+    ("storage that is not SQLite", ["run", "--storage", "sqlite:///corrupt.db", *FRESH], "is not a SQLite database"),
+    ("unknown storage dialect", ["run", "--storage", "nosuchdb://u:secret@host/db", *FRESH], "u:***@host"),
+    ("storage driver missing", ["run", "--storage", "mysql://u:secret@127.0.0.1:1/db", *FRESH], "needs the Python module"),
+    ("device that does not exist", ["run", "--device", "cuda", *FRESH], "no CUDA GPU is available"),
+    ("device nobody knows", ["run", "--device", "tpu", *FRESH], "unknown device 'tpu'"),
+    ("workers zero", ["run", "--workers", "0", *FRESH], "'0' must be at least 1"),
+    ("proxy below the stride", ["run", "--proxy-resolution", "16", *FRESH], "below the network's total stride"),
+    ("proxy above the deployment", ["run", "--resolution", "64", "--proxy-resolution", "96", *FRESH],
+     "exceeds the deployment resolution"),
+    ("proxy width above one", ["run", "--proxy-width", "1.5", *FRESH], "[proxy] width must be in (0, 1]"),
+    ("unknown baseline", ["run", "--baseline", "b9", "--preset", "smoke", "--study", "fresh"], "b9 does not exist"),
+    ("baseline file missing", ["run", "--baseline", "missing.json", "--preset", "smoke", "--study", "fresh"],
+     "missing.json does not exist"),
+    ("baseline file not JSON", ["run", "--baseline", "bad.json", "--preset", "smoke", "--study", "fresh"],
+     "is not valid JSON"),
+    ("baseline file not a spec", ["run", "--baseline", "spec.json", "--preset", "smoke", "--study", "fresh"],
+     "network spec field 'stages' must be a list"),
+    # data
+    ("data file missing", ["run", "--data", "missing.npz", *FRESH], "no such file or directory"),
+    ("text file named .npz", ["run", "--data", "text.npz", *FRESH], "not a .npz archive of arrays"),
+    ("file of unknown kind", ["run", "--data", "notes.txt", *FRESH], "cannot tell the data format"),
+    ("empty arrays", ["run", "--data", "empty.npz", *FRESH], "holds no images"),
+    ("NaN pixels", ["run", "--data", "nan.npz", *FRESH], "NaN or infinite pixel values"),
+    ("pixels out of range", ["run", "--data", "range.npz", *FRESH], "pixel values must lie in 0..255"),
+    ("label of 10^9", ["run", "--data", "huge_label.npz", *FRESH], "label 1000000000 is not a class index"),
+    ("negative label", ["run", "--data", "negative.npz", *FRESH], "labels must be class indices"),
+    ("validation class unseen in training", ["run", "--data", "unseen.npz", *FRESH],
+     "the validation split has class(es) the train split lacks"),
+    ("too few class names", ["run", "--data", "fewnames.npz", *FRESH], "'classes' names 4 classes"),
+    ("string pixels", ["run", "--data", "strings.npz", *FRESH], "npz"),
+    ("subset larger than the data", ["run", "--subset", "100000", *FRESH], "larger than the 120 training images"),
+    ("subset below the classes", ["run", "--subset", "3", *FRESH], "smaller than the 10 classes"),
+    ("unknown data format", ["run", "--data-format", "parquet", *FRESH], "invalid choice: 'parquet'"),
+    ("baseline with an unknown preset", ["baseline", "--preset", "turbo"], "unknown preset 'turbo'"),
+    ("baseline with zero trials", ["baseline", "--trials", "0", "--preset", "smoke"], "'0' must be at least 1"),
+    # ablate and report
+    ("ablate config missing", ["ablate", "--config", "missing.json", *FLAGS], "missing.json does not exist"),
+    ("ablate negative widths", ["ablate", "--widths", "1,-2", *FLAGS], "must list positive numbers"),
+    ("ablate unknown figure", ["ablate", "--figure", "9", *FLAGS], "invalid choice: '9'"),
+    ("report of nothing", ["report", "nosuch"], "no study database at"),
+    ("report on a corrupt file", ["report", "x", "--storage", "sqlite:///corrupt.db"], "is not a SQLite database"),
+    ("report on an empty file", ["report", "x", "--storage", "sqlite:///empty.db"], "is not a SQLite database"),
+    ("report on a folder", ["report", "x", "--storage", "sqlite:///dir.db"], "is a folder"),
+    ("report on SQLite without a study", ["report", "x", "--storage", "sqlite:///plain.db"], "cannot read"),
+    ("report of an unknown study", ["report", "other", "--storage", "sqlite:///studies/smoke-synthetic.db"],
+     "no finished trials of study 'other'"),
+    # train, latency, cost
+    ("train below the stride", ["train", "b0", "--resolution", "8", "--preset", "smoke", "--no-progress"],
+     "below the network's total stride"),
+    ("train too large to fit", ["train", "b0", "--resolution", "20000", "--preset", "smoke", "--no-progress"],
+     "needs about"),
+    ("train unknown model", ["train", "b9", "--preset", "smoke"], "unknown model 'b9'"),
+    ("train bad arch", ["train", "--arch", "xx_r1", "--preset", "smoke"], "block type 'xx'"),
+    ("train on text data", ["train", "b0", "--data", "text.npz", "--preset", "smoke"], "not a .npz archive"),
+    ("train on a missing GPU", ["train", "b0", "--device", "cuda", "--preset", "smoke"], "no CUDA GPU"),
+    ("train processes that do not split the batch", ["train", "b0", "--preset", "smoke", "--processes", "3"],
+     "must split into 3 equal shares"),
+    ("train bad preset types", ["train", "b0", "--preset", "epochs.toml"], "[train] epochs must be a whole number"),
+    ("latency below the stride", ["latency", "b0", "--resolution", "8"], "below the network's total stride"),
+    ("latency too large", ["latency", "b0", "--resolution", "60000", "--batch", "64"], "needs about"),
+    ("latency prediction without a table", ["latency", "b0", "--predict"], "run 'scaling-search latency calibrate"),
+    ("latency negative warm-up", ["latency", "b0", "--warmup", "-1"], "--warmup must be >= 0"),
+    ("latency on a missing GPU", ["latency", "b0", "--device", "cuda"], "no CUDA GPU"),
+    ("cost unknown model", ["cost", "b9"], "unknown model 'b9'"),
+    ("cost missing config", ["cost", "--config", "missing.json"], "missing.json does not exist"),
+    ("cost negative width", ["cost", "b0", "--width", "-1"], "must be a positive number"),
+    ("cost nothing named", ["cost"], "name model(s)"),
+    ("cost zero resolution", ["cost", "b0", "--resolution", "0"], "must be at least 1"),
+    ("unknown command", ["fly"], "invalid choice: 'fly'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(workdir, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(workdir / "no-latency-table"))
+    before = _digests(workdir)
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 2, captured.err
+    assert len(lines) == 1 and message in lines[0], captured.err
+    assert "Traceback" not in captured.err and "secret" not in captured.err
+    assert _digests(workdir) == before
+
+
+def test_the_battery_is_large_and_covers_every_subcommand():
+    commands = {case[1][0] for case in CASES}
+    assert len(CASES) >= 60
+    assert commands >= {"run", "baseline", "grid", "export", "ablate", "report", "train", "latency", "cost"}
