@@ -116,20 +116,20 @@ def fit_phi(target: float, cost_at_phi: Callable[[float], float], *, tolerance: 
             probe = min(limit, low + step)
             if cost(probe) > target:
                 high = probe
-            elif probe == limit:
-                break
             else:
                 low, step = probe, step * 2
+                if probe == limit:
+                    break
     else:
         high = 0
         while low is None:
             probe = max(-limit, high - step)
             if cost(probe) <= target:
                 low = probe
-            elif probe == -limit:
-                break
             else:
                 high, step = probe, step * 2
+                if probe == -limit:
+                    break
     if low is None or high is None:  # beyond phi = +-16: out of reach whatever the tolerance
         end = high if low is None else low
         fit = BudgetFit(round(end * PHI_STEP, 3), target, cost(end))

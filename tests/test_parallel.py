@@ -17,7 +17,7 @@ from scaling_search.parallel import GlooGroup
 from scaling_search.scaling import scale
 from scaling_search.train import TrainSettings, train_proxy
 
-TINY = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=16, num_classes=10)
+TINY = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)
 TWO = TrainSettings(epochs=2, batch_size=32, threads=2, eval_batch_size=100, processes=2, precise_bn_batches=2)
 
 

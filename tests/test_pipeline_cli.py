@@ -196,7 +196,8 @@ def test_latency_budget_run_records_predicted_and_measured_latency(tmp_path):
         return subprocess.run([sys.executable, "-m", "scaling_search", *argv], cwd=tmp_path, capture_output=True,
                               text=True, timeout=600, env=env)
 
-    flags = ["run", *SMOKE, "--baseline", "b0", "--cost", "latency", "--budget", "1.5x"]
+    # B0 at 128 px: the table measures each part of every network it predicts, and 224 px parts cost twice as much
+    flags = ["run", *SMOKE, "--baseline", "b0", "--resolution", "128", "--cost", "latency", "--budget", "1.5x"]
     refused = scaling_search(*flags)  # no calibrated table yet: refused before any training
     assert refused.returncode == 2 and "run 'scaling-search latency calibrate" in refused.stderr, refused.stderr
     assert not (tmp_path / "studies").exists()
