@@ -10,12 +10,15 @@ from __future__ import annotations
 import types
 import typing
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scaling_search.data import FORMATS, ImageData, load_dataset
+from scaling_search.data.formats import FORMATS
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxySettings
-from scaling_search.train import TrainSettings
+from scaling_search.train_settings import TrainSettings
+
+if TYPE_CHECKING:
+    from scaling_search.data.base import ImageData
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class DataSettings:
             raise UserError("synthetic dataset sizes must be >= 1 per class")
 
     def load(self) -> ImageData:
+        from scaling_search.data.loading import load_dataset
+
         return load_dataset(
             self.source,
             data_format=self.format or None,

@@ -51,10 +51,13 @@ def test_figure8_lines_start_from_the_common_baseline_point():
     assert "deployment MACs" in figure.layout.title.text
 
 
-def test_write_report_is_offline_and_links_everything(tmp_path):
-    index = report.write_report(tmp_path, "t", {"fig3": report.draw_figure3(FIG3)}, {"fig3_trials": FIG3})
+def test_pages_are_offline_and_the_index_links_everything(tmp_path):
+    figures, tables = {"fig3": report.draw_figure3(FIG3)}, {"fig3_trials": FIG3}
+    report.write_pages(tmp_path, figures, tables)
+    index = report.write_index(tmp_path, "t", figures, tables, [])
     text = index.read_text()
-    assert 'href="fig3.html"' in text and 'href="fig3_trials.csv"' in text
+    assert "href='fig3.html'" in text and "href='fig3_trials.csv'" in text
+    assert text.count("<script src='plotly.min.js'></script>") == 1 and "cdn.plot.ly" not in text
     page = (tmp_path / "fig3.html").read_text()
     assert 'src="plotly.min.js"' in page and "cdn.plot.ly" not in page
     assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000

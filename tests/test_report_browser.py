@@ -1,10 +1,13 @@
-"""`ablate --figure all --preset smoke`, then its pages rendered in headless Chromium (slow; CI installs Chromium)."""
+"""A smoke run and its ablations, then the report rendered in headless Chromium (slow; CI installs Chromium)."""
 
+import html
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,25 +34,48 @@ def _dump_dom(chromium: str, page, profile) -> str:
     return proc.stdout
 
 
+def _screenshot(chromium: str, page, profile, target) -> None:
+    proc = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--window-size=1280,3000",
+         f"--screenshot={target}", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and target.stat().st_size > 10_000, proc.stderr[-1000:]
+
+
 @pytest.mark.slow
-def test_ablation_pages_render_in_headless_chromium(tmp_path):
+def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path):
     chromium = _chromium()
-    proc = subprocess.run([sys.executable, "-m", "scaling_search", *ABLATE], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    for argv in (["run", "--budget", "2x", "--preset", "smoke", "--baseline", "b0", "--no-progress"],
+                 [*ABLATE, "--baseline", "b0"]):
+        proc = subprocess.run([sys.executable, "-m", "scaling_search", *argv], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
     folder = tmp_path / "reports" / "smoke-synthetic"
-    # the report is rebuilt from the storage alone
-    shutil.rmtree(folder)
+    configs = sorted(p.name for p in folder.glob("model-phi*.json"))
+    # the report is rebuilt from the storage and the exported configs alone
+    for page in folder.glob("*.html"):
+        page.unlink()
     proc = subprocess.run([sys.executable, "-m", "scaling_search", "report", "smoke-synthetic"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     index = folder / "index.html"
     dom = _dump_dom(chromium, index, tmp_path / "profile")
-    pages = re.findall(r'href="([^"]+\.html)"', dom)
-    assert sorted(pages) == ["fig3.html", "fig4.html", "fig8.html"]
-    for page in pages:
+    exported = json.loads((folder / "model-phi1.json").read_text())
+    coefficients = re.search(r"id=\"coefficients\">([^<]+)", dom).group(1)
+    for name in ("alpha", "beta", "gamma"):
+        assert f"{name} = {exported[name]:g}" in coefficients
+    assert "href=\"model-phi1.json\"" in dom
+    family = re.search(r'<table id="family">(.*?)</table>', dom, re.S).group(1)
+    assert family.count("<tr>") == 1 + len(configs)  # a header and one row per exported config
+    drawn = re.findall(r'<div class="figure" id="figure-([a-z0-9_]+)">.*?class="main-svg"', dom, re.S)
+    assert {"grid", "family", "fig3", "fig4", "fig8"} <= set(drawn) and len(drawn) >= 5
+    assert "compound scaling reached" in dom and "95% interval" in dom  # Figure 8's verdict
+    shown = html.unescape(re.sub(r"<[^>]*>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)))
+    assert "<br" not in shown and "<sup" not in shown  # no markup shown as text (plotly keeps it in attributes)
+    artifacts = Path(__file__).parent / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    _screenshot(chromium, index, tmp_path / "profile", artifacts / "report-index.png")
+    for page in ("fig3.html", "fig4.html", "fig8.html"):  # each figure also stands alone
         dom = _dump_dom(chromium, folder / page, tmp_path / "profile")
-        assert dom.count('class="main-svg"') >= 1, page  # plotly drew its SVG
-        assert "scatterlayer" in dom and "Error" not in dom, page
-    for table in ("fig3_trials.csv", "fig4_trials.csv", "fig8_trials.csv"):
-        assert (folder / table).stat().st_size > 0
+        assert dom.count('class="main-svg"') >= 1 and "scatterlayer" in dom, page

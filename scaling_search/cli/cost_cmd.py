@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_network_args(parser, many=True)
     parser.add_argument("--counter", choices=list(COUNTERS), default="analytic",
                         help="analytic (exact, from the spec; default), torch, fvcore or ptflops (build and trace)")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output: an aligned table (default), CSV or JSON")
     parser.set_defaults(handler=run)
 
 

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (recorded with the result)")
     parser.add_argument("--predict", action="store_true", help="predict from the lookup table instead of measuring")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output: an aligned table (default), CSV or JSON")
     parser.set_defaults(handler=run)
 
 

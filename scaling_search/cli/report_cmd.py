@@ -49,16 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_ablate(args: argparse.Namespace) -> int:
     from scaling_search.cli.search_cmd import _quiet_optuna, study_config
-    from scaling_search.search import runner
 
-    _quiet_optuna()
     figures = ("3", "4", "8") if args.figure == "all" else (args.figure,)
     if args.config and args.study is None:  # another deployment baseline is another study
         from scaling_search.search.config import default_study_name
 
         default = default_study_name(args.preset, args.data_source or "synthetic")
         args.study = f"{default}-{Path(args.config).stem}"
-    index = runner.ablate(study_config(args), figures, widths=args.widths, depths=args.depths,
+    config = study_config(args)  # flags and preset checked before torch and Optuna load
+    from scaling_search.search import runner
+
+    _quiet_optuna()
+    index = runner.ablate(config, figures, widths=args.widths, depths=args.depths,
                           resolutions=args.resolutions, phis=args.phis, base_path=args.config,
                           output=Path(args.output), progress=not args.no_progress)
     print(f"report: {index}")

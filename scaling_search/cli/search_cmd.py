@@ -150,11 +150,12 @@ def _describe_scales(prepared: Any) -> str:
 
 
 def run_stage_baseline(args: argparse.Namespace) -> int:
+    config = study_config(args)  # flags and preset checked before torch and Optuna load
     from scaling_search.arch import encode_arch
     from scaling_search.search import runner
 
     _quiet_optuna()
-    prepared = runner.prepare(study_config(args))
+    prepared = runner.prepare(config)
     print(_describe_scales(prepared), file=sys.stderr)
     baseline, info = runner.search_baseline(prepared, progress=not args.no_progress)
     folder = Path(args.output) / prepared.config.name
@@ -165,10 +166,11 @@ def run_stage_baseline(args: argparse.Namespace) -> int:
 
 
 def run_stage_grid(args: argparse.Namespace) -> int:
+    config = study_config(args)  # flags and preset checked before torch and Optuna load
     from scaling_search.search import runner
 
     _quiet_optuna()
-    prepared = runner.prepare(study_config(args))
+    prepared = runner.prepare(config)
     print(_describe_scales(prepared), file=sys.stderr)
     baseline, _ = runner.search_baseline(prepared, progress=not args.no_progress)
     grid = runner.search_grid(prepared, baseline, progress=not args.no_progress)
@@ -180,12 +182,13 @@ def run_stage_grid(args: argparse.Namespace) -> int:
 
 
 def run_all(args: argparse.Namespace) -> int:
+    budget, family = _budget(args)  # flags, budget and preset checked before torch and Optuna load
+    config = study_config(args)
     from scaling_search.report import build_report
     from scaling_search.search import runner
 
     _quiet_optuna()
-    budget, family = _budget(args)
-    prepared = runner.prepare(study_config(args), budget=budget)
+    prepared = runner.prepare(config, budget=budget)
     print(_describe_scales(prepared), file=sys.stderr)
     baseline, _ = runner.search_baseline(prepared, progress=not args.no_progress)
     runner.search_grid(prepared, baseline, progress=not args.no_progress)
@@ -197,12 +200,12 @@ def run_all(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    budget, family = _budget(args)  # flags, budget and preset checked before torch and Optuna load
+    config = study_config(args)
     from scaling_search.report import build_report
     from scaling_search.search import runner
 
     _quiet_optuna()
-    budget, family = _budget(args)
-    config = study_config(args)
     grid, paths = runner.export(config, budget, family, Path(args.output))
     _print_grid(grid)
     _print_exported(paths)

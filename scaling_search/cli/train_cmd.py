@@ -8,7 +8,7 @@ from dataclasses import replace
 from scaling_search.cli.common import add_network_args, positive_float, positive_int, print_table, selected_networks
 from scaling_search.presets import load_toml
 from scaling_search.settings import sections_from_toml, with_overrides
-from scaling_search.train import OPTIMIZERS
+from scaling_search.train_settings import OPTIMIZERS
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +24,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 def add_train_args(parser: argparse.ArgumentParser) -> None:
     """Flags that override a preset's [train] table."""
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=positive_int)
-    group.add_argument("--batch-size", type=positive_int)
-    group.add_argument("--lr", type=positive_float)
-    group.add_argument("--optimizer", choices=OPTIMIZERS)
+    group.add_argument("--epochs", type=positive_int, help="passes over the training split (default: the preset's)")
+    group.add_argument("--batch-size", type=positive_int, help="images per step (default: the preset's)")
+    group.add_argument("--lr", type=positive_float, help="peak learning rate (default: the preset's)")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: the preset's)")
     group.add_argument("--seed", type=int, help="training seed")
     group.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     group.add_argument("--threads", type=positive_int, help="CPU threads (default: all available cores)")
@@ -59,16 +59,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preset", default="quick", help="smoke, quick (default), standard, or a .toml file")
     add_data_args(parser)
     add_train_args(parser)
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="output: an aligned table (default) or JSON with the per-epoch history")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    data_settings, proxy, train_settings = settings_from_args(args)  # checked before torch loads
+    network = selected_networks(args)[0]
     from scaling_search.train import train_proxy
 
-    data_settings, proxy, train_settings = settings_from_args(args)
-    network = selected_networks(args)[0]
     data = data_settings.load()
     spec = network.spec
     if args.config is None and args.resolution is None:

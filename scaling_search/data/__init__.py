@@ -1,81 +1,29 @@
-"""Dataset sources behind one interface, :class:`ImageData`; :func:`load_dataset` picks the reader."""
+"""Dataset sources behind one interface, :class:`ImageData`; :func:`load_dataset` picks the reader.
+
+The readers import torch, so they load on first use: reading a preset (``FORMATS``) stays light.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from scaling_search.data.base import DataError, ImageData, Split, class_balanced_subset
-from scaling_search.data.synthetic import synthetic_dataset
+from scaling_search.data.formats import FORMATS
 
-FORMATS = ("synthetic", "npz", "folder", "cifar")
+if TYPE_CHECKING:
+    from scaling_search.data.base import DataError, ImageData, Split
+    from scaling_search.data.loading import infer_format, load_dataset
+    from scaling_search.data.synthetic import synthetic_dataset
 
-
-def infer_format(source: str) -> str:
-    """``synthetic`` by name; otherwise from the path: ``.npz`` file, CIFAR python directory, or image tree."""
-    if source == "synthetic":
-        return "synthetic"
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"{source}: no such file or directory (use --data synthetic or a path to your data)")
-    if path.is_file():
-        if path.suffix == ".npz":
-            return "npz"
-        raise DataError(f"{source}: cannot tell the data format of this file (give a .npz, or --data-format)")
-    if (path / "data_batch_1").exists() or (path / "train").is_file():
-        return "cifar"
-    return "folder"
+_LAZY = {"DataError": "base", "ImageData": "base", "Split": "base", "class_balanced_subset": "base",
+         "infer_format": "loading", "load_dataset": "loading", "synthetic_dataset": "synthetic"}
 
 
-def load_dataset(
-    source: str = "synthetic",
-    *,
-    data_format: str | None = None,
-    subset: int | None = None,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    synthetic_train_per_class: int = 400,
-    synthetic_val_per_class: int = 100,
-) -> ImageData:
-    """Load a dataset from ``source`` (``"synthetic"`` or a path) and optionally subsample it.
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-    Args:
-        source: ``"synthetic"``, a ``.npz`` file, a CIFAR python directory or an ImageFolder tree.
-        data_format: one of :data:`FORMATS` to override the inference from the path.
-        subset: keep about this many training images, the same number from every class (seeded); the
-            validation split keeps ``subset // 4`` images the same way when it is larger.
-        val_fraction: share of each training class held out where the source has no validation split.
-        seed: seed for the synthetic renderer, subsets and hold-outs.
-    """
-    kind = data_format or infer_format(source)
-    if kind not in FORMATS:
-        raise DataError(f"unknown data format {kind!r}: choose one of {', '.join(FORMATS)}")
-    if kind == "synthetic":
-        data = synthetic_dataset(synthetic_train_per_class, synthetic_val_per_class, seed=seed)
-    else:
-        from scaling_search.data import files
-
-        path = Path(source)
-        if not path.exists():
-            raise DataError(f"{source}: no such file or directory")
-        if kind == "npz":
-            data = files.load_npz(path, val_fraction, seed)
-        elif kind == "folder":
-            data = files.load_folder(path, val_fraction, seed)
-        else:
-            data = files.load_cifar(path)
-    if subset is not None:
-        if subset < data.num_classes:
-            raise DataError(f"--subset {subset} is smaller than the {data.num_classes} classes; use at least one per class")
-        if subset > len(data.train_labels):
-            raise DataError(f"--subset {subset} is larger than the {len(data.train_labels)} training images of "
-                            f"{data.name}; use at most {len(data.train_labels)}, or leave it out to keep all")
-        train = class_balanced_subset(data.train_labels, subset, data.num_classes, seed)
-        val_size = max(data.num_classes, subset // 4)
-        val = (class_balanced_subset(data.val_labels, val_size, data.num_classes, seed)
-               if val_size < len(data.val_labels) else slice(None))
-        data = ImageData(f"{data.name}[subset={subset}]", data.classes, data.train_images[train],
-                         data.train_labels[train], data.val_images[val], data.val_labels[val])
-    return data
+        return getattr(importlib.import_module(f"scaling_search.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'scaling_search.data' has no attribute {name!r}")
 
 
 __all__ = ["DataError", "FORMATS", "ImageData", "Split", "infer_format", "load_dataset", "synthetic_dataset"]

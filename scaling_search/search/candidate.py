@@ -108,6 +108,7 @@ def measure(trial: optuna.Trial, candidate: Candidate, data: ImageData, settings
     measured = Measured(statistics.fmean(accuracies), std, tuple(accuracies), statistics.median(speeds), wall,
                         statistics.fmean(losses))
     record(trial, measured.attrs())
+    trial.set_user_attr("val_images", len(data.val_labels))  # for intervals: the validation sampling error
     return measured
 
 

@@ -24,7 +24,7 @@ from scaling_search.proxy import ProxySettings, ProxyTransform
 from scaling_search.scaling import DEPTH_ROUNDINGS, scale
 from scaling_search.settings import DataSettings, section_from_table, sections_from_toml
 from scaling_search.spec import NetworkSpec, load_spec
-from scaling_search.train import TrainSettings
+from scaling_search.train_settings import TrainSettings
 
 PRUNERS = ("none", "median", "asha", "hyperband")
 BASELINES = ("search", "network")

@@ -113,14 +113,15 @@ def prepare_grid(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
 
 
 def run_grid(config: StudyConfig, data: ImageData, baseline: NetworkSpec, transform: ProxyTransform,
-             trainer: Trainer, progress: bool = True) -> optuna.Study:
+             trainer: Trainer, progress: bool = True, bar: bool = True) -> optuna.Study:
     """Stage 2: train every grid point's proxy to completion (or pruning) exactly once."""
     def describe(attrs: dict[str, Any]) -> str:
-        return (f"alpha {attrs.get('alpha')} beta {attrs.get('beta')} gamma {attrs.get('gamma')} "
-                f"({attrs.get('achieved_ratio', float('nan')):.3f}x deployment MACs)")
+        return (f"alpha {attrs.get('alpha'):g} beta {attrs.get('beta'):g} gamma {attrs.get('gamma'):g} "
+                f"({attrs.get('achieved_ratio', float('nan')):.3f}x deployment MACs, proxy "
+                f"{attrs.get('proxy_resolution')} px)")
 
     return train_points(config, data, prepare_grid(config, baseline, transform), "grid", describe, trainer,
-                        progress)
+                        progress, bar)
 
 
 def grid_table(study: optuna.Study) -> list[dict[str, Any]]:

@@ -50,19 +50,26 @@ def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]]
 
 
 class Progress:
-    """A tqdm bar over a stage's trials and one log line per finished trial, on stderr."""
+    """One log line per finished trial on stderr and, on a terminal, a tqdm bar over the stage's trials.
 
-    def __init__(self, stage: str, total: int, done: int, enabled: bool, describe: Callable[[FrozenTrial], str]):
+    Extra worker processes pass ``bar=False``: their lines interleave with the first process's, one bar.
+    Redirected to a file, no bar frames are written, only the lines.
+    """
+
+    def __init__(self, stage: str, total: int, done: int, enabled: bool, describe: Callable[[FrozenTrial], str],
+                 bar: bool = True):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, initial=done, desc=stage, unit="trial", disable=not enabled, file=sys.stderr)
+        self.bar = tqdm(total=total, initial=done, desc=stage, unit="trial", file=sys.stderr,
+                        disable=not (enabled and bar and sys.stderr.isatty()))
         self.describe = describe
         self.enabled = enabled
+        self.stage = stage
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state in DONE or trial.state == TrialState.FAIL:
             if self.enabled:
-                self.bar.write(f"[{self.bar.desc}] trial {trial.number} {trial.state.name.lower()}: "
+                self.bar.write(f"[{self.stage}] trial {trial.number} {trial.state.name.lower()}: "
                                f"{self.describe(trial)}", file=sys.stderr)
             if trial.state in DONE:
                 self.bar.update(1)  # corrected by sync() where several workers share the stage
@@ -77,7 +84,8 @@ class Progress:
 
 
 def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, label: str,
-                 describe: Callable[[dict[str, Any]], str], trainer: Trainer, progress: bool = True) -> optuna.Study:
+                 describe: Callable[[dict[str, Any]], str], trainer: Trainer, progress: bool = True,
+                 bar: bool = True) -> optuna.Study:
     """Train every enqueued point of ``study`` to completion (or pruning) exactly once, sharing the work with
     any other process running the same call on the same storage."""
     points = study.user_attrs["points"]
@@ -114,22 +122,22 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
     def describe_trial(trial: FrozenTrial) -> str:
         return f"{describe(trial.user_attrs)} acc {trial.user_attrs.get('accuracy', float('nan')):.4f}"
 
-    bar = Progress(label, len(points), len(finished_points()), progress, describe_trial)
+    log = Progress(label, len(points), len(finished_points()), progress, describe_trial, bar)
     try:
         while True:
             finished = finished_points()
-            bar.sync(len(finished))  # count points other workers finished too
+            log.sync(len(finished))  # count points other workers finished too
             if len(finished) >= len(points):
                 break
             trials = study.get_trials(deepcopy=False)
             waiting = any(t.state == TrialState.WAITING for t in trials)
             free = set(range(len(points))) - finished - claimed_points()
             if waiting or free:
-                study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), callbacks=[bar])
+                study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), callbacks=[log])
             elif running_elsewhere(study, config.search.grace_s):
                 time.sleep(config.search.heartbeat_s)
     finally:
-        bar.close()
+        log.close()
     return study
 
 

@@ -114,7 +114,8 @@ def with_worker_threads(config: StudyConfig) -> StudyConfig:
     return config
 
 
-def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, trainer: Trainer) -> None:
+def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, trainer: Trainer,
+            progress: bool) -> None:
     """Entry point of an extra worker process: the same stage against the same storage, no progress bar.
 
     The parent stops it with SIGTERM (on Ctrl-C or an error); it then exits normally, releasing what it holds.
@@ -124,10 +125,11 @@ def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, tr
     prepared = prepare(config)
     if stage == "grid":
         run_grid(config, prepared.data, NetworkSpec.from_dict(baseline or {}), prepared.transform, trainer,
-                 progress=False)
+                 progress=progress, bar=False)
     else:  # an ablation figure: its points are already enqueued in the study
         study = open_study(config, open_storage(config), stage)
-        train_points(config, prepared.data, study, stage, lambda attrs: "", trainer, progress=False)
+        train_points(config, prepared.data, study, f"figure {stage[3:]}", describe_point, trainer,
+                     progress=progress, bar=False)
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:
@@ -135,14 +137,15 @@ def _exit_quietly(signum: int, frame: Any) -> None:
 
 
 def _with_workers(stage: str, config: StudyConfig, baseline: NetworkSpec | None, trainer: Trainer,
-                  main: Callable[[], Any]) -> Any:
+                  main: Callable[[], Any], progress: bool = False) -> Any:
     workers = config.search.workers
     if workers <= 1:
         return main()
     if ":memory:" in config.storage:
         raise UserError("--workers needs a shared storage; an in-memory SQLite URL cannot be shared")
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_worker, args=(stage, config, baseline and baseline.to_dict(), trainer))
+    processes = [context.Process(target=_worker,
+                                 args=(stage, config, baseline and baseline.to_dict(), trainer, progress))
                  for _ in range(workers - 1)]
     # Workers start with SIGINT ignored (kept across exec, so Python installs no handler): Ctrl-C reaches the
     # whole terminal group, and a worker still importing torch would print a 60-line traceback. The parent
@@ -177,7 +180,7 @@ def search_grid(prepared: Prepared, baseline: NetworkSpec, trainer: Trainer = tr
     config = with_worker_threads(prepared.config)
     prepare_grid(config, baseline, prepared.transform)  # enqueue the points once, before any worker starts
     _with_workers("grid", config, baseline, trainer,
-                  lambda: run_grid(config, prepared.data, baseline, prepared.transform, trainer, progress))
+                  lambda: run_grid(config, prepared.data, baseline, prepared.transform, trainer, progress), progress)
     return load_grid(config)
 
 
@@ -305,15 +308,16 @@ def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float
         else:
             points = ablations.figure8_points(base, deployment, transform, coefficients, phis, source)
         study = prepare_points(config, f"fig{figure}", points, {"baseline": base.to_dict(), "note": notes[figure]})
-
-        def describe(attrs: dict[str, Any]) -> str:
-            label = attrs.get("method") or f"{attrs.get('dimension')} x{attrs.get('multiplier')}"
-            return f"{label} ({attrs.get('point_macs', 0):,} deployment MACs)"
-
         _with_workers(f"fig{figure}", config, None, trainer,
-                      lambda: train_points(config, prepared.data, study, f"figure {figure}", describe, trainer,
-                                           progress))
+                      lambda: train_points(config, prepared.data, study, f"figure {figure}", describe_point, trainer,
+                                           progress), progress)
     return build_report(config.name, config.storage, output)
+
+
+def describe_point(attrs: dict[str, Any]) -> str:
+    """An ablation point in a log line: its method or dimension and multiplier, and its deployment MACs."""
+    label = attrs.get("method") or f"{attrs.get('dimension')} x{attrs.get('multiplier'):g}"
+    return f"{label} ({attrs.get('point_macs', 0) / 1e6:,.1f}M deployment MACs)"
 
 
 def _trimmed(label: str, values: tuple[float, ...], paper: tuple[float, ...]) -> str:

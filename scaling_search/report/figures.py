@@ -1,14 +1,12 @@
-"""Reports rebuilt from the storage alone: tidy pandas tables, plotly figures, one offline ``index.html``.
+"""The report's tables and figures: pure functions gather tidy DataFrames, separate ones draw plotly figures.
 
-Following Optuna's visualisation modules, each figure is two pure functions: one gathers a DataFrame from
-studies, one draws a plotly figure from the DataFrame (testable without a browser). :func:`write_report`
-writes every figure as its own HTML page with ``plotly.min.js`` written once beside them, so the folder
-reads offline.
+Following Optuna's visualisation modules, each figure is two functions: one gathers a DataFrame from studies
+or exported configs, one draws a plotly figure from it (testable without a browser). :func:`write_pages`
+writes every figure as its own HTML page with ``plotly.min.js`` written once beside them.
 """
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
-from scaling_search.errors import UserError
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -155,65 +152,19 @@ def draw_family(configs: list[dict[str, Any]]) -> go.Figure:
 
 # --- writing ---------------------------------------------------------------------------------------------
 
-def write_report(folder: Path, title: str, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame]) -> Path:
-    """Write ``<name>.html`` per figure, ``<name>.csv`` per table and an ``index.html`` linking them all."""
+def write_pages(folder: Path, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame]) -> None:
+    """Write ``<name>.html`` per figure (``plotly.min.js`` written once beside them) and ``<name>.csv`` per table."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, figure in figures.items():
         figure.write_html(folder / f"{name}.html", include_plotlyjs="directory", full_html=True)
     for name, table in tables.items():
-        table.to_csv(folder / f"{name}.csv", index=False)
-    links = "\n".join(f'<li><a href="{html.escape(n)}.html">{html.escape(f.layout.title.text or n)}</a></li>'
-                      for n, f in figures.items())
-    csvs = "\n".join(f'<li><a href="{html.escape(n)}.csv">{html.escape(n)}.csv</a> ({len(t)} rows)</li>'
-                     for n, t in tables.items())
-    index = folder / "index.html"
-    index.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
-        f"<h1>{html.escape(title)}</h1><h2>Figures</h2><ul>{links}</ul><h2>Tables</h2><ul>{csvs}</ul>"
-        "</body></html>\n")
-    return index
+        table.round(6).to_csv(folder / f"{name}.csv", index=False)
 
 
 def load_configs(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("model-phi*.json"))]
+    """The exported model configs of a report folder, each with its file name as ``_file``."""
+    return [{**json.loads(p.read_text()), "_file": p.name} for p in sorted(folder.glob("model-phi*.json"))]
 
 
-def build_report(name: str, storage_url: str, output: Path) -> Path:
-    """Gather every stage and figure study of ``name`` from the storage, draw them, write the folder."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from scaling_search.search.storage import open_for_reading
-
-    folder = output / name
-    figures, tables = {}, {}
-    storage = open_for_reading(storage_url)
-    for stage in ("baseline", "grid", "fig3", "fig4", "fig8"):
-        try:
-            study = optuna.load_study(study_name=f"{name}:{stage}", storage=storage)
-        except KeyError:
-            continue
-        except SQLAlchemyError as error:  # a database without Optuna's tables, or unreadable
-            raise UserError(f"cannot read study {name!r} from the storage ({str(error).splitlines()[0][:160]})") from None
-        frame = trials_frame(study)
-        if frame.empty:
-            continue
-        tables[f"{stage}_trials"] = frame
-        note = study.user_attrs.get("note", "")
-        if stage == "baseline":
-            figures["baseline_history"] = draw_baseline_history(frame)
-            figures["baseline_scatter"] = draw_baseline_scatter(frame)
-        elif stage == "grid":
-            figures["grid"] = draw_grid(frame)
-        else:
-            figures[stage] = {"fig3": draw_figure3, "fig4": draw_figure4, "fig8": draw_figure8}[stage](frame, note)
-    configs = load_configs(folder)
-    if configs:
-        figures["family"] = draw_family(configs)
-        tables["family"] = family_frame(configs)
-    if not figures:
-        raise UserError(f"no finished trials of study {name!r} in the storage")
-    return write_report(folder, f"scaling-search report: {name}", figures, tables)
-
-
-__all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3", "draw_figure4",
-           "draw_figure8", "draw_grid", "family_frame", "load_configs", "trials_frame", "write_report"]
+__all__ = ["draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3", "draw_figure4",
+           "draw_figure8", "draw_grid", "family_frame", "load_configs", "trials_frame", "write_pages"]

@@ -1,0 +1,61 @@
+"""Reports rebuilt from the storage alone: ``reports/<study>/index.html`` leads with the answer, then the family,
+the evidence and every figure, table and config (offline: plotly.min.js is written once beside the pages).
+
+:mod:`scaling_search.report.figures` gathers tidy tables and draws plotly figures; :mod:`scaling_search.report.page`
+lays out the landing page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from scaling_search.errors import UserError
+from scaling_search.report.figures import (draw_baseline_history, draw_baseline_scatter, draw_family, draw_figure3,
+                                           draw_figure4, draw_figure8, draw_grid, family_frame, load_configs,
+                                           trials_frame, write_pages)
+from scaling_search.report.page import write_index
+
+
+def build_report(name: str, storage_url: str, output: Path) -> Path:
+    """Gather every stage and figure study of ``name`` from the storage, draw them, write the folder."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from scaling_search.search.storage import open_for_reading
+
+    folder = output / name
+    figures, tables = {}, {}
+    storage = open_for_reading(storage_url)
+    for stage in ("baseline", "grid", "fig3", "fig4", "fig8"):
+        try:
+            study = optuna.load_study(study_name=f"{name}:{stage}", storage=storage)
+        except KeyError:
+            continue
+        except SQLAlchemyError as error:  # a database without Optuna's tables, or unreadable
+            raise UserError(f"cannot read study {name!r} from the storage ({str(error).splitlines()[0][:160]})") from None
+        frame = trials_frame(study)
+        if frame.empty:
+            continue
+        tables[f"{stage}_trials"] = frame
+        note = study.user_attrs.get("note", "")
+        if stage == "baseline":
+            figures["baseline_history"] = draw_baseline_history(frame)
+            figures["baseline_scatter"] = draw_baseline_scatter(frame)
+        elif stage == "grid":
+            figures["grid"] = draw_grid(frame)
+        else:
+            figures[stage] = {"fig3": draw_figure3, "fig4": draw_figure4, "fig8": draw_figure8}[stage](frame, note)
+    configs = load_configs(folder)
+    if configs:
+        figures["family"] = draw_family(configs)
+        tables["family"] = family_frame(configs)
+    if not figures:
+        raise UserError(f"no finished trials of study {name!r} in the storage")
+    write_pages(folder, figures, tables)
+    return write_index(folder, name, figures, tables, configs)
+
+
+__all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3",
+           "draw_figure4", "draw_figure8", "draw_grid", "family_frame", "load_configs", "trials_frame",
+           "write_index", "write_pages"]

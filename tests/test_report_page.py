@@ -1,0 +1,46 @@
+"""The landing page's gathering (scaling_search/report/page.py): intervals, verdicts, the answer, the family."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from scaling_search.report import page
+
+
+def test_difference_interval_from_validation_sampling_and_seeds():
+    one_seed = page.difference_interval({"accuracy": 0.5, "val_images": 1000}, {"accuracy": 0.45, "val_images": 1000})
+    half = 1.96 * math.sqrt(0.25 / 1000 + 0.45 * 0.55 / 1000)
+    assert one_seed.difference == pytest.approx(0.05) and one_seed.low == pytest.approx(0.05 - half)
+    assert not one_seed.seeds_measured
+    seeded = page.difference_interval({"accuracy": 0.5, "val_images": 1000, "accuracy_std": 0.03, "seeds": 3},
+                                      {"accuracy": 0.45, "val_images": 1000, "accuracy_std": 0.03, "seeds": 3})
+    assert seeded.seeds_measured and seeded.high - seeded.low > one_seed.high - one_seed.low
+    assert "separated" in page.describe_interval(one_seed) and "not separated" in page.describe_interval(
+        page.difference_interval({"accuracy": 0.5, "val_images": 100}, {"accuracy": 0.49, "val_images": 100}))
+
+
+def test_no_interval_is_claimed_without_an_error_estimate():
+    unknown = page.difference_interval({"accuracy": 0.5}, {"accuracy": 0.45})
+    assert unknown.low is None and "no interval" in page.describe_interval(unknown)
+
+
+def test_figure8_verdict_compares_compound_with_the_best_single_dimension():
+    rows = [("baseline", 0.0, 0.40), ("compound (paper)", 1.0, 0.50), ("depth only", 1.0, 0.44),
+            ("width only", 1.0, 0.47), ("resolution only", 1.0, 0.46)]
+    frame = pd.DataFrame([{"state": "complete", "method": m, "phi": phi, "accuracy": acc, "macs": 770e6,
+                           "val_images": 1250, "accuracy_std": 0.0} for m, phi, acc in rows])
+    [sentence] = page.figure8_verdicts(frame)
+    assert "compound scaling reached 50.0%" in sentence and "47.0% for the best single dimension (width only)" in sentence
+    assert "+3.0 points, 95% interval" in sentence
+
+
+def test_family_rows_are_in_phi_order_with_their_files():
+    def config(phi, file):
+        return {"_file": file, "phi": phi, "budget": None, "spec": {"resolution": 224, "stages": [{"repeats": 2}]},
+                "multipliers": {"width": 1.0}, "cost": {"params": 1, "macs": 2}, "macs_ratio": 1.0,
+                "proxy": {"spec": {"resolution": 40}}, "evidence": {"measured_here": phi == 1.0,
+                                                                    "grid_winner": {"accuracy": 0.5}}}
+    rows = page.family_rows([config(2.0, "b.json"), config(1.0, "a.json"), config(0.0, "c.json")])
+    assert [r["phi"] for r in rows] == [0.0, 1.0, 2.0] and [r["file"] for r in rows] == ["c.json", "a.json", "b.json"]
+    assert [r["proxy_accuracy"] for r in rows] == [None, 0.5, None]  # only phi = 1 was measured
