@@ -157,6 +157,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("ablate negative widths", ["ablate", "--widths", "1,-2", *FLAGS], "must list positive numbers"),
     ("ablate unknown figure", ["ablate", "--figure", "9", *FLAGS], "invalid choice: '9'"),
     ("report of nothing", ["report", "nosuch"], "no study database at"),
+    ("report in an unknown static format", ["report", "x", "--static", "gif"], "choose png, svg and/or pdf"),
     ("report on a corrupt file", ["report", "x", "--storage", "sqlite:///corrupt.db"], "is not a SQLite database"),
     ("report on an empty file", ["report", "x", "--storage", "sqlite:///empty.db"], "is not a SQLite database"),
     ("report on a folder", ["report", "x", "--storage", "sqlite:///dir.db"], "is a folder"),
@@ -184,6 +185,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("cost missing config", ["cost", "--config", "missing.json"], "missing.json does not exist"),
     ("cost negative width", ["cost", "b0", "--width", "-1"], "must be a positive number"),
     ("cost nothing named", ["cost"], "name model(s)"),
+    ("cost incomplete arch string", ["cost", "--arch", "ir_r2_k3"], "arch string 'ir_r2_k3': missing"),
     ("cost zero resolution", ["cost", "b0", "--resolution", "0"], "must be at least 1"),
     ("unknown command", ["fly"], "invalid choice: 'fly'"),
 ]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ABLATE = ["ablate", "--figure", "all", "--preset", "smoke", "--no-progress", "--widths", "1,1.4", "--depths", "1,2",
-          "--resolutions", "1,1.5", "--phis", "1"]
+ABLATE = ["ablate", "--figure", "all", "--preset", "smoke", "--no-progress", "--widths", "1.4", "--depths", "2",
+          "--resolutions", "1.5", "--phis", "1"]
 
 
 def _chromium() -> str:
@@ -76,6 +76,12 @@ def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path):
     artifacts = Path(__file__).parent / "artifacts"
     artifacts.mkdir(exist_ok=True)
     _screenshot(chromium, index, tmp_path / "profile", artifacts / "report-index.png")
+    proc = subprocess.run([sys.executable, "-m", "scaling_search", "report", "smoke-synthetic", "--static", "png,svg"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("grid", "family", "fig8"):  # static copies for papers and slides, drawn offline by kaleido
+        assert (folder / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in (folder / f"{name}.svg").read_text()[:2000]
     for page in ("fig3.html", "fig4.html", "fig8.html"):  # each figure also stands alone
         dom = _dump_dom(chromium, folder / page, tmp_path / "profile")
         assert dom.count('class="main-svg"') >= 1 and "scatterlayer" in dom, page

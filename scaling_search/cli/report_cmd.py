@@ -18,6 +18,14 @@ def _floats(text: str) -> tuple[float, ...]:
     return values
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    formats = tuple(part.strip().lower() for part in text.split(",") if part.strip())
+    unknown = sorted(set(formats) - {"png", "svg", "pdf"})
+    if not formats or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose png, svg and/or pdf, comma-separated")
+    return formats
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ablate", help="the paper's scaling ablations (Figures 3, 4, 8) on your data",
@@ -44,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("study", help="study name")
     parser.add_argument("--storage", help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
     parser.add_argument("--output", default="reports", help="reports folder (default: ./reports)")
+    parser.add_argument("--static", type=_formats, default=(),
+                        help="also write each figure as png, svg and/or pdf (comma-separated) for papers and slides; "
+                             "needs pip install 'scaling-search[static]' and Chrome or Chromium (default: none)")
     parser.set_defaults(handler=run_report)
 
 
@@ -71,5 +82,5 @@ def run_report(args: argparse.Namespace) -> int:
     from scaling_search.report import build_report
 
     storage = args.storage or f"sqlite:///studies/{args.study}.db"
-    print(f"report: {build_report(args.study, storage, Path(args.output))}")
+    print(f"report: {build_report(args.study, storage, Path(args.output), args.static)}")
     return 0

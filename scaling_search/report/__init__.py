@@ -14,12 +14,13 @@ import optuna
 from scaling_search.errors import UserError
 from scaling_search.report.figures import (draw_baseline_history, draw_baseline_scatter, draw_family, draw_figure3,
                                            draw_figure4, draw_figure8, draw_grid, family_frame, load_configs,
-                                           trials_frame, write_pages)
+                                           trials_frame, write_pages, write_static)
 from scaling_search.report.page import write_index
 
 
-def build_report(name: str, storage_url: str, output: Path) -> Path:
-    """Gather every stage and figure study of ``name`` from the storage, draw them, write the folder."""
+def build_report(name: str, storage_url: str, output: Path, static: tuple[str, ...] = ()) -> Path:
+    """Gather every stage and figure study of ``name`` from the storage, draw them, write the folder (and each
+    figure as a static file in every format of ``static``, e.g. ``("png", "svg")``)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from scaling_search.search.storage import open_for_reading
@@ -53,9 +54,11 @@ def build_report(name: str, storage_url: str, output: Path) -> Path:
     if not figures:
         raise UserError(f"no finished trials of study {name!r} in the storage")
     write_pages(folder, figures, tables)
+    if static:
+        write_static(folder, figures, static)
     return write_index(folder, name, figures, tables, configs)
 
 
 __all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3",
            "draw_figure4", "draw_figure8", "draw_grid", "family_frame", "load_configs", "trials_frame",
-           "write_index", "write_pages"]
+           "write_index", "write_pages", "write_static"]

@@ -7,6 +7,7 @@ writes every figure as its own HTML page with ``plotly.min.js`` written once bes
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
+
+from scaling_search.errors import UserError
 
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -161,10 +164,34 @@ def write_pages(folder: Path, figures: dict[str, go.Figure], tables: dict[str, p
         table.round(6).to_csv(folder / f"{name}.csv", index=False)
 
 
+STATIC_FORMATS = ("png", "svg", "pdf")
+
+
+def write_static(folder: Path, figures: dict[str, go.Figure], formats: tuple[str, ...]) -> list[Path]:
+    """Every figure as ``<name>.<format>`` for papers and slides, drawn offline by plotly's kaleido in a local
+    Chrome or Chromium (Debian's ``chromium`` works). Needs the ``static`` extra."""
+    unknown = sorted(set(formats) - set(STATIC_FORMATS))
+    if unknown:
+        raise UserError(f"static figure format(s) {', '.join(unknown)}: choose from {', '.join(STATIC_FORMATS)}")
+    if importlib.util.find_spec("kaleido") is None:  # plotly's write_image uses it
+        raise UserError("static figures need kaleido: pip install 'scaling-search[static]'")
+    import plotly.io as pio
+
+    jobs = [(figure, folder / f"{name}.{extension}") for name, figure in figures.items() for extension in formats]
+    try:  # one batch: kaleido starts the browser once (about 4 s a figure when each starts its own)
+        pio.write_images([figure for figure, _ in jobs], [path for _, path in jobs], width=1100, height=600)
+    except Exception as error:  # kaleido reports a missing browser in several ways
+        if "chrome" in str(error).lower() or "browser" in str(error).lower():
+            raise UserError("static figures need Chrome or Chromium (apt-get install chromium); "
+                            f"kaleido said: {str(error).splitlines()[0][:120]}") from None
+        raise
+    return [path for _, path in jobs]
+
+
 def load_configs(folder: Path) -> list[dict[str, Any]]:
     """The exported model configs of a report folder, each with its file name as ``_file``."""
     return [{**json.loads(p.read_text()), "_file": p.name} for p in sorted(folder.glob("model-phi*.json"))]
 
 
 __all__ = ["draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3", "draw_figure4",
-           "draw_figure8", "draw_grid", "family_frame", "load_configs", "trials_frame", "write_pages"]
+           "draw_figure8", "draw_grid", "family_frame", "load_configs", "STATIC_FORMATS", "trials_frame", "write_pages", "write_static"]
