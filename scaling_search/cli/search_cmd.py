@@ -195,7 +195,8 @@ def run_all(args: argparse.Namespace) -> int:
     grid, paths = runner.export(prepared.config, budget, family, Path(args.output), prepared.data.name)
     _print_grid(grid)
     _print_exported(paths)
-    print(f"report: {build_report(prepared.config.name, prepared.config.storage, Path(args.output))}")
+    index = build_report(prepared.config.name, prepared.config.storage, Path(args.output))
+    _print_summary(grid, paths, index, args)
     return 0
 
 
@@ -209,7 +210,7 @@ def run_export(args: argparse.Namespace) -> int:
     grid, paths = runner.export(config, budget, family, Path(args.output))
     _print_grid(grid)
     _print_exported(paths)
-    print(f"report: {build_report(config.name, config.storage, Path(args.output))}")
+    _print_summary(grid, paths, build_report(config.name, config.storage, Path(args.output)), args)
     return 0
 
 
@@ -235,6 +236,17 @@ def _print_grid(grid: Any) -> None:
             line += (f"; {summary['gap']:.4f} ahead of the runner-up, {verdict} than the seed spread "
                      f"({summary['spread']:.4f})")
     print(line)
+
+
+def _print_summary(grid: Any, paths: list[Path], index: Path, args: argparse.Namespace) -> None:
+    """The last lines: what was found, where it was written, what to run next."""
+    budgeted = [p for p in paths if (json.loads(p.read_text()).get("budget") or {}).get("text") == args.budget]
+    alpha, beta, gamma = grid.coefficients
+    model = budgeted[0] if budgeted else paths[0]
+    data = f" --data {args.data_source}" if args.data_source not in (None, "synthetic") else ""
+    print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g}; the {args.budget} model is {model}")
+    print(f"report: {index}")
+    print(f"next: scaling-search train --config {model}{data}   (trains the deployment-scale network)")
 
 
 def _rounded(value: Any) -> Any:

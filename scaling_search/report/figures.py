@@ -19,20 +19,26 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
+from scaling_search.arch import encode_arch
 from scaling_search.errors import UserError
+from scaling_search.spec import NetworkSpec
 
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per finished trial: number, state, value and every scalar user attribute."""
+    """One row per finished trial: number, state, value, every scalar user attribute and the deployment
+    network's timm-style arch strings."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         if trial.state not in _FINISHED or trial.user_attrs.get("idle"):
             continue
         attrs = {k: v for k, v in trial.user_attrs.items() if not isinstance(v, (dict, list))}
-        rows.append({"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, **attrs})
+        spec = trial.user_attrs.get("spec")
+        arch = " ".join(encode_arch(NetworkSpec.from_dict(spec))) if isinstance(spec, dict) else None
+        rows.append({"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, **attrs,
+                     "arch": arch})
     return pd.DataFrame(rows)
 
 

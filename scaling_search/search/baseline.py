@@ -20,7 +20,7 @@ from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.proxy import ProxyTransform
 from scaling_search.search.candidate import Candidate, Trainer, measure
 from scaling_search.search.config import StudyConfig
-from scaling_search.search.queue import Progress
+from scaling_search.search.queue import Progress, outcome
 from scaling_search.search.storage import is_done, open_storage, open_study, running_elsewhere
 from scaling_search.search_space import reward, suggest_spec
 from scaling_search.spec import NetworkSpec
@@ -58,8 +58,8 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
 
     def describe(trial: FrozenTrial) -> str:
         attrs = trial.user_attrs
-        return (f"reward {trial.value if trial.value is not None else float('nan'):.4f} "
-                f"acc {attrs.get('accuracy', float('nan')):.4f} deployment MACs {attrs.get('macs', 0):,}")
+        reward_text = f"reward {trial.value:.4f} " if trial.value is not None else ""
+        return f"{reward_text}{outcome(trial)}, {attrs.get('macs', 0) / 1e6:,.1f}M deployment MACs"
 
     total = config.search.trials
     done = sum(is_done(t) for t in study.get_trials(deepcopy=False))

@@ -83,6 +83,16 @@ class Progress:
         self.bar.close()
 
 
+def outcome(trial: FrozenTrial) -> str:
+    """How a finished trial ended, for its log line: its accuracy, or where it was pruned or why it failed."""
+    attrs = trial.user_attrs
+    if trial.state == TrialState.PRUNED:
+        return f"(pruned after epoch {attrs['pruned_at_epoch']})" if "pruned_at_epoch" in attrs else "(pruned)"
+    if "accuracy" not in attrs:
+        return f"({attrs.get('error', 'no result')})"
+    return f"acc {100 * attrs['accuracy']:.2f}%"
+
+
 def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, label: str,
                  describe: Callable[[dict[str, Any]], str], trainer: Trainer, progress: bool = True,
                  bar: bool = True) -> optuna.Study:
@@ -120,7 +130,7 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
         return measured.mean
 
     def describe_trial(trial: FrozenTrial) -> str:
-        return f"{describe(trial.user_attrs)} acc {trial.user_attrs.get('accuracy', float('nan')):.4f}"
+        return f"{describe(trial.user_attrs)} {outcome(trial)}"
 
     log = Progress(label, len(points), len(finished_points()), progress, describe_trial, bar)
     try:
@@ -141,4 +151,4 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
     return study
 
 
-__all__ = ["Progress", "point", "prepare_points", "train_points"]
+__all__ = ["Progress", "outcome", "point", "prepare_points", "train_points"]
