@@ -158,13 +158,17 @@ def _with_workers(stage: str, config: StudyConfig, baseline: NetworkSpec | None,
         signal.signal(signal.SIGINT, previous)
     try:
         result = main()
+        for process in processes:  # a Ctrl-C while waiting here stops the workers too
+            process.join()
     except BaseException:
         for process in processes:
             process.terminate()
-        raise
-    finally:
         for process in processes:
-            process.join()
+            process.join(timeout=30)
+            if process.is_alive():  # still importing or stuck: not left to finish the grid unseen
+                process.kill()
+                process.join()
+        raise
     return result
 
 
