@@ -117,11 +117,16 @@ def training_memory_bytes(spec: NetworkSpec, images: int, batch_size: int) -> in
     return data + activations + weights
 
 
-def check_trainable(spec: NetworkSpec, images: int, batch_size: int) -> None:
-    """Refuse, before anything is allocated, a resolution below the network's stride or a run that cannot fit."""
+def check_resolution(spec: NetworkSpec) -> None:
+    """Refuse an input smaller than the network's total stride (its last stages would see padding only)."""
     if spec.resolution < spec.total_stride:
         raise UserError(f"resolution {spec.resolution} px is below the network's total stride ({spec.total_stride} px); "
                         f"use at least {spec.total_stride}")
+
+
+def check_trainable(spec: NetworkSpec, images: int, batch_size: int) -> None:
+    """Refuse, before anything is allocated, a resolution below the network's stride or a run that cannot fit."""
+    check_resolution(spec)
     need, free = training_memory_bytes(spec, images, batch_size), available_memory_bytes()
     if need > 0.9 * free:
         raise UserError(f"training at {spec.resolution} px needs about {need / 2**30:,.1f} GiB of memory "

@@ -60,11 +60,9 @@ def _with_threads(threads: int | None, work):
 def check_measurable(spec, batch: int) -> None:
     """Refuse a resolution below the network's stride, or one whose activations cannot fit in memory."""
     from scaling_search.cost import count_cost
-    from scaling_search.train import available_memory_bytes
+    from scaling_search.train import available_memory_bytes, check_resolution
 
-    if spec.resolution < spec.total_stride:
-        raise CliError(f"resolution {spec.resolution} px is below the network's total stride ({spec.total_stride} px); "
-                       f"use at least {spec.total_stride}")
+    check_resolution(spec)
     need = count_cost(spec).activations * batch * 4 * 2
     if need > 0.9 * available_memory_bytes():
         raise CliError(f"a forward pass at {spec.resolution} px and batch {batch} needs about {need / 2**30:,.1f} GiB; "

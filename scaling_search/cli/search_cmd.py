@@ -133,10 +133,9 @@ def _quiet_optuna() -> None:
 
 def _describe_scales(prepared: Any) -> str:
     from scaling_search.cost import count_cost
-
-    network, proxy = prepared.network, None
     from scaling_search.proxy import to_proxy
 
+    network = prepared.network
     proxy = to_proxy(network, prepared.transform)
     deployed, trained = count_cost(network), count_cost(proxy)
     config = prepared.config

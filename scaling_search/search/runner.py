@@ -217,13 +217,13 @@ def export(config: StudyConfig, budget: Budget, family: list[float] | None = Non
            dataset: str | None = None) -> tuple[GridResult, list[Path]]:
     """Stage 3 from a finished grid (no training): ``model-phi*.json`` at deployment scale, and the tables.
 
-    The budget is fitted before anything is written; a study made with other settings is refused first.
+    A study made with other settings is refused first; :func:`export_models` fits the budget before it
+    writes anything, and study.json and the tables are written only after it.
     """
     check_existing(config)
     grid = load_grid(config)
     latency = _latency_table(config)
     transform = config.proxy_transform(grid.baseline)
-    fit_budget(config, grid.baseline, grid.coefficients, budget, latency)  # refuse before writing anything
     summary = grid.summary
     evidence = {"grid_winner": summary["winner"], "runner_up": summary.get("runner_up"),
                 "gap": summary.get("gap"), "separated": summary.get("separated"),

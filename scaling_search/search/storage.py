@@ -49,18 +49,22 @@ def open_storage(config: StudyConfig) -> RDBStorage:
     # way to recover trials of killed processes.
     new_name = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
     key = "heartbeat_stale_trial_callback" if new_name else "failed_trial_callback"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _rdb_storage(url, "open", engine_kwargs=engine_kwargs, heartbeat_interval=config.search.heartbeat_s,
+                            grace_period=config.search.grace_s, **{key: retry_callback()})
+
+
+def _rdb_storage(url: str, verb: str, **kwargs: Any) -> RDBStorage:
+    """Optuna's RDBStorage for ``url``; a missing driver or an unreachable database is one line, password masked."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=config.search.heartbeat_s,
-                              grace_period=config.search.grace_s, **{key: retry_callback()})
+        return RDBStorage(url, **kwargs)
     except ImportError as error:  # the URL names a database whose Python driver is not installed
         raise UserError(f"storage {mask_credentials(url)!r} needs the Python module {_missing_module(error)!r}, "
                         "which is not installed; pip install it (PostgreSQL: psycopg2-binary)") from None
     except Exception as error:  # SQLAlchemy raises many kinds; all mean the same to the user
         reason = mask_credentials(str(error).splitlines()[0][:200])
-        raise UserError(f"cannot open storage {mask_credentials(url)!r} ({reason}); check the URL or use the "
-                        "default") from None
+        raise UserError(f"cannot {verb} storage {mask_credentials(url)!r} ({reason}); check the URL") from None
 
 
 def _missing_module(error: ImportError) -> str:
@@ -96,14 +100,12 @@ def check_sqlite_path(path: Path, create: bool) -> None:
         return
     if not create:
         raise UserError(f"no study database at {path}; give --storage or run the study first")
-    would_create(path)
-    folder = path.parent
+    would_create(path)  # the nearest existing folder is a writable folder
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise UserError(f"cannot create the storage folder {folder} ({error.strerror}); choose another --storage") from None
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"the storage folder {folder} is not writable; choose another --storage")
+        raise UserError(f"cannot create the storage folder {path.parent} ({error.strerror}); choose another "
+                        "--storage") from None
 
 
 def retry_callback() -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -178,14 +180,7 @@ def open_for_reading(url: str) -> optuna.storages.BaseStorage:
     path = sqlite_path(url)
     if path is not None:
         check_sqlite_path(path, create=False)
-    try:
-        return optuna.storages.RDBStorage(url, skip_table_creation=path is not None)
-    except ImportError as error:
-        raise UserError(f"storage {mask_credentials(url)!r} needs the Python module {_missing_module(error)!r}; "
-                        "pip install it") from None
-    except Exception as error:  # SQLAlchemy raises many kinds; all mean the same to the user
-        reason = mask_credentials(str(error).splitlines()[0][:200])
-        raise UserError(f"cannot read storage {mask_credentials(url)!r} ({reason})") from None
+    return _rdb_storage(url, "read", skip_table_creation=path is not None)
 
 
 def load_stage(config: StudyConfig, stage: str) -> optuna.Study | None:
