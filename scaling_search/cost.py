@@ -1,9 +1,9 @@
 """Exact analytic cost of a :class:`~scaling_search.spec.NetworkSpec`: params, MACs and activations.
 
-Walks the spec, never a module: it costs microseconds and is pinned by tests against the built model
-(``sum(p.numel())``), ``torch.utils.flop_counter.FlopCounterMode`` and fvcore. Like pycls's complexity
-functions (``pycls/models/blocks.py``), each layer has a cost twin; unlike pycls, both the builder and this
-walker read the same frozen spec, so there is nothing to keep in sync by hand.
+Sums over the layer plan (:func:`scaling_search.layers.plan_network`), never a module: it costs microseconds and
+is pinned by tests against the built model (``sum(p.numel())``), ``torch.utils.flop_counter.FlopCounterMode``
+and fvcore. Like pycls's complexity functions (``pycls/models/blocks.py``), each layer has a cost twin; unlike
+pycls, the builder and this sum read the same plan, so there is no layout to keep in sync by hand.
 
 Conventions:
     ``macs`` ("paper"): multiply-accumulates of convolutions and linear layers, batch 1 -- what the paper
@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from scaling_search.spec import NetworkSpec, squeeze_channels
+from scaling_search.layers import ConvLayer, Layer, PoolLayer, conv_out, plan_network
+from scaling_search.spec import NetworkSpec
 
 Convention = Literal["paper", "fvcore"]
 CONVENTIONS: tuple[str, ...] = ("paper", "fvcore")
@@ -33,48 +34,27 @@ class Cost:
     activations: int
 
 
-def conv_out(size: int, kernel: int, stride: int) -> int:
-    """Output size of a conv with padding ``kernel // 2``: ``ceil(size / stride)`` for odd kernels."""
-    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+def _conv(layer: ConvLayer, fvcore: bool) -> tuple[int, int, int]:
+    """(params, MACs, activations) of one convolution and its BatchNorm."""
+    out = layer.output_size
+    weights = layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel * layer.kernel
+    params = weights + (layer.out_channels if layer.bias else 0) + (2 * layer.out_channels if layer.batchnorm else 0)
+    macs = weights * out * out
+    if layer.batchnorm and fvcore:
+        macs += 2 * layer.out_channels * out * out  # fvcore: eval-mode batch_norm = 2 ops per element (affine)
+    return params, macs, layer.out_channels * out * out
 
 
-class _Tally:
-    """Running totals of one walk (plain ints: the walk must run in microseconds)."""
-
-    __slots__ = ("params", "macs", "activations", "fvcore")
-
-    def __init__(self, fvcore: bool) -> None:
-        self.params = self.macs = self.activations = 0
-        self.fvcore = fvcore
-
-    def conv(self, size: int, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
-             bias: bool = False, bn: bool = True) -> int:
-        """Add one conv (+ BatchNorm) on a ``size`` x ``size`` input; returns the output size."""
-        out = conv_out(size, kernel, stride)
-        weights = cout * (cin // groups) * kernel * kernel
-        self.params += weights + (cout if bias else 0) + (2 * cout if bn else 0)
-        self.macs += weights * out * out
-        if bn and self.fvcore:
-            self.macs += 2 * cout * out * out  # fvcore: eval-mode batch_norm = 2 ops per element (affine)
-        self.activations += cout * out * out
-        return out
-
-    def pool(self, elements: int) -> None:
-        if self.fvcore:
-            self.macs += elements  # fvcore: adaptive_avg_pool2d = 1 op per input element
-
-    def block(self, size: int, cin: int, cout: int, expand: int, kernel: int, stride: int, se_ratio: float) -> int:
-        """Add one MBConv block (the layers of :class:`scaling_search.model.MBConv`); returns the output size."""
-        expanded = cin * expand
-        if expand != 1:
-            size = self.conv(size, cin, expanded, 1)
-        size = self.conv(size, expanded, expanded, kernel, stride, groups=expanded)
-        if se_ratio > 0:
-            squeezed = squeeze_channels(cin, se_ratio)
-            self.pool(expanded * size * size)
-            self.conv(1, expanded, squeezed, 1, bias=True, bn=False)
-            self.conv(1, squeezed, expanded, 1, bias=True, bn=False)
-        return self.conv(size, expanded, cout, 1)
+def layer_cost(layer: Layer, convention: Convention = "paper") -> Cost:
+    """Params, MACs and activations of one layer of the plan (:mod:`scaling_search.layers`) at batch 1."""
+    fvcore = convention == "fvcore"
+    if isinstance(layer, ConvLayer):
+        return Cost(*_conv(layer, fvcore))
+    if isinstance(layer, PoolLayer):
+        # fvcore: adaptive_avg_pool2d = 1 op per input element; no MACs in the paper's convention
+        return Cost(0, layer.channels * layer.input_size ** 2 if fvcore else 0, 0)
+    weights = layer.in_features * layer.out_features
+    return Cost(weights + layer.out_features, weights, layer.out_features)
 
 
 def count_cost(spec: NetworkSpec, convention: Convention = "paper") -> Cost:
@@ -89,20 +69,13 @@ def count_cost(spec: NetworkSpec, convention: Convention = "paper") -> Cost:
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown cost convention {convention!r}: choose one of {', '.join(CONVENTIONS)}")
-    tally = _Tally(fvcore=convention == "fvcore")
-    size = tally.conv(spec.resolution, spec.input_channels, spec.stem_channels, 3, 2)
-    for stage in spec.stages:
-        for position, block_in in enumerate(stage.block_inputs()):
-            stride = stage.stride if position == 0 else 1
-            size = tally.block(size, block_in, stage.out_channels, stage.expand_ratio, stage.kernel, stride,
-                               stage.se_ratio)
-    size = tally.conv(size, spec.stages[-1].out_channels, spec.head_channels, 1)
-    tally.pool(spec.head_channels * size * size)
-    # classifier: Linear(head, classes) with bias
-    tally.params += spec.head_channels * spec.num_classes + spec.num_classes
-    tally.macs += spec.head_channels * spec.num_classes
-    tally.activations += spec.num_classes
-    return Cost(tally.params, tally.macs, tally.activations)
+    params = macs = activations = 0
+    for layer in plan_network(spec).layers():
+        cost = layer_cost(layer, convention)
+        params += cost.params
+        macs += cost.macs
+        activations += cost.activations
+    return Cost(params, macs, activations)
 
 
-__all__ = ["CONVENTIONS", "Convention", "Cost", "conv_out", "count_cost"]
+__all__ = ["CONVENTIONS", "Convention", "Cost", "conv_out", "count_cost", "layer_cost"]

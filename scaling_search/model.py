@@ -1,4 +1,5 @@
-"""Build a PyTorch module from a :class:`~scaling_search.spec.NetworkSpec`.
+"""Build a PyTorch module from a :class:`~scaling_search.spec.NetworkSpec`, layer by layer from its plan
+(:func:`scaling_search.layers.plan_network`).
 
 The layer layout follows the official EfficientNet code and torchvision's ``efficientnet.py`` so that
 parameter counts agree exactly: conv layers without bias, BatchNorm after every conv, SiLU activations,
@@ -8,49 +9,49 @@ stochastic depth when the block keeps shape, dropout before the linear classifie
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from scaling_search.spec import NetworkSpec, load_spec, squeeze_channels
+from scaling_search.layers import BlockPlan, ConvLayer, SqueezeExcitePlan, plan_network
+from scaling_search.spec import NetworkSpec, load_spec
 
 #: Official code: ``batch_norm_momentum=0.99`` (TF decay), i.e. 0.01 in PyTorch's convention; ``epsilon=1e-3``.
 BN_MOMENTUM = 0.01
 BN_EPS = 1e-3
 
 
-class ConvBNAct(nn.Sequential):
-    """Convolution (no bias, 'same' padding for odd kernels), BatchNorm and an optional SiLU."""
+def _conv(layer: ConvLayer) -> nn.Conv2d:
+    return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.kernel // 2,
+                     groups=layer.groups, bias=layer.bias)
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel: int,
-        stride: int = 1,
-        groups: int = 1,
-        activation: bool = True,
-        bn_momentum: float = BN_MOMENTUM,
-    ) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=bn_momentum),
-        ]
-        if activation:
-            layers.append(nn.SiLU(inplace=True))
-        super().__init__(*layers)
+
+def _bn(layer: ConvLayer, bn_momentum: float) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(layer.out_channels, eps=BN_EPS, momentum=bn_momentum)
+
+
+def _act(layer: ConvLayer) -> nn.Module:
+    return nn.SiLU(inplace=True) if layer.activation else nn.Identity()
+
+
+class ConvBNAct(nn.Sequential):
+    """A planned convolution, its BatchNorm and its SiLU (the stem and the head), as ``conv``, ``bn``, ``act``."""
+
+    def __init__(self, layer: ConvLayer, bn_momentum: float = BN_MOMENTUM) -> None:
+        super().__init__(OrderedDict(conv=_conv(layer), bn=_bn(layer, bn_momentum), act=_act(layer)))
 
 
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation (Hu et al., 2018) as used in EfficientNet: pool, 1x1 reduce, SiLU, 1x1, sigmoid."""
 
-    def __init__(self, channels: int, squeezed: int) -> None:
+    def __init__(self, plan: SqueezeExcitePlan) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, squeezed, 1)
+        self.reduce = _conv(plan.reduce)
         self.act = nn.SiLU(inplace=True)
-        self.expand = nn.Conv2d(squeezed, channels, 1)
+        self.expand = _conv(plan.expand)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.expand(self.act(self.reduce(self.pool(x))))
@@ -76,34 +77,30 @@ class StochasticDepth(nn.Module):
 
 
 class MBConv(nn.Module):
-    """Mobile inverted bottleneck (Sandler et al., 2018) with SE, as in EfficientNet."""
+    """Mobile inverted bottleneck (Sandler et al., 2018) with SE, as in EfficientNet, built from its
+    :class:`~scaling_search.layers.BlockPlan`; layers named as timm's: ``conv_pw, bn1, act1, conv_dw, bn2, act2,
+    se, conv_pwl, bn3`` (``conv_pw``/``bn1``/``act1`` are identities when the block does not expand)."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        expand_ratio: int,
-        kernel: int,
-        stride: int,
-        se_ratio: float,
-        drop_rate: float,
-        bn_momentum: float = BN_MOMENTUM,
-    ) -> None:
+    def __init__(self, plan: BlockPlan, drop_rate: float = 0.0, bn_momentum: float = BN_MOMENTUM) -> None:
         super().__init__()
-        expanded = in_channels * expand_ratio
-        layers: list[nn.Module] = []
-        if expand_ratio != 1:
-            layers.append(ConvBNAct(in_channels, expanded, 1, bn_momentum=bn_momentum))
-        layers.append(ConvBNAct(expanded, expanded, kernel, stride, groups=expanded, bn_momentum=bn_momentum))
-        if se_ratio > 0:
-            layers.append(SqueezeExcite(expanded, squeeze_channels(in_channels, se_ratio)))
-        layers.append(ConvBNAct(expanded, out_channels, 1, activation=False, bn_momentum=bn_momentum))
-        self.block = nn.Sequential(*layers)
-        self.use_residual = stride == 1 and in_channels == out_channels
-        self.drop = StochasticDepth(drop_rate) if self.use_residual else nn.Identity()
+        identity = nn.Identity
+        pw = plan.conv_pw
+        self.conv_pw = _conv(pw) if pw else identity()
+        self.bn1 = _bn(pw, bn_momentum) if pw else identity()
+        self.act1 = _act(pw) if pw else identity()
+        self.conv_dw = _conv(plan.conv_dw)
+        self.bn2 = _bn(plan.conv_dw, bn_momentum)
+        self.act2 = _act(plan.conv_dw)
+        self.se = SqueezeExcite(plan.se) if plan.se else identity()
+        self.conv_pwl = _conv(plan.conv_pwl)
+        self.bn3 = _bn(plan.conv_pwl, bn_momentum)
+        self.use_residual = plan.residual
+        self.drop = StochasticDepth(drop_rate) if self.use_residual else identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block(x)
+        out = self.act1(self.bn1(self.conv_pw(x)))
+        out = self.se(self.act2(self.bn2(self.conv_dw(out))))
+        out = self.bn3(self.conv_pwl(out))
         if self.use_residual:
             out = self.drop(out) + x
         return out
@@ -115,31 +112,16 @@ class EfficientNet(nn.Module):
     def __init__(self, spec: NetworkSpec, bn_momentum: float = BN_MOMENTUM) -> None:
         super().__init__()
         self.spec = spec
-        blocks: list[nn.Module] = []
-        total = spec.num_blocks
-        index = 0
-        for stage in spec.stages:
-            for position, block_in in enumerate(stage.block_inputs()):
-                blocks.append(
-                    MBConv(
-                        block_in,
-                        stage.out_channels,
-                        stage.expand_ratio,
-                        stage.kernel,
-                        stage.stride if position == 0 else 1,
-                        stage.se_ratio,
-                        # Official code and torchvision: rate grows linearly with the global block index.
-                        drop_rate=spec.drop_connect * index / total,
-                        bn_momentum=bn_momentum,
-                    )
-                )
-                index += 1
-        self.stem = ConvBNAct(spec.input_channels, spec.stem_channels, 3, 2, bn_momentum=bn_momentum)
-        self.blocks = nn.Sequential(*blocks)
-        self.head = ConvBNAct(spec.stages[-1].out_channels, spec.head_channels, 1, bn_momentum=bn_momentum)
+        plan = plan_network(spec)
+        total = len(plan.blocks)
+        self.stem = ConvBNAct(plan.stem, bn_momentum)
+        # Official code and torchvision: the stochastic-depth rate grows linearly with the global block index.
+        self.blocks = nn.Sequential(*(MBConv(block, spec.drop_connect * block.index / total, bn_momentum)
+                                      for block in plan.blocks))
+        self.head = ConvBNAct(plan.head.conv, bn_momentum)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(spec.dropout)
-        self.classifier = nn.Linear(spec.head_channels, spec.num_classes)
+        self.classifier = nn.Linear(plan.head.classifier.in_features, plan.head.classifier.out_features)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -163,9 +145,35 @@ class EfficientNet(nn.Module):
         return self.classifier(self.dropout(x))
 
 
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm into the convolution before it, in place, and put ``model`` in eval mode.
+
+    Deployment runtimes (ONNX Runtime, TensorRT, TFLite) run inference this way: eval-mode BatchNorm is an
+    affine map per channel that the convolution's weights and bias absorb. Outputs match the eval-mode model
+    up to float rounding; use the folded model for inference and latency only.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for module in list(model.modules()):
+        if isinstance(module, ConvBNAct):
+            pairs = [("conv", "bn")]
+        elif isinstance(module, MBConv):
+            pairs = [("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")]
+        else:
+            continue
+        for conv_name, bn_name in pairs:
+            conv, bn = getattr(module, conv_name), getattr(module, bn_name)
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                setattr(module, conv_name, fuse_conv_bn_eval(conv, bn))
+                setattr(module, bn_name, nn.Identity())
+    return model
+
+
 def build_model(spec: NetworkSpec | str | Path, *, bn_momentum: float = BN_MOMENTUM) -> EfficientNet:
     """Build the PyTorch module for a spec, a spec JSON file or an exported model config."""
     return EfficientNet(load_spec(spec), bn_momentum=bn_momentum)
 
 
-__all__ = ["BN_EPS", "BN_MOMENTUM", "EfficientNet", "MBConv", "build_model"]
+__all__ = ["BN_EPS", "BN_MOMENTUM", "ConvBNAct", "EfficientNet", "MBConv", "build_model", "fold_batchnorm"]

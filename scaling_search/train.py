@@ -208,7 +208,7 @@ def _zero_init(model: nn.Module) -> None:
     classifier.bias.zero_()
     for module in model.modules():
         if isinstance(module, MBConv) and module.use_residual:
-            module.block[-1][1].weight.zero_()  # the projection's BatchNorm
+            module.bn3.weight.zero_()  # the projection's BatchNorm
 
 
 def train_proxy(

@@ -6,7 +6,7 @@ from torch import nn
 
 from scaling_search import latency
 from scaling_search.family import EFFICIENTNET_B0
-from scaling_search.latency import LatencyTable, measure_latency, network_parts, time_module
+from scaling_search.latency import LatencyTable, measure_latency, network_parts, time_interleaved
 from scaling_search.scaling import scale
 
 SMALL = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)
@@ -24,26 +24,43 @@ class CountingModule(nn.Module):
         return x
 
 
+def counting_runner(module, example):
+    def run():
+        with torch.no_grad():
+            return module(example)
+    return run
+
+
 def test_warmup_runs_are_not_timed_and_clock_brackets_each_run():
-    module = CountingModule().train()
+    module = CountingModule().eval()
     ticks = iter(range(1000))
     events = []
-    samples = time_module(module, torch.zeros(1), warmup=4, runs=3, synchronize=lambda: events.append("sync"),
-                          clock=lambda: float(next(ticks)))
-    assert module.calls == 7 and len(samples) == 3
-    assert samples == [1000.0, 1000.0, 1000.0]  # one tick (1 s) between start and stop of each timed run
-    assert module.modes == [(False, False)] * 7  # eval mode, no grad
-    assert events.count("sync") == 1 + 2 * 3  # after warm-up, then before and after every timed run
+    medians = time_interleaved([counting_runner(module, torch.zeros(1))], rounds=2, warmup=4, runs=3,
+                               synchronize=lambda: events.append("sync"), clock=lambda: float(next(ticks)))
+    assert module.calls == 4 + 2 * 3 and medians == [[1000.0, 1000.0]]  # one tick (1 s) per timed run
+    assert module.modes == [(False, False)] * 10  # eval mode, no grad
+    assert events.count("sync") == 1 + 2 * 2 * 3  # after warm-up, then before and after every timed run
 
 
-def test_before_each_runs_untimed_before_every_timed_run_only():
-    module = CountingModule()
-    ticks = iter(range(1000))
+def test_items_are_timed_interleaved_in_rounds_with_before_each_untimed():
     order = []
-    module.forward = lambda x: order.append("run") or x
-    time_module(module, torch.zeros(1), warmup=2, runs=3, synchronize=lambda: None,
-                clock=lambda: order.append("clock") or float(next(ticks)), before_each=lambda: order.append("flush"))
-    assert order == ["run", "run"] + ["flush", "clock", "run", "clock"] * 3
+    ticks = iter(range(1000))
+    runners = [lambda: order.append("A"), lambda: order.append("B")]
+    time_interleaved(runners, rounds=2, runs=2, warmup=1, clock=lambda: order.append("clock") or float(next(ticks)),
+                     before_each=lambda: order.append("flush"))
+    timed = ["flush", "clock", "A", "clock"] * 2 + ["flush", "clock", "B", "clock"] * 2
+    assert order == ["A", "B"] + timed * 2  # warm-up of each, then A A B B in every round
+
+
+def test_the_reported_latency_is_the_lowest_round_median():
+    samples = iter([5, 9, 7,  30, 31, 29,  6, 6, 8])  # round 2 hit by a noisy neighbour
+    clock_values = []
+    for value in samples:
+        clock_values += [0.0, value / 1000.0]
+    clock = iter(clock_values)
+    [medians] = time_interleaved([lambda: None], rounds=3, runs=3, warmup=0, clock=lambda: next(clock))
+    assert medians == pytest.approx([7.0, 30.0, 6.0])
+    assert latency.robust_ms(medians) == pytest.approx(6.0)
 
 
 def test_cpu_tables_flush_the_cache_before_each_timed_part(tmp_path, monkeypatch):
@@ -52,37 +69,62 @@ def test_cpu_tables_flush_the_cache_before_each_timed_part(tmp_path, monkeypatch
     assert isinstance(table._flush, latency.CacheFlush) and table._flush.buffer.numel() * 4 >= 8 << 20
     monkeypatch.setattr(table, "_flush", lambda: flushes.append(1))
     table.raw_sum(SMALL)
-    assert len(flushes) == table.runs * len({key for key, _ in network_parts(SMALL)})
+    assert len(flushes) == table.rounds * table.runs * len({key for key, _ in network_parts(SMALL)})
+
+
+def test_networks_are_timed_with_batchnorm_folded(monkeypatch):
+    from scaling_search.latency import measure
+
+    seen = []
+    original = measure.prepare_runner
+
+    def spy(module, example, runtime="torch"):
+        seen.append(module)
+        return original(module, example, runtime)
+
+    monkeypatch.setattr(measure, "prepare_runner", spy)
+    measure_latency(SMALL, "cpu", rounds=1, runs=1, warmup=0)
+    [model] = seen
+    assert not model.training and not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
 def test_calibration_set_mixes_the_family_and_the_search_space():
-    specs = latency.calibration_specs(samples=3)
-    assert len(specs) == 8 and len({spec for spec in specs}) == 8
-    assert sorted({spec.resolution for spec in specs}) == [64, 96, 128, 160, 224]
-    assert latency.calibration_specs(samples=3) == specs  # seeded
+    specs = latency.calibration_specs(samples=5)
+    assert len(specs) == 10 and len({spec for spec in specs}) == 10
+    assert sorted({spec.resolution for spec in specs}) == [64, 96, 128, 160, 192, 224]
+    assert latency.calibration_specs(samples=5) == specs  # seeded
+    assert not set(latency.random_specs(30, seed=123)) & set(latency.calibration_specs())  # the benchmark's set
 
 
 def test_cuda_synchronisation_is_used_for_cuda_devices(monkeypatch):
     calls = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
-    sync = latency._synchronizer(torch.device("cuda:0"))
+    sync = latency.synchronizer(torch.device("cuda:0"))
     sync()
     assert calls == [torch.device("cuda:0")]
-    latency._synchronizer(torch.device("cpu"))()
+    latency.synchronizer(torch.device("cpu"))()
     assert len(calls) == 1
 
 
 def test_measure_latency_reports_the_protocol():
-    result = measure_latency(SMALL, "cpu", batch=2, warmup=2, runs=5, threads=1)
-    assert result.p10_ms <= result.median_ms <= result.p90_ms and result.median_ms > 0
-    assert (result.runs, result.warmup, result.batch, result.resolution, result.threads) == (5, 2, 2, 32, 1)
-    assert result.device.startswith("cpu:")
+    previous = torch.get_num_threads()
+    result = measure_latency(SMALL, "cpu", batch=2, warmup=2, rounds=3, runs=5, threads=1)
+    assert 0 < result.ms <= result.median_ms and result.spread >= 0
+    assert (result.rounds, result.runs, result.warmup, result.batch, result.resolution, result.threads) == (
+        3, 5, 2, 2, 32, 1)
+    assert result.device.startswith("cpu:") and result.device.endswith(":1t") and result.runtime == "torch"
+    assert torch.get_num_threads() == previous  # restored
 
 
-def test_parts_cover_every_block():
+def test_parts_cover_every_layer_of_the_plan():
+    from scaling_search.cost import count_cost
+
     parts = network_parts(SMALL)
     assert len(parts) == SMALL.num_blocks + 2
     assert parts[0][0].startswith("stem:") and parts[-1][0].startswith("head:")
+    # the parts, built and counted, are the whole network: no layer lost or doubled between table and builder
+    params = sum(p.numel() for _, factory in parts for p in factory()[0].parameters())
+    assert params == count_cost(SMALL).params
 
 
 def test_table_cache_second_call_does_not_measure(tmp_path):
@@ -96,7 +138,7 @@ def test_table_cache_second_call_does_not_measure(tmp_path):
 
 def test_calibration_fits_a_correction(tmp_path):
     table = LatencyTable.open("cpu", 1, cache_dir=tmp_path)
-    pairs = table.calibrate([SMALL, replace(SMALL, resolution=48)], runs=3)
+    pairs = table.calibrate([SMALL, replace(SMALL, resolution=48)], rounds=2, runs=3)
     assert len(pairs) == 2 and table.correction != (1.0, 0.0)
     assert LatencyTable.open("cpu", 1, cache_dir=tmp_path).correction == pytest.approx(table.correction)
 
@@ -130,7 +172,7 @@ def test_cost_cli_adds_latency_column_only_with_a_table(tmp_path, monkeypatch, c
             "--format", "json"]
     assert main(argv) == 0
     assert "latency_ms" not in json.loads(capsys.readouterr().out)[0]
-    table.calibrate([SMALL, replace(SMALL, resolution=48)], runs=3)
+    table.calibrate([SMALL, replace(SMALL, resolution=48)], rounds=2, runs=3)
     assert LatencyTable.open("cpu", 1).calibrated
     assert main(argv) == 0
     row = json.loads(capsys.readouterr().out)[0]
@@ -146,3 +188,36 @@ def test_prediction_refuses_an_uncalibrated_table(tmp_path, monkeypatch, capsys)
     LatencyTable.open("cpu", 1).predict(SMALL)  # parts measured, no correction fitted
     assert main(["latency", "b0", "--resolution", "32", "--predict"]) == 2
     assert "run 'scaling-search latency calibrate --device cpu' first" in capsys.readouterr().err
+
+
+def test_onnxruntime_runs_the_exported_network_and_has_its_own_table(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from scaling_search.latency import prepare_runner
+    from scaling_search.model import build_model, fold_batchnorm
+
+    model = fold_batchnorm(build_model(SMALL))
+    example = torch.randn(1, 3, 32, 32)
+    [output] = prepare_runner(model, example, "onnxruntime")()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(output), model(example), rtol=1e-4, atol=1e-4)
+    result = measure_latency(SMALL, "cpu", rounds=2, runs=2, warmup=1, runtime="onnxruntime")
+    assert result.runtime == "onnxruntime" and result.ms > 0
+    onnx = LatencyTable.open("cpu", 1, cache_dir=tmp_path, runtime="onnxruntime")
+    assert onnx.path != LatencyTable.open("cpu", 1, cache_dir=tmp_path).path and "onnxruntime" in onnx.path.name
+    onnx.raw_sum(SMALL)
+    reopened = LatencyTable.open("cpu", 1, cache_dir=tmp_path, runtime="onnxruntime")
+    assert reopened.entries == onnx.entries and LatencyTable.open("cpu", 1, cache_dir=tmp_path).entries == {}
+
+
+def test_a_missing_runtime_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from scaling_search.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(UserError, match=r'pip install "scaling-search\[onnx\]"'):
+        latency.check_runtime("onnxruntime", torch.device("cpu"))
+    with pytest.raises(UserError, match="choose one of torch, onnxruntime"):
+        latency.check_runtime("tflite", torch.device("cpu"))
+

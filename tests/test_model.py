@@ -34,12 +34,13 @@ def test_block_structure_follows_spec():
     blocks = [m for m in model.blocks if isinstance(m, MBConv)]
     assert len(blocks) == 16
     first = blocks[0]
-    assert len(first.block) == 3  # expand ratio 1: no 1x1 expansion (dw, SE, project)
-    se = first.block[1]
-    assert se.reduce.out_channels == 8  # SE from the block's *input* channels: 32 * 0.25
-    assert blocks[1].block[2].reduce.out_channels == 4  # 16 * 0.25, not 96 * 0.25
+    assert isinstance(first.conv_pw, torch.nn.Identity)  # expand ratio 1: no 1x1 expansion
+    assert isinstance(blocks[1].conv_pw, torch.nn.Conv2d) and blocks[1].conv_pw.out_channels == 96
+    assert first.se.reduce.out_channels == 8  # SE from the block's *input* channels: 32 * 0.25
+    assert blocks[1].se.reduce.out_channels == 4  # 16 * 0.25, not 96 * 0.25
+    assert blocks[1].conv_dw.stride == (2, 2) and blocks[2].conv_dw.stride == (1, 1)
     assert [b.use_residual for b in blocks[:4]] == [False, False, True, False]
-    bn = model.stem[1]
+    bn = model.stem.bn
     assert (bn.eps, bn.momentum) == (1e-3, 0.01)
 
 

@@ -5,23 +5,30 @@ from __future__ import annotations
 import argparse
 
 from scaling_search.cli.common import CliError, add_network_args, positive_int, print_table, selected_networks
+from scaling_search.runtimes import RUNTIMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "latency",
         help="measure or predict latency ('latency calibrate' builds the lookup table)",
-        description="Measure latency by one protocol (eval, no grad, warm-up discarded, synchronised timers, "
-                    "median with p10/p90), or predict it from the device's lookup table with --predict. "
-                    "'scaling-search latency calibrate' measures the table for the parts of the B0 family and of "
-                    "random search-space networks, and fits its correction.",
+        description="Measure latency by one protocol: eval mode, BatchNorm folded, no grad, warm-up discarded, "
+                    "networks timed interleaved in rounds of --runs passes, and the lowest round median reported "
+                    "with the median and the spread of the round medians. --predict predicts from the device's "
+                    "calibrated lookup table instead. 'scaling-search latency calibrate' measures the table for "
+                    "the parts of the B0 family and of random search-space networks, and fits its correction.",
     )
     add_network_args(parser, many=True)
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                        help="torch (eager; default) or onnxruntime (the network exported to ONNX, run by ONNX "
+                             "Runtime on the CPU; pip install \"scaling-search[onnx]\"); each has its own table")
     parser.add_argument("--batch", type=positive_int, default=1, help="images per timed run (default: 1)")
-    parser.add_argument("--runs", type=positive_int, default=30, help="timed runs; the median is reported (default: 30)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads (recorded with the result)")
+    parser.add_argument("--rounds", type=positive_int, default=5,
+                        help="interleaved rounds; the lowest round median is reported (default: 5)")
+    parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per round (default: 10)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (recorded with the result; each thread count has its own table)")
     parser.add_argument("--predict", action="store_true", help="predict from the lookup table instead of measuring")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output: an aligned table (default), CSV or JSON")
@@ -29,18 +36,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from scaling_search.latency import LatencyTable
+    from scaling_search.latency import LatencyTable, check_runtime
     from scaling_search.train import choose_device
 
     if args.warmup < 0:
         raise CliError("--warmup must be >= 0")
     device = choose_device(args.device)
+    check_runtime(args.runtime, device)
     if args.models == ["calibrate"]:
         return _with_threads(args.threads, lambda: _calibrate(args, device))
-    table = LatencyTable.open_calibrated(str(device), args.batch) if args.predict else None
     networks = selected_networks(args)
     for network in networks:
         check_measurable(network.spec, args.batch)
+    if args.predict:
+        table = _with_threads(args.threads, lambda: LatencyTable.open_calibrated(str(device), args.batch,
+                                                                                 runtime=args.runtime))
+    else:
+        table = None
     return _with_threads(args.threads, lambda: _measure(args, device, table, networks))
 
 
@@ -70,18 +82,18 @@ def check_measurable(spec, batch: int) -> None:
 
 
 def _measure(args: argparse.Namespace, device, table, networks) -> int:
-    from scaling_search.latency import latency_dict, measure_latency
+    from scaling_search.latency import latency_dict, measure_latencies
 
-    rows = []
-    for network in networks:
-        row = {"name": network.name, "resolution": network.spec.resolution, "batch": args.batch}
-        if table is not None:
-            row["predicted_ms"] = round(table.predict(network.spec), 4)
-            row["device"] = str(device)
-        else:
-            row.update(latency_dict(measure_latency(network.spec, device, batch=args.batch, warmup=args.warmup,
-                                                    runs=args.runs)))
-        rows.append(row)
+    if table is not None:
+        rows = [{"name": n.name, "resolution": n.spec.resolution, "batch": args.batch,
+                 "predicted_ms": round(table.predict(n.spec), 4), "runtime": args.runtime, "device": str(device)}
+                for n in networks]
+    else:
+        measured = measure_latencies([n.spec for n in networks], device, batch=args.batch, rounds=args.rounds,
+                                     runs=args.runs, warmup=args.warmup, runtime=args.runtime)
+        rows = [{"name": n.name, **{k: round(v, 4) if isinstance(v, float) else v
+                                    for k, v in latency_dict(latency).items()}}
+                for n, latency in zip(networks, measured)]
     print_table(rows, args.format)
     return 0
 
@@ -89,11 +101,11 @@ def _measure(args: argparse.Namespace, device, table, networks) -> int:
 def _calibrate(args: argparse.Namespace, device) -> int:
     from scaling_search.latency import LatencyTable, calibration_specs
 
-    table = LatencyTable.open(str(device), args.batch)
+    table = LatencyTable.open(str(device), args.batch, runtime=args.runtime)
     specs = calibration_specs()
-    pairs = table.calibrate(specs, runs=args.runs)
+    pairs = table.calibrate(specs, rounds=args.rounds, runs=args.runs)
     print_table([{"raw_sum_ms": round(raw, 3), "measured_ms": round(measured, 3)} for raw, measured in pairs],
                 args.format)
     print(f"correction: latency = {table.correction[0]:.4f} * sum + {table.correction[1]:.4f} ms; "
-          f"table {table.path} ({len(table.entries)} parts)")
+          f"table {table.path} ({len(table.entries)} parts, {args.runtime})")
     return 0

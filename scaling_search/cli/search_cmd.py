@@ -10,6 +10,7 @@ from typing import Any
 
 from scaling_search.cli.common import CliError, positive_float, positive_int, print_table
 from scaling_search.cli.train_cmd import add_data_args
+from scaling_search.runtimes import RUNTIMES
 
 RUN_EXAMPLES = """examples:
   scaling-search run --budget 2x                              # quick preset, synthetic data, B0 at 224 px
@@ -48,6 +49,9 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cost", choices=("macs", "latency"),
                        help="what the reward and the budget measure: MACs (default) or predicted latency")
     group.add_argument("--target-latency", type=positive_float, help="stage-1 reward target in ms (--cost latency)")
+    group.add_argument("--latency-runtime", choices=RUNTIMES,
+                       help="the runtime whose calibrated table predicts latency (--cost latency): torch (default) or "
+                            "onnxruntime (pip install \"scaling-search[onnx]\")")
     group.add_argument("--trials", type=positive_int, help="stage-1 trials (default: the preset's)")
     group.add_argument("--target-macs", type=positive_int,
                        help="stage-1 reward target in deployment MACs (default: the deployment network's)")
@@ -106,6 +110,7 @@ def study_config(args: argparse.Namespace) -> Any:
         "train": {"epochs": args.epochs, "seed": args.seed, "device": args.device, "threads": args.threads},
         "search": {"baseline": None if baseline is None else ("search" if baseline == "search" else "network"),
                    "cost": args.cost, "target_latency_ms": args.target_latency,
+                   "latency_runtime": args.latency_runtime,
                    "trials": args.trials, "target_macs": args.target_macs, "grid_step": args.grid_step,
                    "grid_max": args.grid_max, "grid_tol": args.grid_tol,
                    "budget_tol": getattr(args, "budget_tol", None), "pruner": args.pruner, "repeats": args.repeats,

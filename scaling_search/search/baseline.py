@@ -31,7 +31,7 @@ def cost_function(config: StudyConfig) -> Callable[[NetworkSpec], float]:
     if config.search.cost == "latency":
         from scaling_search.latency import LatencyTable
 
-        return LatencyTable.open(config.search.latency_device, 1).predict
+        return LatencyTable.open(config.search.latency_device, 1, runtime=config.search.latency_runtime).predict
     return lambda spec: float(count_cost(spec).macs)
 
 

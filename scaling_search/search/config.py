@@ -21,6 +21,7 @@ from scaling_search.errors import UserError
 from scaling_search.family import FAMILY, efficientnet
 from scaling_search.presets import load_toml
 from scaling_search.proxy import ProxySettings, ProxyTransform
+from scaling_search.runtimes import RUNTIMES
 from scaling_search.scaling import DEPTH_ROUNDINGS, scale
 from scaling_search.settings import DataSettings, section_from_table, sections_from_toml
 from scaling_search.spec import NetworkSpec, load_spec
@@ -93,6 +94,7 @@ class SearchSettings:
             (MnasNet's choice: batch-1 latency of the deployment network predicted by the device's table).
         target_latency_ms: stage-1 reward target with ``cost = "latency"``; 0 means the baseline's prediction.
         latency_device: the device whose latency table is used (``"cpu"``, ``"cuda"``).
+        latency_runtime: the runtime of that table: ``"torch"`` (eager) or ``"onnxruntime"`` (the ``onnx`` extra).
         trials: stage-1 trials (TPE, seeded).
         target_macs: stage-1 reward target in deployment MACs; 0 means the deployment network's.
         reward_exponent: w in ``acc * (macs / target) ** w`` (paper Section 4: -0.07).
@@ -114,6 +116,7 @@ class SearchSettings:
     cost: str = "macs"
     target_latency_ms: float = 0.0
     latency_device: str = "cpu"
+    latency_runtime: str = "torch"
     trials: int = 4
     target_macs: int = 0
     reward_exponent: float = -0.07
@@ -133,6 +136,7 @@ class SearchSettings:
             (self.baseline in BASELINES, f"baseline must be one of {', '.join(BASELINES)}"),
             (self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}"),
             (self.target_latency_ms >= 0, "target_latency_ms must be >= 0"),
+            (self.latency_runtime in RUNTIMES, f"latency_runtime must be one of {', '.join(RUNTIMES)}"),
             (self.trials >= 1, "trials must be >= 1"),
             (self.target_macs >= 0, "target_macs must be >= 0"),
             (self.reward_exponent <= 0, "reward_exponent must be <= 0"),

@@ -136,9 +136,10 @@ def export_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, tran
             from scaling_search.latency import measure_latency
 
             spec = NetworkSpec.from_dict(body["spec"])
-            measured = measure_latency(spec, latency.device, batch=latency.batch)
-            body["latency"] = {"predicted_ms": latency.predict(spec), "measured_ms": measured.median_ms,
-                               "p10_ms": measured.p10_ms, "p90_ms": measured.p90_ms, "device": measured.device,
+            measured = measure_latency(spec, latency.device, batch=latency.batch, runtime=latency.runtime)
+            body["latency"] = {"predicted_ms": latency.predict(spec), "measured_ms": measured.ms,
+                               "measured_median_ms": measured.median_ms, "measured_spread": measured.spread,
+                               "device": measured.device, "runtime": measured.runtime, "threads": measured.threads,
                                "batch": latency.batch, "baseline_predicted_ms": latency.predict(baseline)}
         configs.append((folder / name, body))
     folder.mkdir(parents=True, exist_ok=True)

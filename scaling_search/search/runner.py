@@ -210,7 +210,7 @@ def _latency_table(config: StudyConfig) -> Any:
         return None
     from scaling_search.latency import LatencyTable
 
-    return LatencyTable.open_calibrated(config.search.latency_device, 1)
+    return LatencyTable.open_calibrated(config.search.latency_device, 1, runtime=config.search.latency_runtime)
 
 
 def export(config: StudyConfig, budget: Budget, family: list[float] | None = None, output: Path = Path("reports"),

@@ -1,0 +1,260 @@
+"""Latency predicted from the spec: a per-part lookup table of one device and runtime, and a linear correction.
+
+Each distinct part of a network -- the stem, every block configuration at its input size, the head (1x1 conv,
+pooling, classifier), all read off the layer plan (:func:`scaling_search.layers.plan_network`) -- is measured
+once by the protocol of :mod:`scaling_search.latency.measure` and cached; a network's prediction is the sum over
+its parts, corrected by a per-device linear fit ``a * sum + b`` against whole-network measurements (the idea of
+nn-Meter, Zhang et al., 2021, without its kernel fusion rules).
+
+A shared host's speed drifts by tens of percent over minutes, and a table is filled over many moments (at
+calibration, then whenever a search asks about a new part), so its entries carry the drift of their moment.
+Scaling every measurement by a fixed anchor part timed beside it was tried and dropped: on this project's
+2-core VM the anchor's own noise made two measurements of 30 networks disagree more (median 22%, against 6-12%
+without it; ``benchmarks/bench_latency.py``).
+
+A part timed alone, run after run, finds its weights and input in the core's cache; inside a network the parts
+before it have evicted them. On the CPU each timed pass of a part is therefore preceded (untimed) by a pass
+over a buffer larger than the L2 cache. The calibration set (:func:`calibration_specs`) mixes the B0 family at
+64-224 px with random networks of the search space, so that the fit sees the block types the search asks about.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from scaling_search.errors import UserError
+from scaling_search.latency.measure import (Runner, check_runtime, describe_device, measure_latencies,
+                                            prepare_runner, robust_ms, synchronizer, time_interleaved)
+from scaling_search.layers import BlockPlan, plan_network
+from scaling_search.spec import NetworkSpec
+
+TABLE_FORMAT = "scaling-search/latency-table"
+TABLE_VERSION = 3  # 3: BatchNorm folded, parts timed interleaved, lowest round median; one table per runtime
+
+#: (module, input shape without the batch) of one part of a network.
+PartFactory = Callable[[], tuple[nn.Module, tuple[int, int, int]]]
+
+
+def _block_key(block: BlockPlan) -> str:
+    expanded = block.conv_dw.in_channels
+    squeezed = block.se.reduce.out_channels if block.se else 0
+    return (f"block:i{block.in_channels}_x{expanded}_o{block.out_channels}_k{block.conv_dw.kernel}"
+            f"_s{block.conv_dw.stride}_q{squeezed}_r{block.input_size}")
+
+
+def network_parts(spec: NetworkSpec) -> list[tuple[str, PartFactory]]:
+    """The (key, factory) of every part whose latency the table sums: stem, each block, head."""
+    from scaling_search.model import ConvBNAct, MBConv
+
+    plan = plan_network(spec)
+    stem = plan.stem
+    parts: list[tuple[str, PartFactory]] = [
+        (f"stem:c{stem.in_channels}_o{stem.out_channels}_r{stem.input_size}",
+         lambda: (ConvBNAct(stem), (stem.in_channels, stem.input_size, stem.input_size)))]
+    for block in plan.blocks:
+        parts.append((_block_key(block), lambda b=block: (MBConv(b), (b.in_channels, b.input_size, b.input_size))))
+    head = plan.head
+
+    def head_part() -> tuple[nn.Module, tuple[int, int, int]]:
+        module = nn.Sequential(ConvBNAct(head.conv), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                               nn.Linear(head.classifier.in_features, head.classifier.out_features))
+        return module, (head.conv.in_channels, head.conv.input_size, head.conv.input_size)
+
+    parts.append((f"head:i{head.conv.in_channels}_o{head.conv.out_channels}_c{head.classifier.out_features}"
+                  f"_r{head.conv.input_size}", head_part))
+    return parts
+
+
+class CacheFlush:
+    """Touches a buffer larger than a CPU core's L2 cache, evicting what the last timed run left there."""
+
+    def __init__(self, size_bytes: int = 8 << 20) -> None:
+        self.buffer = torch.zeros(size_bytes // 4)
+
+    def __call__(self) -> None:
+        self.buffer.add_(1.0)
+
+
+def random_specs(count: int, seed: int, resolutions: Sequence[int] = (96, 128, 160, 192, 224)) -> list[NetworkSpec]:
+    """``count`` random networks of the stage-1 search space around B0 (seeded), at ``resolutions`` in turn."""
+    import optuna
+
+    from scaling_search.family import efficientnet
+    from scaling_search.search_space import suggest_spec
+
+    base = efficientnet("b0")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return [suggest_spec(study.ask(), replace(base, resolution=resolutions[i % len(resolutions)]))
+            for i in range(count)]
+
+
+def calibration_specs(seed: int = 7, samples: int = 10) -> list[NetworkSpec]:
+    """The networks a table is calibrated on: five of the B0 family at 64-224 px and ``samples`` random networks
+    of the stage-1 search space at 96-224 px (seeded; ``benchmarks/bench_latency.py`` tests on another seed)."""
+    from scaling_search.family import efficientnet
+    from scaling_search.scaling import scale
+
+    base = efficientnet("b0")
+    specs = [replace(scale(base, width=w, depth=d), resolution=r)
+             for w, d, r in ((0.5, 1.0, 64), (1.0, 1.0, 96), (0.75, 1.4, 128), (1.0, 1.2, 160), (1.2, 1.0, 224))]
+    specs += random_specs(samples, seed)
+    return specs
+
+
+class LatencyTable:
+    """Per-part latencies of one device and runtime, a linear correction, and a JSON cache.
+
+    Note:
+        A table is valid for one device description (its thread count included), one runtime and one batch
+        size; load it with :meth:`open`, which keys the cache file by all three. Parts not yet in the table are
+        measured on first use, all of a network's missing parts together in interleaved rounds, and saved.
+    """
+
+    def __init__(self, device: str, batch: int, path: Path | None, entries: dict[str, float] | None = None,
+                 correction: tuple[float, float] = (1.0, 0.0), *, runtime: str = "torch", rounds: int = 5,
+                 runs: int = 5, warmup: int = 3, calibrated: bool = False) -> None:
+        self.device = torch.device(device)
+        check_runtime(runtime, self.device)
+        self.batch = batch
+        self.runtime = runtime
+        self.path = path
+        self.entries = dict(entries or {})
+        self.correction = correction
+        self.rounds, self.runs, self.warmup = rounds, runs, warmup
+        self.measurements = 0  # parts measured by this object (the cache test counts them)
+        self.calibrated = calibrated  # the correction was fitted on whole-network measurements
+        self._flush = CacheFlush() if self.device.type == "cpu" else None
+
+    @staticmethod
+    def cache_dir() -> Path:
+        root = os.environ.get("SCALING_SEARCH_CACHE") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "scaling-search")
+        return Path(root) / "latency"
+
+    @classmethod
+    def open(cls, device: str = "cpu", batch: int = 1, cache_dir: Path | None = None,
+             runtime: str = "torch") -> LatencyTable:
+        """The cached table for this device, batch and runtime (empty if none was saved yet)."""
+        name = describe_device(torch.device(device))
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        suffix = "" if runtime == "torch" else f"_{runtime}"
+        path = (cache_dir or cls.cache_dir()) / f"{safe}{suffix}_b{batch}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data.get("format") == TABLE_FORMAT and data.get("version") == TABLE_VERSION:
+                return cls(device, batch, path, data["entries"], tuple(data["correction"]), runtime=runtime,
+                           calibrated=data["calibrated"])
+        return cls(device, batch, path, runtime=runtime)
+
+    @classmethod
+    def open_calibrated(cls, device: str = "cpu", batch: int = 1, cache_dir: Path | None = None,
+                        runtime: str = "torch") -> LatencyTable:
+        """:meth:`open`, refusing a table that ``scaling-search latency calibrate`` has not calibrated: its raw
+        sums of part latencies are not network latencies (5.69 ms predicted where 32.7 ms was measured)."""
+        table = cls.open(device, batch, cache_dir, runtime)
+        if not table.calibrated:
+            flag = "" if runtime == "torch" else f" --runtime {runtime}"
+            raise UserError(f"no calibrated latency table for {describe_device(table.device)} at batch {batch}"
+                            f"{'' if runtime == 'torch' else ' in ' + runtime}; run "
+                            f"'scaling-search latency calibrate --device {device}{flag}' first")
+        return table
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "device": describe_device(self.device),
+                "runtime": self.runtime, "batch": self.batch, "threads": torch.get_num_threads(),
+                "correction": list(self.correction), "calibrated": self.calibrated,
+                "entries": self.entries}
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(body, indent=1, sort_keys=True))
+        temporary.replace(self.path)
+
+    def _part_runner(self, factory: PartFactory) -> Runner:
+        from scaling_search.model import fold_batchnorm
+
+        module, shape = factory()
+        example = torch.randn(self.batch, *shape, device=self.device)
+        return prepare_runner(fold_batchnorm(module.to(self.device)), example, self.runtime)
+
+    def _measure_parts(self, factories: Sequence[PartFactory]) -> list[float]:
+        """The latency of each part, timed interleaved with the others, BatchNorm folded, caches flushed."""
+        runners = [self._part_runner(factory) for factory in factories]
+        medians = time_interleaved(runners, rounds=self.rounds, runs=self.runs, warmup=self.warmup,
+                                   synchronize=synchronizer(self.device), before_each=self._flush)
+        self.measurements += len(factories)
+        return [robust_ms(m) for m in medians]
+
+    def fill(self, specs: Iterable[NetworkSpec]) -> int:
+        """Measure every part of ``specs`` the table lacks (together, interleaved) and save; returns how many."""
+        missing: dict[str, PartFactory] = {}
+        for spec in specs:
+            for key, factory in network_parts(spec):
+                if key not in self.entries:
+                    missing.setdefault(key, factory)
+        if missing:
+            self.entries.update(zip(missing, self._measure_parts(list(missing.values()))))
+            self.save()
+        return len(missing)
+
+    def raw_sum(self, spec: NetworkSpec, measure_missing: bool = True) -> float:
+        """Sum of the table's part latencies (ms); missing parts are measured and added to the table."""
+        parts = network_parts(spec)
+        if measure_missing:
+            self.fill([spec])
+        for key, _ in parts:
+            if key not in self.entries:
+                raise KeyError(f"latency table has no entry {key}; calibrate first")
+        return sum(self.entries[key] for key, _ in parts)
+
+    def predict(self, spec: NetworkSpec, measure_missing: bool = True) -> float:
+        """Predicted latency in ms: ``a * sum(parts) + b``."""
+        slope, intercept = self.correction
+        return slope * self.raw_sum(spec, measure_missing) + intercept
+
+    def calibrate(self, specs: Sequence[NetworkSpec], rounds: int = 5, runs: int = 10) -> list[tuple[float, float]]:
+        """Fill the table for ``specs``, measure the whole networks (interleaved), and fit the correction;
+        returns the (sum of parts, measured) pairs."""
+        self.fill(specs)
+        measured = measure_latencies(specs, self.device, batch=self.batch, rounds=rounds, runs=runs,
+                                     runtime=self.runtime)
+        pairs = [(self.raw_sum(spec, measure_missing=False), latency.ms) for spec, latency in zip(specs, measured)]
+        self.correction = fit_relative(pairs)
+        self.calibrated = True
+        self.save()
+        return pairs
+
+
+def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The ``(a, b)`` of ``measured ~ a * raw + b`` that minimises the squared *relative* error.
+
+    Ordinary least squares lets the largest networks (B7-like latencies) dominate the fit, while a budget and
+    the benchmark care about percentage errors across sizes: on the data behind the module docstring the
+    relative fit lowered the median error from 13.0% to 8.5%. Minimises ``sum((a*x + b - y) / y)^2``, i.e.
+    ordinary least squares of 1 on ``(x/y, 1/y)``.
+    """
+    if not pairs:
+        return (1.0, 0.0)
+    if len(pairs) == 1 or len({raw for raw, _ in pairs}) == 1:
+        return (statistics.fmean(y / x for x, y in pairs), 0.0)
+    u = [x / y for x, y in pairs]
+    v = [1.0 / y for _, y in pairs]
+    suu, suv, svv = sum(a * a for a in u), sum(a * b for a, b in zip(u, v)), sum(b * b for b in v)
+    su, sv = sum(u), sum(v)
+    determinant = suu * svv - suv * suv
+    if determinant <= 0:
+        return (statistics.fmean(y / x for x, y in pairs), 0.0)
+    return ((su * svv - sv * suv) / determinant, (sv * suu - su * suv) / determinant)
+
+
+__all__ = ["CacheFlush", "LatencyTable", "PartFactory", "calibration_specs", "fit_relative", "network_parts",
+           "random_specs"]
