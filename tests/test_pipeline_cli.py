@@ -15,25 +15,12 @@ import pytest
 from scaling_search import EFFICIENTNET_B0, build_model, count_cost
 from scaling_search.spec import NetworkSpec
 
-# The issue's acceptance command (B0 at 224 px as the deployment baseline); stage 1's search is run by the
-# Ctrl-C test below and, with a fake trainer, by tests/test_search_runner.py.
-SMOKE = ["--preset", "smoke", "--no-progress", "--pruner", "none", "--baseline", "b0", "--resolution", "224"]
-
-
-def cli(cwd, *argv, check=True):
-    proc = subprocess.run([sys.executable, "-m", "scaling_search", *argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc
+from smoke_run import SMOKE, cli
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("run")
-    started = time.perf_counter()
-    proc = cli(cwd, "run", "--budget", "2x", *SMOKE)
-    return cwd, proc, time.perf_counter() - started
+def finished_run(smoke_run):
+    return smoke_run
 
 
 @pytest.mark.slow

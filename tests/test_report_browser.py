@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from smoke_run import SMOKE, cli
+
 # Figure 8 only: Figures 3 and 4 are drawn by the same code (tests/test_report.py checks their data).
-ABLATE = ["ablate", "--figure", "8", "--preset", "smoke", "--no-progress", "--phis", "1"]
+ABLATE = ["ablate", "--figure", "8", "--phis", "1", *SMOKE]
 
 
 def _chromium() -> str:
@@ -44,13 +46,10 @@ def _screenshot(chromium: str, page, profile, target) -> None:
 
 
 @pytest.mark.slow
-def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path):
+def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path, smoke_run):
     chromium = _chromium()
-    for argv in (["run", "--budget", "2x", "--preset", "smoke", "--baseline", "b0", "--no-progress"],
-                 [*ABLATE, "--baseline", "b0"]):
-        proc = subprocess.run([sys.executable, "-m", "scaling_search", *argv], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+    shutil.copytree(smoke_run[0], tmp_path, dirs_exist_ok=True)  # the session's 'run --budget 2x', copied
+    cli(tmp_path, *ABLATE)
     folder = tmp_path / "reports" / "smoke-synthetic"
     configs = sorted(p.name for p in folder.glob("model-phi*.json"))
     # the report is rebuilt from the storage and the exported configs alone

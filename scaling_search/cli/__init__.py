@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,4 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["build_parser", "main"]
+def console() -> None:
+    """The ``scaling-search`` command: :func:`main`, then exit with its code.
+
+    After an interrupt (code 130) the process exits at once instead of waiting for library threads: a Ctrl-C
+    that lands while Optuna starts a trial's heartbeat thread (a non-daemon thread) leaves that thread beating
+    forever, and the interpreter's normal exit would wait for it (seen: a run that printed 'interrupted' and
+    never exited). The storage is transactional, so an unfinished write is rolled back, not half-saved.
+    """
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+__all__ = ["build_parser", "console", "main"]

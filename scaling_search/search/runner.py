@@ -156,6 +156,15 @@ def _with_workers(stage: str, config: StudyConfig, baseline: NetworkSpec | None,
             process.start()
     finally:
         signal.signal(signal.SIGINT, previous)
+
+    def interrupted(signum: int, frame: Any) -> None:
+        # Stop the workers first: one may be mid-write on the storage, and the parent's own unwinding
+        # (Optuna joins the trial's heartbeat thread, which writes to the storage) must not wait on its lock.
+        for process in processes:
+            process.terminate()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
     try:
         result = main()
         for process in processes:  # a Ctrl-C while waiting here stops the workers too
@@ -169,6 +178,8 @@ def _with_workers(stage: str, config: StudyConfig, baseline: NetworkSpec | None,
                 process.kill()
                 process.join()
         raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return result
 
 

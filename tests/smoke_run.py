@@ -1,0 +1,16 @@
+"""The smoke run several slow test modules read: run once per test session (see conftest.py)."""
+
+import subprocess
+import sys
+
+# The issue's acceptance command (B0 at 224 px as the deployment baseline); stage 1's search is run by the
+# Ctrl-C test in tests/test_pipeline_cli.py and, with a fake trainer, by tests/test_search_runner.py.
+SMOKE = ["--preset", "smoke", "--no-progress", "--pruner", "none", "--baseline", "b0", "--resolution", "224"]
+
+
+def cli(cwd, *argv, check=True):
+    proc = subprocess.run([sys.executable, "-m", "scaling_search", *argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
