@@ -14,3 +14,24 @@ def cli(cwd, *argv, check=True):
     if check:
         assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
+
+
+def cli_in_process(cwd, *argv):
+    """A follow-up command (export, ablate, report, a rerun) through the CLI's ``main`` in this process, from
+    ``cwd``: the same code as the command without another interpreter importing torch (about 5 s each)."""
+    import contextlib
+    import io
+    import os
+
+    from scaling_search.cli import main
+
+    previous = os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+    finally:
+        os.chdir(previous)
+    assert code == 0, err.getvalue()[-2000:]
+    return out.getvalue()

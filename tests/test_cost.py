@@ -62,7 +62,7 @@ def test_family_matches_fvcore(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["b4", "b5", "b6", "b7"])
+@pytest.mark.parametrize("name", ["b5", "b7"])  # b4 and b6 take the same path at sizes in between (5 s each)
 def test_large_family_matches_fvcore(name):
     # Their widths and depths at 160 px: fvcore traces real tensors, and B7 at its 600 px took the suite's peak
     # memory to 4.6 GB; the count's exactness does not depend on the resolution (B0..B3 run at theirs above).

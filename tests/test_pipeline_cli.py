@@ -15,7 +15,7 @@ import pytest
 from scaling_search import EFFICIENTNET_B0, build_model, count_cost
 from scaling_search.spec import NetworkSpec
 
-from smoke_run import SMOKE, cli
+from smoke_run import SMOKE, cli, cli_in_process
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_rerun_reuses_finished_trials(finished_run):
     db = cwd / "studies" / "smoke-synthetic.db"
     before = _trial_count(db)
     started = time.perf_counter()
-    cli(cwd, "run", "--budget", "2x", *SMOKE)
+    cli_in_process(cwd, "run", "--budget", "2x", *SMOKE)
     assert _trial_count(db) == before
     assert time.perf_counter() - started < 30
 
@@ -201,8 +201,8 @@ def test_ablate_scales_a_given_config(tmp_path, finished_run):
 
     cwd, _, _ = finished_run
     exported = cwd / "reports" / "smoke-synthetic" / "model-phi1.json"
-    cli(tmp_path, "ablate", "--figure", "3", *SMOKE, "--config", str(exported), "--study", "from-config",
-        "--widths", "1.4", "--depths", "1", "--resolutions", "1")
+    cli_in_process(tmp_path, "ablate", "--figure", "3", *SMOKE, "--config", str(exported), "--study", "from-config",
+                   "--widths", "1.4", "--depths", "1", "--resolutions", "1")
     frame = pd.read_csv(tmp_path / "reports" / "from-config" / "fig3_trials.csv")
     base = load_spec(exported)
     assert sorted(frame["point_macs"]) == sorted(
@@ -224,7 +224,7 @@ def test_issue_acceptance_b0_at_224_then_exports_at_4x_and_800m(finished_run):
     product = config["alpha"] * config["beta"] ** 2 * config["gamma"] ** 2
     assert 1.8 <= product <= 2.2 and f"alpha*beta^2*gamma^2 = {product:.3f}" in proc.stdout
     for budget, target in (("4x", 4 * config["baseline_macs"]), ("800M", 800e6)):
-        cli(cwd, "export", "--budget", budget, *SMOKE)
+        cli_in_process(cwd, "export", "--budget", budget, *SMOKE)
         [exported] = [json.loads(p.read_text()) for p in folder.glob("model-phi*.json")
                       if (json.loads(p.read_text())["budget"] or {}).get("text") == budget]
         assert abs(exported["cost"]["macs"] / target - 1) <= 0.05, (budget, exported["cost"]["macs"])

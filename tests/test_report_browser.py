@@ -6,12 +6,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from smoke_run import SMOKE, cli
+from smoke_run import SMOKE, cli_in_process
 
 # Figure 8 only: Figures 3 and 4 are drawn by the same code (tests/test_report.py checks their data).
 ABLATE = ["ablate", "--figure", "8", "--phis", "1", *SMOKE]
@@ -49,15 +48,13 @@ def _screenshot(chromium: str, page, profile, target) -> None:
 def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path, smoke_run):
     chromium = _chromium()
     shutil.copytree(smoke_run[0], tmp_path, dirs_exist_ok=True)  # the session's 'run --budget 2x', copied
-    cli(tmp_path, *ABLATE)
+    cli_in_process(tmp_path, *ABLATE)
     folder = tmp_path / "reports" / "smoke-synthetic"
     configs = sorted(p.name for p in folder.glob("model-phi*.json"))
     # the report is rebuilt from the storage and the exported configs alone
     for page in folder.glob("*.html"):
         page.unlink()
-    proc = subprocess.run([sys.executable, "-m", "scaling_search", "report", "smoke-synthetic", "--static", "png"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    cli_in_process(tmp_path, "report", "smoke-synthetic", "--static", "png")
     for name in ("grid", "family", "fig8"):  # static copies for papers and slides, drawn offline by kaleido
         assert (folder / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     index = folder / "index.html"
