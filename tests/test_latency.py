@@ -221,3 +221,13 @@ def test_a_missing_runtime_names_the_extra(monkeypatch):
     with pytest.raises(UserError, match="choose one of torch, onnxruntime"):
         latency.check_runtime("tflite", torch.device("cpu"))
 
+
+
+def test_calibrate_measures_the_family_and_the_chosen_number_of_random_networks(tmp_path, monkeypatch, capsys):
+    from scaling_search.cli import main
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path))
+    seen = []
+    monkeypatch.setattr(LatencyTable, "calibrate", lambda self, specs, **_: seen.append(specs) or [(1.0, 1.0)])
+    assert main(["latency", "calibrate", "--networks", "3", "--runtime", "torch"]) == 0
+    assert len(seen[0]) == 5 + 3 and "torch" in capsys.readouterr().out

@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="interleaved rounds; the lowest round median is reported (default: 5)")
     parser.add_argument("--runs", type=positive_int, default=10, help="timed runs per round (default: 10)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
+    parser.add_argument("--networks", type=positive_int, default=10,
+                        help="'latency calibrate': random search-space networks measured whole, beside five of the "
+                             "B0 family, to fit the correction (default: 10; benchmarks/bench_latency.py prints how "
+                             "the error falls with their number)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (recorded with the result; each thread count has its own table)")
     parser.add_argument("--predict", action="store_true", help="predict from the lookup table instead of measuring")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
@@ -102,7 +106,7 @@ def _calibrate(args: argparse.Namespace, device) -> int:
     from scaling_search.latency import LatencyTable, calibration_specs
 
     table = LatencyTable.open(str(device), args.batch, runtime=args.runtime)
-    specs = calibration_specs()
+    specs = calibration_specs(samples=args.networks)
     pairs = table.calibrate(specs, rounds=args.rounds, runs=args.runs)
     print_table([{"raw_sum_ms": round(raw, 3), "measured_ms": round(measured, 3)} for raw, measured in pairs],
                 args.format)
