@@ -158,6 +158,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("ablate config missing", ["ablate", "--config", "missing.json", *FLAGS], "missing.json does not exist"),
     ("ablate negative widths", ["ablate", "--widths", "1,-2", *FLAGS], "must list positive numbers"),
     ("ablate unknown figure", ["ablate", "--figure", "9", *FLAGS], "invalid choice: '9'"),
+    ("compare an unknown rule", ["compare", "--strategies", "compound,linear", *FLAGS], "name two or more of"),
+    ("compare one rule", ["compare", "--strategies", "fast", *FLAGS], "name two or more of"),
+    ("compare at a MAC budget", ["compare", "--budget", "800M", *FLAGS], "give ratios above 1"),
+    ("compare below the baseline", ["compare", "--budget", "0.5x", *FLAGS], "give ratios above 1"),
+    ("compare with a cap below the baseline", ["compare", "--max-resolution", "100", "--study", "cmp", *FLAGS],
+     "max_resolution 100 px is below the baseline's 224 px"),
     ("report of nothing", ["report", "nosuch"], "no study database at"),
     ("report in an unknown static format", ["report", "x", "--static", "gif"], "choose png, svg and/or pdf"),
     ("report on a corrupt file", ["report", "x", "--storage", "sqlite:///corrupt.db"], "is not a SQLite database"),
@@ -217,4 +223,5 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(workdir, monkeypatch, 
 def test_the_battery_is_large_and_covers_every_subcommand():
     commands = {case[1][0] for case in CASES}
     assert len(CASES) >= 60
-    assert commands >= {"run", "baseline", "grid", "export", "ablate", "report", "train", "latency", "cost"}
+    assert commands >= {"run", "baseline", "grid", "export", "ablate", "compare", "report", "train", "latency",
+                        "cost"}

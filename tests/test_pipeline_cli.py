@@ -256,3 +256,26 @@ def test_ctrl_c_prints_one_line_and_stops_every_worker(tmp_path):
     time.sleep(1)
     states = subprocess.run(["ps", "-o", "stat=", "-g", str(process.pid)], capture_output=True, text=True).stdout
     assert [s for s in states.split() if not s.startswith("Z")] == []  # no worker left running (zombies await init)
+
+
+@pytest.mark.slow
+def test_compare_on_the_smoke_preset_uses_the_studys_coefficients(tmp_path, finished_run):
+    import html
+    import shutil
+
+    import pandas as pd
+
+    shutil.copytree(finished_run[0], tmp_path, dirs_exist_ok=True)
+    out = cli_in_process(tmp_path, "compare", *SMOKE, "--budget", "2x")
+    folder = tmp_path / "reports" / "smoke-synthetic"
+    assert out.strip() == "report: reports/smoke-synthetic/index.html"
+    frame = pd.read_csv(folder / "compare_trials.csv")
+    assert sorted(frame["method"]) == sorted(["baseline", "compound", "fast", "v2", "rs", "width", "depth",
+                                              "resolution"])
+    assert (frame["state"] == "complete").all()
+    exported = json.loads((folder / "model-phi1.json").read_text())
+    compound = frame[frame["method"] == "compound"].iloc[0]
+    assert f"alpha, beta, gamma = {exported['alpha']:g}, {exported['beta']:g}, {exported['gamma']:g} from the " \
+           "study's grid" in (folder / "compare.html").read_text()
+    assert abs(compound["macs"] / (2 * frame[frame["method"] == "baseline"]["macs"].iloc[0]) - 1) <= 0.05
+    assert "At 2x the baseline's deployment MACs," in html.unescape((folder / "index.html").read_text())

@@ -156,3 +156,38 @@ def test_ablation_points_are_costed_at_deployment_scale(tmp_path):
     target = float(at_phi1["target_macs"].iloc[0])
     assert ((at_phi1["macs"] / target - 1).abs() <= 0.1).all()  # equal deployment cost, bisected
     assert (frame["proxy_resolution"] < frame["resolution"]).all()
+
+
+def test_rules_are_compared_at_equal_deployment_macs_with_a_verdict_and_seeds(tmp_path):
+    import html
+
+    import pandas as pd
+
+    from scaling_search.report.page import comparison_verdicts
+
+    config = _config(tmp_path, repeats=2)
+    index = runner.compare(config, ("compound", "fast", "v2", "width"), (2.0, 4.0), output=tmp_path / "reports",
+                           trainer=fake_trainer, progress=False)
+    frame = pd.read_csv(index.parent / "compare_trials.csv")
+    base_macs = count_cost(runner.prepare(config).network).macs
+    assert list(frame[frame["method"] == "baseline"]["macs"]) == [base_macs]
+    for budget in (2.0, 4.0):
+        part = frame[frame["budget"] == budget]
+        assert sorted(part["method"]) == ["compound", "fast", "v2", "width"]
+        assert ((part["macs"] / (budget * base_macs) - 1).abs() <= 0.1).all()  # equal deployment cost
+    assert (frame["seeds"] == 2).all() and (frame["proxy_resolution"] < frame["resolution"]).all()
+    assert (frame[frame["method"] == "fast"]["rule_parameters"] == "width_share=0.8").all()
+    # the fake trainer rewards resolution and width: the verdict names the rule with the most of them
+    verdicts = comparison_verdicts(pd.read_csv(index.parent / "compare_trials.csv").assign(state="complete"))
+    best_at_2x = frame[frame["budget"] == 2.0].sort_values("accuracy").iloc[-1]["method"]
+    assert len(verdicts) == 2 and verdicts[0].startswith(f"At 2x the baseline's deployment MACs, {best_at_2x} ")
+    page = html.unescape(index.read_text())
+    assert "Scaling rules compared on this data" in page and "id='comparison'" in page
+    # a rerun trains nothing new (resumable), a changed rule set is refused
+    TRAINED.clear()
+    runner.compare(config, ("compound", "fast", "v2", "width"), (2.0, 4.0), output=tmp_path / "reports",
+                   trainer=fake_trainer, progress=False)
+    assert TRAINED == []
+    with pytest.raises(UserError, match="different baseline or point set"):
+        runner.compare(config, ("compound", "fast"), (2.0,), output=tmp_path / "reports", trainer=fake_trainer,
+                       progress=False)

@@ -1,4 +1,5 @@
-"""``scaling-search ablate`` (the paper's Figures 3, 4 and 8 on your data) and ``scaling-search report``."""
+"""``scaling-search ablate`` (the paper's Figures 3, 4 and 8 on your data), ``scaling-search compare`` (published
+scaling rules at equal cost on your data) and ``scaling-search report``."""
 
 from __future__ import annotations
 
@@ -26,6 +27,30 @@ def _formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+def _ratios(text: str) -> tuple[float, ...]:
+    from scaling_search.budget import parse_budget
+    from scaling_search.errors import UserError
+
+    try:
+        budgets = [parse_budget(part.strip()) for part in text.split(",") if part.strip()]
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not budgets or any(b.kind != "ratio" or b.value <= 1 for b in budgets):
+        raise argparse.ArgumentTypeError(f"{text!r}: give ratios above 1 to the baseline's deployment MACs, "
+                                         "comma-separated, such as 2x,4x")
+    return tuple(sorted({b.value for b in budgets}))
+
+
+def _rule_names(text: str) -> tuple[str, ...]:
+    from scaling_search.rules import RULES
+
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [n for n in names if n not in RULES]
+    if len(names) < 2 or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: name two or more of {', '.join(RULES)}, comma-separated")
+    return names
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ablate", help="the paper's scaling ablations (Figures 3, 4, 8) on your data",
@@ -45,6 +70,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--phis", type=_floats, default=(1.0, 2.0),
                         help="Figure 8 budgets as phi (deployment MACs ~ 2^phi; default 1,2)")
     parser.set_defaults(handler=run_ablate)
+
+    parser = subparsers.add_parser(
+        "compare", help="published scaling rules compared at equal deployment MACs on your data",
+        description="Scale the deployment baseline to each budget by each rule -- compound (Tan & Le 2019), fast "
+                    "compound (Dollar et al. 2021), EfficientNetV2-style capped resolution, ResNet-RS-style, and "
+                    "the single dimensions -- train every network through the study's proxy with the study's "
+                    "seeds, and report accuracy against deployment MACs, a table and a verdict per budget. "
+                    "Compound and v2 use the study's grid coefficients when a finished run exists, else the "
+                    "paper's. Resumable like every study.")
+    add_study_args(parser)
+    parser.add_argument("--strategies", type=_rule_names, default=("compound", "fast", "v2", "rs", "width", "depth",
+                                                                    "resolution"),
+                        help="rules to compare, comma-separated (default: compound,fast,v2,rs,width,depth,resolution)")
+    parser.add_argument("--budget", type=_ratios, default=(2.0, 4.0),
+                        help="budgets as ratios to the baseline's deployment MACs, comma-separated (default: 2x,4x)")
+    parser.add_argument("--max-resolution", type=int, default=480,
+                        help="v2: the resolution cap in pixels (EfficientNetV2: 480 at ImageNet scale; default 480)")
+    parser.add_argument("--long-training", action="store_true",
+                        help="rs: training is long enough to overfit, so the rule scales depth (default: width)")
+    parser.set_defaults(handler=run_compare)
 
     parser = subparsers.add_parser("report", help="rebuild reports/<study>/ from the storage",
                                    description="Rebuild reports/<study>/ (index.html, figures, CSV tables) "
@@ -74,6 +119,20 @@ def run_ablate(args: argparse.Namespace) -> int:
     index = runner.ablate(config, figures, widths=args.widths, depths=args.depths,
                           resolutions=args.resolutions, phis=args.phis, base_path=args.config,
                           output=Path(args.output), progress=not args.no_progress)
+    print(f"report: {index}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from scaling_search.cli.search_cmd import _quiet_optuna, study_config
+
+    config = study_config(args)  # flags and preset checked before torch and Optuna load
+    from scaling_search.search import runner
+
+    _quiet_optuna()
+    index = runner.compare(config, args.strategies, args.budget, max_resolution=args.max_resolution,
+                           long_training=args.long_training, output=Path(args.output),
+                           progress=not args.no_progress)
     print(f"report: {index}")
     return 0
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import optuna
 
 from scaling_search.errors import UserError
-from scaling_search.report.figures import (draw_baseline_history, draw_baseline_scatter, draw_family, draw_figure3,
-                                           draw_figure4, draw_figure8, draw_grid, family_frame, load_configs,
-                                           trials_frame, write_pages, write_static)
+from scaling_search.report.figures import (draw_baseline_history, draw_baseline_scatter, draw_comparison, draw_family,
+                                           draw_figure3, draw_figure4, draw_figure8, draw_grid, family_frame,
+                                           load_configs, trials_frame, write_pages, write_static)
 from scaling_search.report.page import write_index
 
 
@@ -28,7 +28,7 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
     folder = output / name
     figures, tables = {}, {}
     storage = open_for_reading(storage_url)
-    for stage in ("baseline", "grid", "fig3", "fig4", "fig8"):
+    for stage in ("baseline", "grid", "fig3", "fig4", "fig8", "compare"):
         try:
             study = optuna.load_study(study_name=f"{name}:{stage}", storage=storage)
         except KeyError:
@@ -46,7 +46,8 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
         elif stage == "grid":
             figures["grid"] = draw_grid(frame)
         else:
-            figures[stage] = {"fig3": draw_figure3, "fig4": draw_figure4, "fig8": draw_figure8}[stage](frame, note)
+            figures[stage] = {"fig3": draw_figure3, "fig4": draw_figure4, "fig8": draw_figure8,
+                              "compare": draw_comparison}[stage](frame, note)
     configs = load_configs(folder)
     if configs:
         figures["family"] = draw_family(configs)
@@ -59,6 +60,6 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
     return write_index(folder, name, figures, tables, configs)
 
 
-__all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3",
+__all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_comparison", "draw_family", "draw_figure3",
            "draw_figure4", "draw_figure8", "draw_grid", "family_frame", "load_configs", "trials_frame",
            "write_index", "write_pages", "write_static"]

@@ -35,6 +35,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if trial.state not in _FINISHED or trial.user_attrs.get("idle"):
             continue
         attrs = {k: v for k, v in trial.user_attrs.items() if not isinstance(v, (dict, list))}
+        if isinstance(trial.user_attrs.get("accuracy_per_seed"), list):
+            attrs["seeds"] = len(trial.user_attrs["accuracy_per_seed"])
         spec = trial.user_attrs.get("spec")
         arch = " ".join(encode_arch(NetworkSpec.from_dict(spec))) if isinstance(spec, dict) else None
         rows.append({"trial": trial.number, "state": trial.state.name.lower(), "value": trial.value, **attrs,
@@ -100,15 +102,26 @@ def draw_figure4(frame: pd.DataFrame, note: str = "") -> go.Figure:
                            label_multiplier=True)
 
 
-def draw_figure8(frame: pd.DataFrame, note: str = "") -> go.Figure:
-    """Each method's line starts from the common baseline point (phi = 0), as in the paper."""
+def _from_baseline(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every method's line starts from the common baseline point, as in the paper's Figure 8."""
     if not frame.empty and "method" in frame and (frame["method"] == "baseline").any():
         start = frame[frame["method"] == "baseline"]
         methods = [m for m in frame["method"].unique() if m != "baseline"]
         frame = pd.concat([frame[frame["method"] != "baseline"]]
                           + [start.assign(method=m) for m in methods], ignore_index=True)
-    return _accuracy_lines(frame, "method", "Figure 8: single-dimension vs compound scaling at equal deployment "
-                           f"MACs{_subtitle(note)}", label_multiplier=False)
+    return frame
+
+
+def draw_figure8(frame: pd.DataFrame, note: str = "") -> go.Figure:
+    """Each method's line starts from the common baseline point (phi = 0), as in the paper."""
+    return _accuracy_lines(_from_baseline(frame), "method", "Figure 8: single-dimension vs compound scaling at "
+                           f"equal deployment MACs{_subtitle(note)}", label_multiplier=False)
+
+
+def draw_comparison(frame: pd.DataFrame, note: str = "") -> go.Figure:
+    """Each scaling rule's line from the common baseline through its network at every budget."""
+    return _accuracy_lines(_from_baseline(frame), "method", "Scaling rules at equal deployment MACs"
+                           f"{_subtitle(note)}", label_multiplier=False)
 
 
 # --- a run's stages --------------------------------------------------------------------------------------

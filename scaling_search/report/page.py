@@ -117,17 +117,53 @@ def figure8_verdicts(frame: pd.DataFrame) -> list[str]:
         best = single.sort_values("accuracy", ascending=False).iloc[0]
         first = compound.iloc[0]
 
-        def row(series: pd.Series) -> dict[str, Any]:
-            seeds = len(series["accuracy_per_seed"]) if isinstance(series.get("accuracy_per_seed"), list) else 1
-            return {"accuracy": series["accuracy"], "val_images": series.get("val_images"),
-                    "accuracy_std": series.get("accuracy_std"), "seeds": seeds}
-
-        interval = difference_interval(row(first), row(best))
+        interval = difference_interval(_seeded_row(first), _seeded_row(best))
         sentences.append(
             f"At phi = {phi:g} ({first['macs'] / 1e6:,.0f}M deployment MACs), compound scaling reached "
             f"{100 * first['accuracy']:.1f}% proxy val top-1 against {100 * best['accuracy']:.1f}% for the best "
             f"single dimension ({best['method']}): {describe_interval(interval)}.")
     return sentences
+
+
+def _seeded_row(series: pd.Series) -> dict[str, Any]:
+    """A trial row as :func:`difference_interval` reads it (``seeds`` from :func:`trials_frame`)."""
+    seeds = series.get("seeds")
+    return {"accuracy": series["accuracy"], "val_images": series.get("val_images"),
+            "accuracy_std": series.get("accuracy_std"), "seeds": 1 if pd.isna(seeds) else int(seeds)}
+
+
+def comparison_verdicts(frame: pd.DataFrame) -> list[str]:
+    """One sentence per budget of a rule comparison: the best rule minus the runner-up, with its interval."""
+    if frame.empty or "method" not in frame or "budget" not in frame:
+        return []
+    done = frame[(frame["state"] == "complete") & frame["accuracy"].notna() & (frame["method"] != "baseline")]
+    sentences = []
+    for budget, part in done.groupby("budget"):
+        ranked = part.sort_values("accuracy", ascending=False)
+        if len(ranked) < 2:
+            continue
+        best, second = ranked.iloc[0], ranked.iloc[1]
+        interval = difference_interval(_seeded_row(best), _seeded_row(second))
+        sentences.append(
+            f"At {budget:g}x the baseline's deployment MACs, {best['method']} reached "
+            f"{100 * best['accuracy']:.1f}% proxy val top-1 ({best['macs'] / 1e6:,.0f}M MACs) against "
+            f"{100 * second['accuracy']:.1f}% for {second['method']}, the runner-up: {describe_interval(interval)}. "
+            "The proxy's rank fidelity is not measured in this study.")
+    return sentences
+
+
+def comparison_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The comparison table: each rule at each budget with accuracy, seeds and deployment costs."""
+    if frame.empty or "method" not in frame:
+        return []
+    done = frame[frame["state"] == "complete"].sort_values(["budget", "accuracy"], ascending=[True, False])
+    columns = [c for c in ("budget", "method", "rule_parameters", "accuracy", "accuracy_std", "macs",
+                           "budget_error", "params", "activations", "resolution", "latency_ms", "proxy_resolution")
+               if c in done]
+    rows = done[columns].to_dict("records")
+    for row, (_, series) in zip(rows, done.iterrows()):
+        row["seeds"] = _seeded_row(series)["seeds"]
+    return rows
 
 
 def family_rows(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -227,6 +263,12 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
         parts.append("<h2>Figure 8: compound against single-dimension scaling</h2>")
         parts.extend(f"<p class='verdict'>{_e(sentence)}</p>" for sentence in figure8_verdicts(tables["fig8_trials"]))
         parts.append(_figure("fig8", figures["fig8"]))
+    if "compare" in figures:
+        parts.append("<h2>Scaling rules compared on this data</h2>")
+        frame = tables["compare_trials"]
+        parts.extend(f"<p class='verdict'>{_e(sentence)}</p>" for sentence in comparison_verdicts(frame))
+        parts.append(_figure("compare", figures["compare"]))
+        parts.append(_table(comparison_rows(frame), table_id="comparison"))
     if "grid" in figures:
         parts.append("<h2>The coefficient grid (phi = 1)</h2>")
         parts.append(_figure("grid", figures["grid"]))
@@ -262,5 +304,6 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
     return index
 
 
-__all__ = ["Answer", "Interval", "describe_interval", "difference_interval", "family_rows", "figure8_verdicts",
+__all__ = ["Answer", "Interval", "comparison_rows", "comparison_verdicts", "describe_interval",
+           "difference_interval", "family_rows", "figure8_verdicts",
            "gather_answer", "write_index"]

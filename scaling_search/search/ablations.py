@@ -32,7 +32,8 @@ FIGURE4_BASES = ((1.0, 1.0), (2.0, 1.0), (1.0, 1.3), (2.0, 1.3))
 FIGURES = ("3", "4", "8")
 
 
-def _point(spec: NetworkSpec, transform: ProxyTransform, **attrs: Any) -> dict[str, Any]:
+def costed_point(spec: NetworkSpec, transform: ProxyTransform, **attrs: Any) -> dict[str, Any]:
+    """A queue entry for ``spec`` trained as its proxy, with its deployment and proxy MACs recorded."""
     candidate = Candidate.of(spec, transform)
     return point(candidate, {**attrs, "point_macs": count_cost(spec).macs,
                              "point_proxy_macs": count_cost(candidate.proxy).macs})
@@ -41,11 +42,11 @@ def _point(spec: NetworkSpec, transform: ProxyTransform, **attrs: Any) -> dict[s
 def figure3_points(base: NetworkSpec, deployment: DeploymentSettings, transform: ProxyTransform,
                    widths: tuple[float, ...], depths: tuple[float, ...],
                    resolutions: tuple[float, ...]) -> list[dict[str, Any]]:
-    points = [_point(deployment.scale(base, width=w), transform, figure="3", dimension="width", multiplier=w)
+    points = [costed_point(deployment.scale(base, width=w), transform, figure="3", dimension="width", multiplier=w)
               for w in widths]
-    points += [_point(deployment.scale(base, depth=d), transform, figure="3", dimension="depth", multiplier=d)
+    points += [costed_point(deployment.scale(base, depth=d), transform, figure="3", dimension="depth", multiplier=d)
                for d in depths]
-    points += [_point(deployment.scale(base, resolution=r), transform, figure="3", dimension="resolution",
+    points += [costed_point(deployment.scale(base, resolution=r), transform, figure="3", dimension="resolution",
                       multiplier=r) for r in resolutions]
     return points
 
@@ -54,7 +55,7 @@ def figure4_points(base: NetworkSpec, deployment: DeploymentSettings, transform:
                    widths: tuple[float, ...],
                    bases: tuple[tuple[float, float], ...] = FIGURE4_BASES) -> list[dict[str, Any]]:
     return [
-        _point(deployment.scale(base, depth=d, width=w, resolution=r), transform, figure="4", base_depth=d,
+        costed_point(deployment.scale(base, depth=d, width=w, resolution=r), transform, figure="4", base_depth=d,
                base_resolution=r, multiplier=w, dimension="width", series=f"d={d:g}, r={r:g}")
         for d, r in bases for w in widths
     ]
@@ -76,18 +77,18 @@ def figure8_points(base: NetworkSpec, deployment: DeploymentSettings, transform:
     """The baseline (phi = 0), then at each phi compound scaling and each single dimension at its MACs."""
     alpha, beta, gamma = coefficients
     base_macs = count_cost(base).macs
-    points = [_point(base, transform, figure="8", method="baseline", phi=0.0, multiplier=1.0, target_macs=base_macs)]
+    points = [costed_point(base, transform, figure="8", method="baseline", phi=0.0, multiplier=1.0, target_macs=base_macs)]
     for phi in phis:
         compound_spec = deployment.compound(base, alpha, beta, gamma, phi)
         target = count_cost(compound_spec).macs
-        points.append(_point(compound_spec, transform, figure="8", method=f"compound ({source})", phi=phi,
+        points.append(costed_point(compound_spec, transform, figure="8", method=f"compound ({source})", phi=phi,
                              multiplier=None, target_macs=target))
         for dimension in ("depth", "width", "resolution"):
             multiplier, spec = single_dimension_at(base, deployment, dimension, target)
-            points.append(_point(spec, transform, figure="8", method=f"{dimension} only", phi=phi,
+            points.append(costed_point(spec, transform, figure="8", method=f"{dimension} only", phi=phi,
                                  multiplier=multiplier, target_macs=target))
     return points
 
 
-__all__ = ["FIGURE4_BASES", "FIGURES", "PAPER_DEPTHS", "PAPER_RESOLUTIONS", "PAPER_WIDTHS", "figure3_points",
+__all__ = ["FIGURE4_BASES", "FIGURES", "costed_point", "PAPER_DEPTHS", "PAPER_RESOLUTIONS", "PAPER_WIDTHS", "figure3_points",
            "figure4_points", "figure8_points", "single_dimension_at"]

@@ -128,8 +128,12 @@ def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, tr
                  progress=progress, bar=False)
     else:  # an ablation figure: its points are already enqueued in the study
         study = open_study(config, open_storage(config), stage)
-        train_points(config, prepared.data, study, f"figure {stage[3:]}", describe_point, trainer,
+        train_points(config, prepared.data, study, _stage_label(stage), describe_point, trainer,
                      progress=progress, bar=False)
+
+
+def _stage_label(stage: str) -> str:
+    return "comparison" if stage == "compare" else f"figure {stage[3:]}"
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:
@@ -329,9 +333,42 @@ def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float
     return build_report(config.name, config.storage, output)
 
 
+def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[float, ...], *,
+            max_resolution: int = 480, long_training: bool = False, output: Path = Path("reports"),
+            trainer: Trainer = train_proxy, progress: bool = True, data: ImageData | None = None) -> Path:
+    """Published scaling rules at equal deployment MACs on the study's data, as a resumable study; returns the
+    report's index. Compound and V2-style scaling use this study's grid coefficients when a finished run exists
+    in the storage, else the paper's."""
+    from scaling_search.family import PAPER_COEFFICIENTS
+    from scaling_search.report import build_report
+    from scaling_search.rules import parse_rule
+    from scaling_search.search.compare import compare_points
+
+    prepared = prepare(config, data)
+    base, transform = prepared.network, prepared.transform
+    config = with_worker_threads(config)
+    coefficients, source = _study_coefficients(config) or (PAPER_COEFFICIENTS, "paper")
+    try:
+        rules = [parse_rule(name, coefficients=coefficients, base_resolution=base.resolution,
+                            max_resolution=max_resolution, long_training=long_training) for name in rule_names]
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    points = compare_points(base, config.deployment, transform, rules, budgets)
+    note = (f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} from the {source}; "
+            f"{config.search.repeats} seed(s) per point")
+    study = prepare_points(config, "compare", points, {"baseline": base.to_dict(), "note": note,
+                                                       "rules": list(rule_names), "budgets": list(budgets)})
+    _with_workers("compare", config, None, trainer,
+                  lambda: train_points(config, prepared.data, study, "comparison", describe_point, trainer, progress),
+                  progress)
+    return build_report(config.name, config.storage, output)
+
+
 def describe_point(attrs: dict[str, Any]) -> str:
     """An ablation point in a log line: its method or dimension and multiplier, and its deployment MACs."""
     label = attrs.get("method") or f"{attrs.get('dimension')} x{attrs.get('multiplier'):g}"
+    if attrs.get("figure") == "compare" and label != "baseline":
+        label = f"{label} at {attrs.get('budget'):g}x"
     return f"{label} ({attrs.get('point_macs', 0) / 1e6:,.1f}M deployment MACs)"
 
 
@@ -352,5 +389,5 @@ def _study_coefficients(config: StudyConfig) -> tuple[tuple[float, float, float]
     return grid.coefficients, f"study's grid (trial {grid.summary['winner']['trial']})"
 
 
-__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "export", "load_grid", "prepare", "run",
+__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "compare", "export", "load_grid", "prepare", "run",
            "search_baseline", "search_grid", "with_worker_threads", "write_tables"]

@@ -1,0 +1,45 @@
+"""Scaling rules compared on the user's data: each rule's network at each budget, at equal deployment MACs.
+
+Every rule of :mod:`scaling_search.rules` scales the same deployment baseline to each budget (a multiple of the
+baseline's deployment MACs, met by :func:`scaling_search.rules.fit_rule` on the achieved, rounded cost); every
+network is trained through the study's proxy like any other point, with the study's seeds. The baseline itself
+is the common starting point of every rule's line, as in the paper's Figure 8.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from scaling_search.cost import count_cost
+from scaling_search.proxy import ProxyTransform
+from scaling_search.rules import ScalingRule, fit_rule
+from scaling_search.search.ablations import costed_point
+from scaling_search.search.config import DeploymentSettings
+from scaling_search.spec import NetworkSpec
+
+
+def _parameters(rule: ScalingRule) -> str:
+    """A rule's parameters as one short string (trial tables keep scalars only)."""
+    return ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                     for key, value in rule.record().items() if key not in ("rule", "source"))
+
+
+def compare_points(base: NetworkSpec, deployment: DeploymentSettings, transform: ProxyTransform,
+                   rules: list[ScalingRule], budgets: tuple[float, ...]) -> list[dict[str, Any]]:
+    """The baseline, then for each budget (a ratio to the baseline's deployment MACs) each rule's network."""
+    base_macs = count_cost(base).macs
+    points = [costed_point(base, transform, figure="compare", method="baseline", budget=1.0, phi=0.0, multiplier=1.0,
+                     s=1.0, rule_parameters="", source="")]
+    for budget in budgets:
+        for rule in rules:
+            spec, s, fit = fit_rule(base, rule, budget * base_macs, lambda n: count_cost(n).macs,
+                                    tolerance=math.inf, resolution_multiple=deployment.resolution_multiple,
+                                    depth_rounding=deployment.depth_rounding)
+            points.append(costed_point(spec, transform, figure="compare", method=rule.name, budget=budget,
+                                 phi=math.log2(budget), multiplier=None, s=s, budget_error=fit.relative_error,
+                                 rule_parameters=_parameters(rule), source=rule.record()["source"]))
+    return points
+
+
+__all__ = ["compare_points"]
