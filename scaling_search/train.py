@@ -256,8 +256,11 @@ def train_proxy(
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    # run_training seeds the global generator (initialisation, dropout and stochastic depth draw from it); the
+    # caller's generator state is restored afterwards, as are its threads.
     try:
-        return run_training(spec, tensors, settings, SingleProcess(), on_epoch, progress, device, threads)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            return run_training(spec, tensors, settings, SingleProcess(), on_epoch, progress, device, threads)
     finally:
         torch.set_num_threads(previous_threads)
 

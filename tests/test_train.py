@@ -39,6 +39,16 @@ def test_same_seed_same_numbers(data):
     assert [h.train_loss for h in first.history] == [h.train_loss for h in second.history]
 
 
+def test_training_leaves_the_callers_generator_and_threads_as_they_were(data):
+    import torch
+
+    torch.manual_seed(1234)
+    threads = torch.get_num_threads()
+    state = torch.random.get_rng_state()
+    train_proxy(TINY, data, replace(FAST, epochs=1, threads=threads + 1))
+    assert torch.equal(torch.random.get_rng_state(), state) and torch.get_num_threads() == threads
+
+
 def test_different_seed_different_training(data):
     first = train_proxy(TINY, data, FAST)
     other = train_proxy(TINY, data, replace(FAST, seed=1))

@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="'latency calibrate': random search-space networks measured whole, beside five of the "
                              "B0 family, to fit the correction (default: 10; benchmarks/bench_latency.py prints how "
                              "the error falls with their number)")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads (recorded with the result; each thread count has its own table)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads (recorded with the result; each thread count has its own table)")
     parser.add_argument("--predict", action="store_true", help="predict from the lookup table instead of measuring")
     parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output: an aligned table (default), CSV or JSON")
