@@ -96,9 +96,12 @@ def _grid_results(cwd: Path) -> dict:
 
 @pytest.mark.slow
 def test_sigkill_in_stage_2_then_resume(tmp_path, finished_run):
+    """SIGKILL to the parent of a two-worker run mid-grid: its worker stops too, and a rerun finishes the grid
+    with the numbers and the answer of the uninterrupted one-process run."""
     reference_cwd, reference_proc, _ = finished_run
-    process = subprocess.Popen([sys.executable, "-m", "scaling_search", "run", "--budget", "2x", *SMOKE],
-                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "scaling_search", "run", "--budget", "2x", *SMOKE,
+                                "--workers", "2"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     db = tmp_path / "studies" / "smoke-synthetic.db"
     deadline = time.time() + 300
     killed_during_grid = False
@@ -111,14 +114,26 @@ def test_sigkill_in_stage_2_then_resume(tmp_path, finished_run):
             if "COMPLETE" in states and "RUNNING" in states:
                 os.kill(process.pid, signal.SIGKILL)
                 killed_during_grid = True
+                complete_at_kill = states.count("COMPLETE")
                 break
         time.sleep(0.05)
     process.wait()
     assert killed_during_grid, "the run finished or timed out before it could be killed in stage 2"
+    deadline = time.time() + 60
+    while time.time() < deadline:  # the orphaned worker notices its parent is gone and stops
+        states = subprocess.run(["ps", "-o", "stat=", "-g", str(process.pid)], capture_output=True, text=True).stdout
+        if not [s for s in states.split() if not s.startswith("Z")]:
+            break
+        time.sleep(0.2)
+    assert time.time() < deadline, "a worker went on after its parent was killed"
+    # it stopped mid-trial rather than finishing the grid alone (one trial may end in the instant of the kill)
+    complete_after = [row[1] for row in _grid_rows(tmp_path)].count("COMPLETE")
+    assert complete_after <= complete_at_kill + 1 < len(_grid_results(reference_cwd)) - 1, (
+        complete_at_kill, complete_after)
     before = _grid_rows(tmp_path)
     assert any(state == "RUNNING" for _, state, _ in before)
 
-    cli(tmp_path, "run", "--budget", "2x", *SMOKE)
+    cli(tmp_path, "run", "--budget", "2x", *SMOKE, "--workers", "2")
     rows = _grid_rows(tmp_path)
     complete = [point for _, state, point in rows if state == "COMPLETE"]
     assert sorted(complete) == sorted(set(complete)), "a grid point was trained to completion twice"
