@@ -44,3 +44,17 @@ def test_family_rows_are_in_phi_order_with_their_files():
     rows = page.family_rows([config(2.0, "b.json"), config(1.0, "a.json"), config(0.0, "c.json")])
     assert [r["phi"] for r in rows] == [0.0, 1.0, 2.0] and [r["file"] for r in rows] == ["c.json", "a.json", "b.json"]
     assert [r["proxy_accuracy"] for r in rows] == [None, 0.5, None]  # only phi = 1 was measured
+
+
+def test_comparison_verdict_never_compares_a_rule_with_its_own_network():
+    def row(method, accuracy, arch, resolution=224):
+        return {"method": method, "budget": 2.0, "state": "complete", "accuracy": accuracy, "accuracy_std": 0.01,
+                "seeds": 2, "val_images": 1000, "macs": 770e6, "arch": arch, "resolution": resolution}
+
+    frame = pd.DataFrame([row("baseline", 0.30, "b"), row("compound", 0.45, "c", 257), row("v2", 0.45, "c", 257),
+                          row("fast", 0.40, "f", 232), row("depth", 0.35, "d")])
+    [sentence] = page.comparison_verdicts(frame)
+    assert sentence.startswith("At 2x the baseline's deployment MACs, compound (and v2: the same network) reached "
+                               "45.0%")
+    assert "against 40.0% for fast, the runner-up: +5.0 points" in sentence
+    assert "separated" in sentence and "(seeds and validation sampling)" in sentence

@@ -133,19 +133,30 @@ def _seeded_row(series: pd.Series) -> dict[str, Any]:
 
 
 def comparison_verdicts(frame: pd.DataFrame) -> list[str]:
-    """One sentence per budget of a rule comparison: the best rule minus the runner-up, with its interval."""
+    """One sentence per budget of a rule comparison: the best rule minus the runner-up, with its interval.
+
+    Rules that scale to the very same network (v2 is compound wherever its resolution cap does not bind) are
+    named together and never compared with each other."""
     if frame.empty or "method" not in frame or "budget" not in frame:
         return []
     done = frame[(frame["state"] == "complete") & frame["accuracy"].notna() & (frame["method"] != "baseline")]
     sentences = []
     for budget, part in done.groupby("budget"):
-        ranked = part.sort_values("accuracy", ascending=False)
-        if len(ranked) < 2:
+        ranked = [row for _, row in part.sort_values("accuracy", ascending=False).iterrows()]
+
+        def network(row: pd.Series) -> tuple[Any, Any]:
+            return row.get("arch"), row.get("resolution")
+
+        best = ranked[0]
+        twins = [row["method"] for row in ranked[1:] if network(row) == network(best)]
+        others = [row for row in ranked[1:] if network(row) != network(best)]
+        if not others:
             continue
-        best, second = ranked.iloc[0], ranked.iloc[1]
+        second = others[0]
+        winner = best["method"] + (f" (and {', '.join(twins)}: the same network)" if twins else "")
         interval = difference_interval(_seeded_row(best), _seeded_row(second))
         sentences.append(
-            f"At {budget:g}x the baseline's deployment MACs, {best['method']} reached "
+            f"At {budget:g}x the baseline's deployment MACs, {winner} reached "
             f"{100 * best['accuracy']:.1f}% proxy val top-1 ({best['macs'] / 1e6:,.0f}M MACs) against "
             f"{100 * second['accuracy']:.1f}% for {second['method']}, the runner-up: {describe_interval(interval)}. "
             "The proxy's rank fidelity is not measured in this study.")
