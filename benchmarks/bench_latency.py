@@ -88,8 +88,8 @@ def main() -> None:
         macs_fit = fit_relative([(count_cost(spec).macs, ms) for spec, (_, ms) in zip(calibration, beside)])
         macs_ms = [macs_fit[0] * m + macs_fit[1] for m in macs]
 
-        for spec, p, a, b in zip(specs, predicted, first, second):
-            print(f"  {spec.resolution:>3} px {count_cost(spec).macs / 1e6:7.0f}M MACs  predicted {p:7.2f} ms  "
+        for spec, m, p, a, b in zip(specs, macs, predicted, first, second):
+            print(f"  {spec.resolution:>3} px {m / 1e6:7.0f}M MACs  predicted {p:7.2f} ms  "
                   f"measured {a:7.2f} / {b:7.2f} ms  error {(p / a - 1):+6.1%}")
         print(f"\n{len(specs)} unseen networks, reference = 1st measurement"
               f"\n{'':<34} {'+-10%':>7} {'median err':>10} {'rho':>8} {'tau':>8}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 from scaling_search.budget import BudgetFit, fit_phi
-from scaling_search.scaling import round_repeats, scale
+from scaling_search.scaling import check_multiplier, round_repeats, scale
 from scaling_search.spec import NetworkSpec
 
 DIMENSIONS = ("depth", "width", "resolution")
@@ -61,11 +61,6 @@ class ScalingRule(Protocol):
     def record(self) -> dict[str, Any]: ...
 
 
-def _check_factor(s: float) -> None:
-    if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0):
-        raise ValueError(f"the FLOPs multiplier must be a positive number, got {s!r}")
-
-
 @dataclass(frozen=True)
 class CompoundRule:
     """Tan & Le (2019), Eq. 3, with coefficients found by the grid (the paper's B0: 1.2, 1.1, 1.15)."""
@@ -82,7 +77,7 @@ class CompoundRule:
             raise ValueError("alpha * beta**2 * gamma**2 must exceed 1, or phi is undefined")
 
     def multipliers(self, s: float) -> Multipliers:
-        _check_factor(s)
+        check_multiplier("FLOPs", s)
         phi = math.log(s) / math.log(self.alpha * self.beta**2 * self.gamma**2)
         return Multipliers(self.alpha**phi, self.beta**phi, self.gamma**phi)
 
@@ -103,7 +98,7 @@ class FastCompoundRule:
             raise ValueError(f"width_share must be in [0, 1], got {self.width_share}")
 
     def multipliers(self, s: float) -> Multipliers:
-        _check_factor(s)
+        check_multiplier("FLOPs", s)
         a = self.width_share
         return Multipliers(s ** ((1 - a) / 2), s ** (a / 2), s ** ((1 - a) / 4))
 
@@ -157,7 +152,7 @@ class ResNetRSRule:
             raise ValueError(f"resolution_share must be in [0, 1], got {self.resolution_share}")
 
     def multipliers(self, s: float) -> Multipliers:
-        _check_factor(s)
+        check_multiplier("FLOPs", s)
         resolution = s ** (self.resolution_share / 2)
         rest = s ** (1 - self.resolution_share)
         if self.long_training:
@@ -182,7 +177,7 @@ class SingleDimensionRule:
         object.__setattr__(self, "name", self.name or self.dimension)
 
     def multipliers(self, s: float) -> Multipliers:
-        _check_factor(s)
+        check_multiplier("FLOPs", s)
         root = math.sqrt(s)
         return Multipliers(s if self.dimension == "depth" else 1.0, root if self.dimension == "width" else 1.0,
                            root if self.dimension == "resolution" else 1.0)

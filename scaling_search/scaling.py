@@ -64,7 +64,8 @@ def round_resolution(resolution: float, multiple: int = 1) -> int:
     return max(multiple, int(round(resolution / multiple)) * multiple)
 
 
-def _check_multiplier(name: str, value: float) -> None:
+def check_multiplier(name: str, value: float) -> None:
+    """Refuse a multiplier that is not a positive, finite number (one message for every scaling function)."""
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} multiplier must be a positive number, got {value!r}")
 
@@ -84,9 +85,9 @@ def scale(
     :func:`round_repeats` with ``depth_rounding``; resolution uses :func:`round_resolution`. Expand ratios, kernels, strides, SE
     ratios and regularisation rates are kept. A multiplier of exactly 1 leaves that dimension unchanged.
     """
-    _check_multiplier("depth", depth)
-    _check_multiplier("width", width)
-    _check_multiplier("resolution", resolution)
+    check_multiplier("depth", depth)
+    check_multiplier("width", width)
+    check_multiplier("resolution", resolution)
 
     def filters(channels: int) -> int:
         return channels if width == 1.0 else round_filters(channels * width)
@@ -137,4 +138,4 @@ def compound(
     )
 
 
-__all__ = ["CHANNEL_DIVISOR", "DEPTH_ROUNDINGS", "compound", "round_filters", "round_repeats", "round_resolution", "scale"]
+__all__ = ["CHANNEL_DIVISOR", "DEPTH_ROUNDINGS", "check_multiplier", "compound", "round_filters", "round_repeats", "round_resolution", "scale"]

@@ -378,7 +378,8 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     study = prepare_points(config, "compare", points, {"baseline": base.to_dict(), "note": note,
                                                        "rules": list(rule_names), "budgets": list(budgets)})
     _with_workers("compare", config, None, trainer,
-                  lambda: train_points(config, prepared.data, study, "comparison", describe_point, trainer, progress),
+                  lambda: train_points(config, prepared.data, study, _stage_label("compare"), describe_point, trainer,
+                                       progress),
                   progress)
     return build_report(config.name, config.storage, output)
 
