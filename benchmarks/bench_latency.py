@@ -19,7 +19,11 @@
 Threads default to 1: on this project's shared 2-core VM, batch-1 inference at 2 threads was both slower and
 far noisier (two measurements of 30 networks agreed within +-10% for 47% of them at 2 threads, 87% at 1).
 
+On CUDA (``--device cuda``) the same figures come from the GPU's table; ``--batch`` times a larger batch, where
+a GPU's latency stops being kernel-launch overhead.
+
     python benchmarks/bench_latency.py [--specs 30] [--threads 2] [--runtime torch|onnxruntime]
+    python benchmarks/bench_latency.py --device cuda [--batch 1]
 """
 
 from __future__ import annotations
@@ -49,15 +53,18 @@ def main() -> None:
     parser.add_argument("--specs", type=int, default=30, help="unseen networks to score on (default: 30)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runtime", choices=("torch", "onnxruntime"), default="torch")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    parser.add_argument("--batch", type=int, default=1, help="images per timed pass (default: 1)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per measurement (default: 5)")
     parser.add_argument("--runs", type=int, default=10, help="timed passes per round (default: 10)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    print(f"device {describe_device(torch.device('cpu'))}, runtime {args.runtime}, torch {torch.__version__}")
+    print(f"device {describe_device(torch.device(args.device))}, runtime {args.runtime}, batch {args.batch}, "
+          f"torch {torch.__version__}")
 
     with tempfile.TemporaryDirectory() as cache:
-        table = LatencyTable.open("cpu", 1, cache_dir=Path(cache), runtime=args.runtime)
+        table = LatencyTable.open(args.device, args.batch, cache_dir=Path(cache), runtime=args.runtime)
         calibration = calibration_specs()
         started = time.perf_counter()
         pairs = table.calibrate(calibration, rounds=args.rounds, runs=args.runs)
@@ -70,8 +77,8 @@ def main() -> None:
         print(f"{parts} new parts for {len(specs)} unseen networks measured in {time.perf_counter() - started:.0f} s")
         started = time.perf_counter()
         everything = specs + calibration
-        measurements = [measure_latencies(everything, rounds=args.rounds, runs=args.runs, runtime=args.runtime)
-                        for _ in range(2)]
+        measurements = [measure_latencies(everything, args.device, batch=args.batch, rounds=args.rounds,
+                                          runs=args.runs, runtime=args.runtime) for _ in range(2)]
         spread = statistics.median(m.spread for measured in measurements for m in measured)
         measure_s = (time.perf_counter() - started) / (2 * len(everything))
         first_all, second_all = ([m.ms for m in measured] for measured in measurements)

@@ -1,13 +1,19 @@
 """Proxy trainer vs a plain PyTorch loop: training images/s on the same model, data and resolution, one run.
 
 The plain loop is what a user would write first: a DataLoader over a TensorDataset of pre-resized float
-images, NCHW, default threads, SGD, cross-entropy. Ours: pre-resized cached tensors, batched augmentation,
-channels_last, explicit threads, in one process and data-parallel over ``--processes`` single-threaded
-processes (:mod:`scaling_search.parallel`). Each side trains ``--epochs`` epochs, interleaved so that machine
-noise hits all of them alike; the median epoch throughput (training steps only, as for the plain loop) is
-printed with the ratios, and the data-parallel runs' wall time including process start-up.
+images, NCHW, fp32, default threads, SGD, cross-entropy (on CUDA, each batch copied to the GPU). Ours:
+pre-resized cached tensors, batched augmentation, channels_last, explicit threads; on the CPU in one process
+and data-parallel over ``--processes`` single-threaded processes (:mod:`scaling_search.parallel`); on CUDA with
+AMP (bf16) and the images on the GPU (:func:`scaling_search.train.place_images`). Each side trains
+``--epochs`` epochs, interleaved so that machine noise hits all of them alike; the median epoch throughput
+(training steps only, as for the plain loop) is printed with the ratios.
+
+On CUDA the first round is a warm-up (CUDA context, cuDNN heuristics) and is dropped, and three more lines
+say where the gain comes from: the plain loop with bf16 autocast and channels_last, the trainer with the
+images in host memory instead of on the GPU, and the trainer without channels_last.
 
     python benchmarks/bench_train.py [--data ../shared/data/cifar10.npz] [--subset 3000] [--width 0.5]
+    python benchmarks/bench_train.py --device cuda   # 64 px, batch 256, 10000 images unless given
 """
 
 from __future__ import annotations
@@ -16,77 +22,121 @@ import argparse
 import statistics
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
+import scaling_search.train as train_module
 
 from scaling_search.data import load_dataset
 from scaling_search.family import efficientnet
 from scaling_search.model import build_model
 from scaling_search.scaling import scale
+from scaling_search.latency import describe_device
 from scaling_search.train import TrainSettings, train_proxy
 
 
-def plain_epoch(spec, images, labels, batch_size: int, seed: int) -> float:
-    """Images/s of one epoch of the loop a user would write first."""
+def plain_epoch(spec, images, labels, batch_size: int, seed: int, device: torch.device,
+                fast: bool = False) -> float:
+    """Images/s of one epoch of the loop a user would write first (``fast``: plus bf16 autocast and
+    channels_last, the two lines a CUDA user adds next)."""
     torch.manual_seed(seed)
-    model = build_model(spec, bn_momentum=0.1).train()
+    memory_format = torch.channels_last if fast else torch.contiguous_format
+    model = build_model(spec, bn_momentum=0.1).train().to(device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
     loader = DataLoader(TensorDataset(images, labels), batch_size=batch_size, shuffle=True, drop_last=True)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    synchronize()
     start, seen = time.perf_counter(), 0
     for x, y in loader:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        x, y = x.to(device).contiguous(memory_format=memory_format), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         seen += len(y)
+    synchronize()
     return seen / (time.perf_counter() - start)
+
+
+def trainer_epoch(spec, data, settings: TrainSettings, images_on_gpu: bool = True):
+    """One run of the proxy trainer; ``images_on_gpu=False`` keeps the images in host memory."""
+    if images_on_gpu:
+        return train_proxy(spec, data, settings)
+    with patch.object(train_module, "place_images", partial(train_module.place_images, share=0.0)):
+        return train_proxy(spec, data, settings)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10.npz"
     parser.add_argument("--data", default=str(default) if default.exists() else "synthetic")
-    parser.add_argument("--subset", type=int, default=3000)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--subset", type=int, help="training images (default: 3000 on the CPU, 10000 on CUDA)")
     parser.add_argument("--model", default="b0")
     parser.add_argument("--width", type=float, default=1.0)
-    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--resolution", type=int, help="px (default: 32 on the CPU, 64 on CUDA)")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--processes", type=int, default=2, help="data-parallel processes of the second trainer")
+    parser.add_argument("--batch-size", type=int, help="images per step (default: 128 on the CPU, 256 on CUDA)")
+    parser.add_argument("--processes", type=int, default=2, help="data-parallel processes of the second CPU trainer")
     args = parser.parse_args()
+    cuda = args.device == "cuda"
+    subset = args.subset or (10000 if cuda else 3000)
+    resolution = args.resolution or (64 if cuda else 32)
+    batch_size = args.batch_size or (256 if cuda else 128)
+    device = torch.device(args.device)
 
-    data = load_dataset(args.data, subset=args.subset)
-    spec = replace(scale(efficientnet(args.model), width=args.width), resolution=args.resolution,
+    data = load_dataset(args.data, subset=subset, synthetic_train_per_class=max(400, subset // 10))
+    spec = replace(scale(efficientnet(args.model), width=args.width), resolution=resolution,
                    num_classes=data.num_classes)
-    images, labels = data.split("train", args.resolution)
-    print(f"{data.describe()}; {args.model} width {args.width} at {args.resolution}px, batch {args.batch_size}; "
-          f"torch {torch.__version__}, default threads {torch.get_num_threads()}")
+    images, labels = data.split("train", resolution)
+    where = describe_device(device) if cuda else \
+        f"{describe_device(device)} ({torch.backends.cpu.get_cpu_capability()}), default threads"
+    print(f"{data.describe()}; {args.model} width {args.width} at {resolution}px, batch {batch_size}; "
+          f"torch {torch.__version__}; {where}")
 
     default_threads = torch.get_num_threads()
-    settings = TrainSettings(epochs=1, batch_size=args.batch_size, lr=0.05)
-    plain, single, parallel, parallel_wall = [], [], [], []
-    for seed in range(args.epochs):
+    settings = TrainSettings(epochs=1, batch_size=batch_size, lr=0.05, device=args.device)
+    names = ["plain loop", "trainer, 1 process"]
+    if cuda:
+        names += ["plain loop + bf16 + channels_last", "trainer, images in host memory",
+                  "trainer, no channels_last"]
+    else:
+        names += [f"trainer, {args.processes} processes x 1 thread"]
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    parallel_wall: list[float] = []
+    warmup = 1 if cuda else 0
+    for seed in range(args.epochs + warmup):
         torch.set_num_threads(default_threads)
-        plain.append(plain_epoch(spec, images.clone(), labels, args.batch_size, seed))
-        single.append(train_proxy(spec, data, replace(settings, seed=seed)).images_per_s)
-        result = train_proxy(spec, data, replace(settings, seed=seed, processes=args.processes))
-        parallel.append(result.images_per_s)
-        parallel_wall.append(result.wall_s)
+        seeded = replace(settings, seed=seed)
+        epoch = {"plain loop": plain_epoch(spec, images.clone(), labels, batch_size, seed, device),
+                 "trainer, 1 process": trainer_epoch(spec, data, seeded).images_per_s}
+        if cuda:
+            epoch["plain loop + bf16 + channels_last"] = plain_epoch(spec, images.clone(), labels, batch_size, seed,
+                                                                     device, fast=True)
+            epoch["trainer, images in host memory"] = trainer_epoch(spec, data, seeded, False).images_per_s
+            epoch["trainer, no channels_last"] = trainer_epoch(spec, data, replace(seeded, channels_last="off")).images_per_s
+        else:
+            result = train_proxy(spec, data, replace(seeded, processes=args.processes))
+            epoch[names[2]] = result.images_per_s
+            parallel_wall.append(result.wall_s)
+        if seed >= warmup:
+            for name, rate in epoch.items():
+                rates[name].append(rate)
 
-    def line(name: str, rates: list[float]) -> float:
-        median = statistics.median(rates)
-        print(f"{name:<28}: {median:7.1f} images/s (epochs: {', '.join(f'{r:.1f}' for r in rates)})")
-        return median
-
-    base = line("plain loop", plain)
-    one = line("trainer, 1 process", single)
-    many = line(f"trainer, {args.processes} processes x 1 thread", parallel)
-    print(f"ratio, 1 process            : {one / base:.2f}x")
-    print(f"ratio, {args.processes} processes          : {many / base:.2f}x")
-    print(f"{args.processes}-process run wall time  : median {statistics.median(parallel_wall):.1f} s per epoch-run "
-          f"(one epoch, evaluation and process start-up included)")
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for name, values in rates.items():
+        print(f"{name:<38}: {medians[name]:7.1f} images/s (epochs: {', '.join(f'{r:.1f}' for r in values)})")
+    base = medians["plain loop"]
+    for name in names[1:]:
+        print(f"ratio, {name:<31}: {medians[name] / base:.2f}x")
+    if parallel_wall:
+        print(f"{args.processes}-process run wall time: median {statistics.median(parallel_wall):.1f} s per epoch-run "
+              f"(one epoch, evaluation and process start-up included)")
 
 
 if __name__ == "__main__":

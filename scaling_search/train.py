@@ -9,7 +9,10 @@ Design notes (measured on the CIFAR-10 subset, see ``scaling_search/presets/quic
 * Dropout and stochastic depth come from the spec but can be scaled down (``regularization_scale``): very
   short runs under-fit, and the paper's rates were tuned for 350 ImageNet epochs.
 * Images are pre-resized tensors; a step does no per-image Python work. On CPU, channels_last is used where
-  it is faster and the thread count is set explicitly; on CUDA, AMP (bf16) and channels_last.
+  it is faster and the thread count is set explicitly. On CUDA: AMP (bf16) and channels_last; the resized
+  images live on the GPU when they fit (:func:`place_images`), so indexing and augmentation run there; and a
+  step's loss stays on the device until the epoch ends (:class:`LossLog`), so the host never waits for the
+  GPU between steps.
 """
 
 from __future__ import annotations
@@ -140,6 +143,52 @@ def describe_device(device: torch.device) -> str:
     return device.type
 
 
+def place_images(images: torch.Tensor, device: torch.device, share: float = 0.25) -> torch.Tensor:
+    """Where a split's resized images live during training: on the GPU when they take at most ``share`` of
+    its free memory (indexing and augmentation then run there, with no host-to-device copy per step), else in
+    host memory, where each batch is gathered and augmented, then copied. CPU and MPS: where they are. The
+    same seeded draws index and augment either way.
+
+    The host copy is not pinned: a batch gathered from a pinned tensor by indexing is a new, pageable tensor,
+    so pinning the whole split (as this trainer once did) bought no asynchronous copy, only locked memory."""
+    if device.type != "cuda":
+        return images
+    free, _ = torch.cuda.mem_get_info(device)
+    if images.numel() * images.element_size() <= share * free:
+        return images.to(device)
+    return images
+
+
+class LossLog:
+    """The losses of one epoch's steps. Where the loss is computed on the CPU, each is read and checked at once;
+    on an accelerator they stay on the device until :meth:`close` (a per-step read would make the host wait
+    for the GPU every step), so a non-finite loss is found at the end of its epoch instead of at its step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.deferred = device.type != "cpu"
+        self.values: list[float] = []
+        self.pending: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor | float, epoch: int, step: int) -> None:
+        if self.deferred and isinstance(loss, torch.Tensor):
+            self.pending.append(loss.detach().float())
+            return
+        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else loss
+        if not math.isfinite(value):
+            raise NonFiniteLossError(epoch, step, value)
+        self.values.append(value)
+
+    def close(self, epoch: int, first_step: int) -> float:
+        """The epoch's mean loss (raises :class:`NonFiniteLossError` naming the first non-finite step)."""
+        if self.pending:
+            values = torch.stack(self.pending).cpu().tolist()
+            for offset, value in enumerate(values):
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(epoch, first_step + offset, value)
+            self.values += values
+        return sum(self.values) / len(self.values)
+
+
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for parameter in model.parameters():
@@ -169,13 +218,13 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -
 def _count_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                    device: torch.device, memory_format: torch.memory_format, autocast: bool) -> torch.Tensor:
     model.eval()
-    correct = torch.zeros((), dtype=torch.long)
+    correct = torch.zeros((), dtype=torch.long, device=device)  # counted on the device: one read at the end
     for start in range(0, len(labels), batch_size):
         batch = images[start:start + batch_size].to(device, non_blocking=True).contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch)
-        correct += (logits.argmax(1).cpu() == labels[start:start + batch_size]).sum()
-    return correct
+        correct += (logits.argmax(1) == labels[start:start + batch_size].to(device, non_blocking=True)).sum()
+    return correct.cpu()
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
@@ -290,8 +339,8 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
     memory_format = torch.channels_last if use_channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     autocast = device.type == "cuda"
-    if device.type == "cuda":
-        train_images = train_images.pin_memory()
+    train_images, val_images = place_images(train_images, device), place_images(val_images, device)
+    train_labels = train_labels.to(train_images.device)
     optimizer = _optimizer(model, settings)
     criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
 
@@ -308,8 +357,8 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
     for epoch in range(1, settings.epochs + 1):
         model.train()
         epoch_start = time.perf_counter()
-        order = torch.randperm(n, generator=generator)
-        loss_sum = 0.0
+        order = torch.randperm(n, generator=generator).to(train_images.device)
+        losses, first_step = LossLog(device if ranks.world == 1 else torch.device("cpu")), step
         correct = torch.zeros((), device=device, dtype=torch.long)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{settings.epochs}", leave=False, disable=not progress,
                    unit="step")
@@ -328,13 +377,14 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
                 loss = criterion(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            value = ranks.average_step(model, loss)  # the mean over all ranks (every rank sees the same)
-            if not math.isfinite(value):
-                raise NonFiniteLossError(epoch, step, value)
+            # the mean over all ranks (every rank sees the same); one process: the loss itself, still on the device
+            losses.add(ranks.average_step(model, loss) if ranks.world > 1 else loss, epoch, step)
             optimizer.step()
-            loss_sum += value
             correct += (logits.argmax(1) == labels).sum()
             step += 1
+        train_loss = losses.close(epoch, first_step)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the last step's backward and update belong to this epoch's time
         train_seconds += time.perf_counter() - epoch_start
         if settings.precise_bn_batches:
             batches = [
@@ -350,7 +400,7 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
         val_correct, correct = (int(c) for c in ranks.sum(torch.stack([val_correct, correct.cpu()])))
         metrics = EpochMetrics(
             epoch=epoch,
-            train_loss=loss_sum / steps_per_epoch,
+            train_loss=train_loss,
             train_top1=correct / (steps_per_epoch * settings.batch_size),
             val_top1=val_correct / len(tensors[3]),
             lr=lr,
@@ -378,5 +428,5 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
     )
 
 
-__all__ = ["EpochMetrics", "NonFiniteLossError", "OPTIMIZERS", "TrainResult", "TrainSettings", "choose_device",
-           "evaluate", "learning_rate", "recompute_bn_statistics", "run_training", "train_proxy"]
+__all__ = ["EpochMetrics", "LossLog", "NonFiniteLossError", "OPTIMIZERS", "TrainResult", "TrainSettings", "choose_device",
+           "evaluate", "learning_rate", "place_images", "recompute_bn_statistics", "run_training", "train_proxy"]
