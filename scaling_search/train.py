@@ -9,7 +9,8 @@ Design notes (measured on the CIFAR-10 subset, see ``scaling_search/presets/quic
 * Dropout and stochastic depth come from the spec but can be scaled down (``regularization_scale``): very
   short runs under-fit, and the paper's rates were tuned for 350 ImageNet epochs.
 * Images are pre-resized tensors; a step does no per-image Python work. On CPU, channels_last is used where
-  it is faster and the thread count is set explicitly. On CUDA: AMP (bf16) and channels_last; the resized
+  it is faster and the thread count is set explicitly. On CUDA: AMP (bf16), contiguous NCHW (channels_last
+  halved the throughput on an H200, see :class:`TrainSettings`); the resized
   images live on the GPU when they fit (:func:`place_images`), so indexing and augmentation run there; and a
   step's loss stays on the device until the epoch ends (:class:`LossLog`), so the host never waits for the
   GPU between steps.
@@ -335,7 +336,7 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
     model = build_model(run_spec, bn_momentum=settings.bn_momentum)
     if settings.zero_init:
         _zero_init(model)
-    use_channels_last = settings.channels_last == "on" or (settings.channels_last == "auto" and device.type != "mps")
+    use_channels_last = settings.channels_last == "on" or (settings.channels_last == "auto" and device.type == "cpu")
     memory_format = torch.channels_last if use_channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory_format)
     autocast = device.type == "cuda"
