@@ -1,3 +1,4 @@
+import json
 from dataclasses import replace
 
 import pytest
@@ -6,6 +7,7 @@ from torch import nn
 
 from scaling_search import latency
 from scaling_search.family import EFFICIENTNET_B0
+from scaling_search.errors import UserError
 from scaling_search.latency import LatencyTable, measure_latency, network_parts, time_interleaved
 from scaling_search.scaling import scale
 
@@ -141,6 +143,39 @@ def test_calibration_fits_a_correction(tmp_path):
     pairs = table.calibrate([SMALL, replace(SMALL, resolution=48)], rounds=2, runs=3)
     assert len(pairs) == 2 and table.correction != (1.0, 0.0)
     assert LatencyTable.open("cpu", 1, cache_dir=tmp_path).correction == pytest.approx(table.correction)
+
+
+def test_a_table_adapts_to_another_machine_from_whole_network_measurements(tmp_path, monkeypatch):
+    """A table from a machine three times slower, adapted here on two networks measured whole, predicts what a
+    table calibrated here predicts (its parts are kept, only the correction moves), and a part the source lacks
+    is stored in the source's units."""
+    specs = [SMALL, replace(SMALL, resolution=48), replace(SMALL, resolution=40)]
+    native = LatencyTable.open("cpu", 1, cache_dir=tmp_path / "here")
+    native.calibrate(specs, rounds=2, runs=3)
+    source = json.loads(native.path.read_text())
+    source["entries"] = {key: 3.0 * ms for key, ms in source["entries"].items()}
+    source["device"] = "cpu:a slower machine:1t"
+
+    adapted = LatencyTable.open("cpu", 1, cache_dir=tmp_path / "adapted")
+    pairs = adapted.adapt(source, specs, rounds=2, runs=3)
+    assert len(pairs) == 3 and adapted.adapted_from == "cpu:a slower machine:1t" and adapted.calibrated
+    assert adapted.entries == source["entries"]  # no part measured here
+    assert 0.5 < adapted.predict(SMALL, measure_missing=False) / native.predict(SMALL, measure_missing=False) < 2.0
+    reopened = LatencyTable.open("cpu", 1, cache_dir=tmp_path / "adapted")
+    assert reopened.adapted_from == adapted.adapted_from and reopened.correction == pytest.approx(adapted.correction)
+
+    monkeypatch.setattr(LatencyTable, "_measure_parts", lambda self, factories: [1.0] * len(factories))
+    new = replace(SMALL, resolution=56)
+    assert adapted.fill([new]) > 0
+    assert all(adapted.entries[key] == pytest.approx(1.0 / adapted.correction[0])
+               for key, _ in network_parts(new) if key not in source["entries"])
+
+    for broken, message in ((dict(source, batch=8), "at batch 8"), (dict(source, version=1), "version 1"),
+                            ({"entries": {}}, "not a scaling-search latency table")):
+        with pytest.raises(UserError, match=message):
+            LatencyTable.open("cpu", 1, cache_dir=tmp_path / "x").adapt(broken, specs)
+    with pytest.raises(UserError, match="has the parts of 0 of the 1"):
+        LatencyTable.open("cpu", 1, cache_dir=tmp_path / "x").adapt(source, [replace(SMALL, resolution=64)])
 
 
 def test_relative_fit_recovers_a_line_and_weighs_small_networks_like_large_ones():

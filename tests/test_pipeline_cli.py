@@ -294,3 +294,51 @@ def test_compare_on_the_smoke_preset_uses_the_studys_coefficients(tmp_path, fini
            "study's grid" in (folder / "compare.html").read_text()
     assert abs(compound["macs"] / (2 * frame[frame["method"] == "baseline"]["macs"].iloc[0]) - 1) <= 0.05
     assert "At 2x the baseline's deployment MACs," in html.unescape((folder / "index.html").read_text())
+
+
+@pytest.mark.slow
+def test_run_strategy_exports_a_family_by_another_rule(tmp_path, finished_run):
+    """``run --strategy fast`` scales stage 1's baseline by fast compound scaling (no grid needed) and records
+    the rule; ``--strategy v2`` takes the grid's coefficients and caps the resolution; compound's exports stay."""
+    import shutil
+
+    from scaling_search import build_model
+    from scaling_search.cost import count_cost
+    from scaling_search.spec import load_spec
+
+    shutil.copytree(finished_run[0], tmp_path, dirs_exist_ok=True)
+    folder = tmp_path / "reports" / "smoke-synthetic"
+    compound_before = (folder / "model-phi1.json").read_bytes()
+    out = cli_in_process(tmp_path, "run", *SMOKE, "--budget", "2x", "--strategy", "fast", "--family", "2")
+    fast = {path.name: json.loads(path.read_text()) for path in folder.glob("model-fast-phi*.json")}
+    budgeted = [body for body in fast.values() if body["budget"]]
+    assert len(fast) == 2 and len(budgeted) == 1, sorted(fast)
+    member = budgeted[0]
+    assert member["rule"]["rule"] == "fast" and member["rule"]["width_share"] == 0.8 and "Dollar" in member["rule"]["source"]
+    assert abs(member["macs_ratio"] / 2 - 1) <= 0.05 and member["budget"]["text"] == "2x"
+    # pycls's dWr: FLOPs shares 0.8 width, 0.1 depth, 0.1 resolution (channels and pixels count twice)
+    assert member["multipliers"]["width"] == pytest.approx(member["rule"]["s"] ** 0.4)
+    assert member["multipliers"]["depth"] == pytest.approx(member["rule"]["s"] ** 0.1)
+    assert fast["model-fast-phi2.json"]["nominal_ratio"] == 4.0
+    path = str(folder / "model-fast-phi2.json")  # anyone can build and cost the exported network
+    assert count_cost(load_spec(path)).macs == fast["model-fast-phi2.json"]["cost"]["macs"]
+    assert sum(p.numel() for p in build_model(path).parameters()) == fast["model-fast-phi2.json"]["cost"]["params"]
+    assert "scaled by the fast rule (width_share=0.8" in out and "coefficients: alpha=" not in out  # no grid was needed
+
+    compound = json.loads(compound_before)
+    cli_in_process(tmp_path, "run", *SMOKE, "--budget", "4x", "--strategy", "v2", "--max-resolution", "256")
+    [v2] = [json.loads(p.read_text()) for p in folder.glob("model-v2-phi*.json")]
+    assert (v2["rule"]["alpha"], v2["rule"]["beta"], v2["rule"]["gamma"]) == \
+        (compound["alpha"], compound["beta"], compound["gamma"])  # the study's grid, not the paper's
+    assert v2["spec"]["resolution"] <= 256 and abs(v2["macs_ratio"] / 4 - 1) <= 0.05
+    assert (folder / "model-phi1.json").read_bytes() == compound_before
+
+
+def test_run_strategy_on_a_given_baseline_trains_nothing_and_says_so(tmp_path):
+    out = cli_in_process(tmp_path, "run", *SMOKE, "--study", "rs-only", "--budget", "2x", "--strategy", "rs",
+                         "--long-training")
+    [path] = (tmp_path / "reports" / "rs-only").glob("model-rs-phi*.json")
+    body = json.loads(path.read_text())
+    assert body["rule"]["long_training"] is True and body["multipliers"]["width"] == 1.0  # depth takes the rest
+    assert body["multipliers"]["depth"] > 1.0 and abs(body["macs_ratio"] / 2 - 1) <= 0.05
+    assert "report: none (nothing was trained" in out and not (tmp_path / "studies" / "rs-only.db").exists()

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="'latency calibrate': random search-space networks measured whole, beside five of the "
                              "B0 family, to fit the correction (default: 10; benchmarks/bench_latency.py prints how "
                              "the error falls with their number)")
+    parser.add_argument("--from", dest="source", metavar="TABLE.json",
+                        help="'latency calibrate': adapt another machine's table (the JSON file its calibrate saved): "
+                             "keep its parts, refit only the correction on --networks networks measured here")
     parser.add_argument("--threads", type=positive_int,
                         help="CPU threads (recorded with the result; each thread count has its own table)")
     parser.add_argument("--predict", action="store_true", help="predict from the lookup table instead of measuring")
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.warmup < 0:
         raise CliError("--warmup must be >= 0")
+    if args.source is not None and args.models != ["calibrate"]:
+        raise CliError("--from adapts a table: use it with 'scaling-search latency calibrate --from TABLE.json'")
     device = choose_device(args.device)
     check_runtime(args.runtime, device)
     if args.models == ["calibrate"]:
@@ -108,9 +113,27 @@ def _calibrate(args: argparse.Namespace, device) -> int:
 
     table = LatencyTable.open(str(device), args.batch, runtime=args.runtime)
     specs = calibration_specs(samples=args.networks)
-    pairs = table.calibrate(specs, rounds=args.rounds, runs=args.runs)
+    if args.source is not None:
+        pairs = table.adapt(_read_table(args.source), specs, rounds=args.rounds, runs=args.runs)
+    else:
+        pairs = table.calibrate(specs, rounds=args.rounds, runs=args.runs)
     print_table([{"raw_sum_ms": round(raw, 3), "measured_ms": round(measured, 3)} for raw, measured in pairs],
                 args.format)
-    print(f"correction: latency = {table.correction[0]:.4f} * sum + {table.correction[1]:.4f} ms; "
-          f"table {table.path} ({len(table.entries)} parts, {args.runtime})")
+    origin = f"parts from {table.adapted_from}, " if table.adapted_from else ""
+    print(f"correction: latency = {table.correction[0]:.4f} * sum + {table.correction[1]:.4f} ms, fitted on "
+          f"{len(pairs)} networks; table {table.path} ({origin}{len(table.entries)} parts, {args.runtime})")
     return 0
+
+
+def _read_table(path: str) -> dict:
+    """The JSON body of a saved latency table, or a one-line refusal naming the problem."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CliError(f"--from {path}: no such file (copy the table that 'scaling-search latency calibrate' "
+                       "printed on the other machine)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CliError(f"--from {path}: not a readable JSON latency table ({error})") from None

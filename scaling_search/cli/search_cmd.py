@@ -76,6 +76,21 @@ def _add_budget(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", help="also export phi in a range (0:7, -1:3) or a list (0,1,2.5)")
 
 
+def _add_strategy(parser: argparse.ArgumentParser) -> None:
+    from scaling_search.rules import RULES
+
+    group = parser.add_argument_group("scaling rule")
+    group.add_argument("--strategy", choices=RULES, default="compound",
+                       help="how the exported family is scaled: compound (default; the grid's alpha, beta, gamma), "
+                            "fast (Dollar et al. 2021), v2 (compound, resolution capped), rs (ResNet-RS-style), or "
+                            "one dimension; only compound and v2 run the grid. 'scaling-search compare' trains them "
+                            "side by side on your data")
+    group.add_argument("--max-resolution", type=int, default=480,
+                       help="v2: the resolution cap in pixels (EfficientNetV2: 480 at ImageNet scale; default 480)")
+    group.add_argument("--long-training", action="store_true",
+                       help="rs: training is long enough to overfit, so the rule scales depth (default: width)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     for name, help_text, handler, budget in (
         ("run", "all stages: baseline search, coefficient grid, export at deployment scale", run_all, True),
@@ -89,6 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_study_args(parser)
         if budget:
             _add_budget(parser)
+        if name == "run":
+            _add_strategy(parser)
         parser.set_defaults(handler=handler)
 
 
@@ -188,6 +205,7 @@ def run_stage_grid(args: argparse.Namespace) -> int:
 def run_all(args: argparse.Namespace) -> int:
     budget, family = _budget(args)  # flags, budget and preset checked before torch and Optuna load
     config = study_config(args)
+    _check_strategy(args, budget, config)
     from scaling_search.report import build_report
     from scaling_search.search import runner
 
@@ -195,13 +213,39 @@ def run_all(args: argparse.Namespace) -> int:
     prepared = runner.prepare(config, budget=budget)
     print(_describe_scales(prepared), file=sys.stderr)
     baseline, _ = runner.search_baseline(prepared, progress=not args.no_progress)
-    runner.search_grid(prepared, baseline, progress=not args.no_progress)
-    grid, paths = runner.export(prepared.config, budget, family, Path(args.output), prepared.data.name)
-    _print_grid(grid)
+    if args.strategy in ("compound", "v2"):
+        runner.search_grid(prepared, baseline, progress=not args.no_progress)
+    if args.strategy == "compound":
+        grid, paths = runner.export(prepared.config, budget, family, Path(args.output), prepared.data.name)
+    else:
+        grid, paths = runner.export_by_rule(prepared.config, budget, family, Path(args.output), prepared.data.name,
+                                            baseline, args.strategy, max_resolution=args.max_resolution,
+                                            long_training=args.long_training)
+    if grid is not None:
+        _print_grid(grid)
     _print_exported(paths)
-    index = build_report(prepared.config.name, prepared.config.storage, Path(args.output))
+    trained = grid is not None or prepared.config.search.baseline == "search"
+    index = build_report(prepared.config.name, prepared.config.storage, Path(args.output)) if trained else None
     _print_summary(grid, paths, index, args)
     return 0
+
+
+def _check_strategy(args: argparse.Namespace, budget: Any, config: Any) -> None:
+    """Refuse, before any training, a rule that cannot meet this budget or whose parameters are wrong."""
+    if args.strategy == "compound":
+        return
+    if budget.kind == "latency" or config.search.cost == "latency":
+        raise CliError(f"--strategy {args.strategy} scales to a MAC budget; drop --cost latency and give a ratio "
+                       "or a MAC count, or use --strategy compound for a latency budget")
+    if args.strategy == "v2":
+        from scaling_search.family import PAPER_COEFFICIENTS
+        from scaling_search.rules import parse_rule
+
+        try:
+            parse_rule("v2", coefficients=PAPER_COEFFICIENTS, base_resolution=config.deployment.network_spec().resolution,
+                       max_resolution=args.max_resolution)
+        except ValueError as error:
+            raise CliError(f"--max-resolution: {error}") from None
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -242,14 +286,25 @@ def _print_grid(grid: Any) -> None:
     print(line)
 
 
-def _print_summary(grid: Any, paths: list[Path], index: Path, args: argparse.Namespace) -> None:
+def _print_summary(grid: Any, paths: list[Path], index: Path | None, args: argparse.Namespace) -> None:
     """The last lines: what was found, where it was written, what to run next."""
     budgeted = [p for p in paths if (json.loads(p.read_text()).get("budget") or {}).get("text") == args.budget]
-    alpha, beta, gamma = grid.coefficients
     model = budgeted[0] if budgeted else paths[0]
     data = f" --data {args.data_source}" if args.data_source not in (None, "synthetic") else ""
-    print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g}; the {args.budget} model is {model}")
-    print(f"report: {index}")
+    strategy = getattr(args, "strategy", "compound")
+    if strategy == "compound":
+        alpha, beta, gamma = grid.coefficients
+        print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g}; the {args.budget} model is {model}")
+    else:
+        rule = json.loads(model.read_text())["rule"]
+        parameters = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in rule.items()
+                               if k not in ("rule", "source"))
+        print(f"scaled by the {strategy} rule ({parameters}; {rule['source']}); the {args.budget} model is {model}")
+    if index is not None:
+        print(f"report: {index}")
+    else:
+        print(f"report: none (nothing was trained: a given baseline scaled by the {strategy} rule needs no training; "
+              f"'scaling-search compare' trains the rules side by side on your data)")
     print(f"next: scaling-search train --config {model}{data}   (trains the deployment-scale network)")
 
 

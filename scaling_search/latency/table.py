@@ -16,6 +16,11 @@ A part timed alone, run after run, finds its weights and input in the core's cac
 before it have evicted them. On the CPU each timed pass of a part is therefore preceded (untimed) by a pass
 over a buffer larger than the L2 cache. The calibration set (:func:`calibration_specs`) mixes the B0 family at
 64-224 px with random networks of the search space, so that the fit sees the block types the search asks about.
+
+A table moves to another machine by :meth:`LatencyTable.adapt`: the other machine's parts are kept, in its
+units, and only the correction is refitted on whole networks measured here (``scaling-search latency calibrate
+--from TABLE.json``), so a new machine needs 10-20 network measurements instead of hundreds of parts. A part the
+source lacks is measured here and stored divided by the correction's slope, i.e. in the source's units.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,7 +126,7 @@ class LatencyTable:
 
     def __init__(self, device: str, batch: int, path: Path | None, entries: dict[str, float] | None = None,
                  correction: tuple[float, float] = (1.0, 0.0), *, runtime: str = "torch", rounds: int = 5,
-                 runs: int = 5, warmup: int = 3, calibrated: bool = False) -> None:
+                 runs: int = 5, warmup: int = 3, calibrated: bool = False, adapted_from: str | None = None) -> None:
         self.device = torch.device(device)
         check_runtime(runtime, self.device)
         self.batch = batch
@@ -131,6 +137,7 @@ class LatencyTable:
         self.rounds, self.runs, self.warmup = rounds, runs, warmup
         self.measurements = 0  # parts measured by this object (the cache test counts them)
         self.calibrated = calibrated  # the correction was fitted on whole-network measurements
+        self.adapted_from = adapted_from  # the device whose parts these are, when not this one (see adapt)
         self._flush = CacheFlush() if self.device.type == "cpu" else None
 
     @staticmethod
@@ -151,7 +158,7 @@ class LatencyTable:
             data = json.loads(path.read_text())
             if data.get("format") == TABLE_FORMAT and data.get("version") == TABLE_VERSION:
                 return cls(device, batch, path, data["entries"], tuple(data["correction"]), runtime=runtime,
-                           calibrated=data["calibrated"])
+                           calibrated=data["calibrated"], adapted_from=data.get("adapted_from"))
         return cls(device, batch, path, runtime=runtime)
 
     @classmethod
@@ -174,7 +181,7 @@ class LatencyTable:
         body = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "device": describe_device(self.device),
                 "runtime": self.runtime, "batch": self.batch, "threads": torch.get_num_threads(),
                 "correction": list(self.correction), "calibrated": self.calibrated,
-                "entries": self.entries}
+                "adapted_from": self.adapted_from, "entries": self.entries}
         temporary = self.path.with_suffix(".tmp")
         temporary.write_text(json.dumps(body, indent=1, sort_keys=True))
         temporary.replace(self.path)
@@ -202,7 +209,10 @@ class LatencyTable:
                 if key not in self.entries:
                     missing.setdefault(key, factory)
         if missing:
-            self.entries.update(zip(missing, self._measure_parts(list(missing.values()))))
+            measured = self._measure_parts(list(missing.values()))
+            if self.adapted_from is not None:  # into the source's units, where the other parts are
+                measured = [ms / self.correction[0] for ms in measured]
+            self.entries.update(zip(missing, measured))
             self.save()
         return len(missing)
 
@@ -223,7 +233,10 @@ class LatencyTable:
 
     def calibrate(self, specs: Sequence[NetworkSpec], rounds: int = 5, runs: int = 10) -> list[tuple[float, float]]:
         """Fill the table for ``specs``, measure the whole networks (interleaved), and fit the correction;
-        returns the (sum of parts, measured) pairs."""
+        returns the (sum of parts, measured) pairs. A table adapted from another machine starts again from
+        this device's own parts."""
+        if self.adapted_from is not None:
+            self.entries, self.adapted_from = {}, None
         self.fill(specs)
         measured = measure_latencies(specs, self.device, batch=self.batch, rounds=rounds, runs=runs,
                                      runtime=self.runtime)
@@ -232,6 +245,42 @@ class LatencyTable:
         self.calibrated = True
         self.save()
         return pairs
+
+    def adapt(self, source: dict[str, Any], specs: Sequence[NetworkSpec], rounds: int = 5,
+              runs: int = 10) -> list[tuple[float, float]]:
+        """Take another machine's table (``source``, the JSON body of a saved table) and refit only the
+        correction, on ``specs`` measured whole on this device; returns the (sum of source parts, measured)
+        pairs. Networks with a part the source lacks are left out; fewer than two left is refused."""
+        check_source_table(source, self.runtime, self.batch)
+        entries: dict[str, float] = source["entries"]
+        covered = [spec for spec in specs if all(key in entries for key, _ in network_parts(spec))]
+        if len(covered) < 2:
+            raise UserError(f"the table from {source['device']} has the parts of {len(covered)} of the "
+                            f"{len(specs)} calibration networks; adapting needs at least 2: calibrate that table "
+                            "with 'scaling-search latency calibrate' there first, or calibrate here without --from")
+        measured = measure_latencies(covered, self.device, batch=self.batch, rounds=rounds, runs=runs,
+                                     runtime=self.runtime)
+        self.entries = dict(entries)
+        pairs = [(self.raw_sum(spec, measure_missing=False), latency.ms) for spec, latency in zip(covered, measured)]
+        self.correction = fit_relative(pairs)
+        self.calibrated = True
+        self.adapted_from = source["device"]
+        self.save()
+        return pairs
+
+
+def check_source_table(source: Any, runtime: str, batch: int) -> None:
+    """Refuse, with the reason, a file that is not a saved table of this runtime and batch."""
+    if not isinstance(source, dict) or source.get("format") != TABLE_FORMAT or not isinstance(source.get("entries"), dict):
+        raise UserError("not a scaling-search latency table (give the JSON file that 'scaling-search latency "
+                        "calibrate' saved on the other machine)")
+    if source.get("version") != TABLE_VERSION:
+        raise UserError(f"that latency table has version {source.get('version')}, this tool reads version "
+                        f"{TABLE_VERSION}: calibrate it again there with this version")
+    if source.get("runtime", "torch") != runtime or source.get("batch") != batch:
+        raise UserError(f"that latency table is for runtime {source.get('runtime')} at batch {source.get('batch')}; "
+                        f"give --runtime {source.get('runtime')} --batch {source.get('batch')}, or a table for "
+                        f"{runtime} at batch {batch}")
 
 
 def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
@@ -256,5 +305,5 @@ def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return ((su * svv - sv * suv) / determinant, (sv * suu - su * suv) / determinant)
 
 
-__all__ = ["CacheFlush", "LatencyTable", "PartFactory", "calibration_specs", "fit_relative", "network_parts",
-           "random_specs"]
+__all__ = ["CacheFlush", "LatencyTable", "PartFactory", "calibration_specs", "check_source_table", "fit_relative",
+           "network_parts", "random_specs"]

@@ -15,10 +15,11 @@ from typing import Any
 
 from scaling_search import __version__
 from scaling_search.arch import encode_arch
-from scaling_search.budget import Budget, BudgetFit, fit_phi
+from scaling_search.budget import Budget, BudgetFit, BudgetMiss, fit_phi
 from scaling_search.cost import count_cost
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxyTransform, to_proxy
+from scaling_search.rules import ScalingRule, apply_rule, fit_rule
 from scaling_search.search.config import StudyConfig, mask_credentials
 from scaling_search.spec import NetworkSpec
 
@@ -150,6 +151,92 @@ def export_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, tran
     return [path for path, _ in configs]
 
 
+def rule_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform, rule: ScalingRule,
+                phi: float, fit: tuple[Budget, BudgetFit] | None, evidence: dict[str, Any],
+                provenance: dict[str, Any], file_name: str) -> dict[str, Any]:
+    """The exported description of ``baseline`` scaled by ``rule`` for a FLOPs multiplier ``s = 2^phi`` (the
+    paper's phi, where MACs grow ~ 2^phi), at deployment scale, with its proxy beside it."""
+    s = 2.0**phi
+    spec = apply_rule(baseline, rule, s, resolution_multiple=config.deployment.resolution_multiple,
+                      depth_rounding=config.deployment.depth_rounding)
+    proxy = to_proxy(spec, transform)
+    cost, proxy_cost, base_macs = count_cost(spec), count_cost(proxy), count_cost(baseline).macs
+    multipliers = rule.multipliers(s)
+    budget = None
+    if fit is not None:
+        parsed, fitted = fit
+        budget = {"text": parsed.text, "kind": parsed.kind, "target": fitted.target, "achieved": fitted.achieved,
+                  "relative_error": fitted.relative_error, "tolerance": config.search.budget_tol, "unit": "MACs"}
+    return {
+        "format": CONFIG_FORMAT,
+        "format_version": CONFIG_VERSION,
+        "scale": "deployment",
+        "usage": {
+            "train": f"scaling-search train --config {file_name} --data <your data>",
+            "python": f"from scaling_search import build_model; model = build_model('{file_name}')",
+            "note": f"the baseline scaled by the {rule.name} rule; spec, arch, cost and budget describe the network "
+                    "to train and ship, 'proxy' the smaller network that would stand for it in training",
+        },
+        "rule": {**rule.record(), "s": s},
+        "phi": phi,
+        "multipliers": {"depth": multipliers.depth, "width": multipliers.width, "resolution": multipliers.resolution,
+                        "late_depth": multipliers.late_depth},
+        "rounding": {"depth": config.deployment.depth_rounding, "resolution_multiple":
+                     config.deployment.resolution_multiple, "channel_divisor": 8},
+        "spec": spec.to_dict(),
+        "arch": encode_arch(spec),
+        "stem_channels": spec.stem_channels,
+        "head_channels": spec.head_channels,
+        "cost": {"params": cost.params, "macs": cost.macs, "activations": cost.activations},
+        "baseline_macs": base_macs,
+        "macs_ratio": cost.macs / base_macs,
+        "nominal_ratio": s,
+        "budget": budget,
+        "proxy": {
+            "note": "the proxy of this network (not the one to ship): what the study's training would measure",
+            "spec": proxy.to_dict(),
+            "cost": {"params": proxy_cost.params, "macs": proxy_cost.macs, "activations": proxy_cost.activations},
+            "resolution_factor": transform.resolution_factor, "width_factor": transform.width,
+            "depth_factor": transform.depth,
+        },
+        "evidence": evidence,
+        "provenance": {"tool": "scaling-search", "version": __version__, **provenance},
+    }
+
+
+def export_rule_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,
+                       rule: ScalingRule, budget: Budget, family: list[float] | None, evidence: dict[str, Any],
+                       provenance: dict[str, Any]) -> list[Path]:
+    """Write ``model-<rule>-phi<phi>.json`` for the budget (``s`` fitted on achieved deployment MACs, see
+    :func:`scaling_search.rules.fit_rule`) and for each ``family`` phi (``s = 2^phi``). All configs are
+    computed, and the budget fitted, before anything is written; each write is atomic."""
+    if budget.kind == "latency" or config.search.cost == "latency":
+        raise UserError(f"the {rule.name} rule scales to a MAC budget; use a ratio or a MAC count without "
+                        "--cost latency, or the compound strategy for a latency budget")
+    base_macs = count_cost(baseline).macs
+    rounding = {"resolution_multiple": config.deployment.resolution_multiple,
+                "depth_rounding": config.deployment.depth_rounding}
+    try:
+        _, _, fit = fit_rule(baseline, rule, budget.target(base_macs), lambda n: float(count_cost(n).macs),
+                             tolerance=config.search.budget_tol, **rounding)
+    except BudgetMiss as miss:
+        raise UserError(f"budget {budget.text} by the {rule.name} rule: {miss}") from None
+    members: dict[float, tuple[Budget, BudgetFit] | None] = {fit.phi: (budget, fit)}
+    for phi in family or []:
+        members.setdefault(phi, None)
+    configs = []
+    for phi, fitted in sorted(members.items()):
+        name = f"model-{rule.name}-phi{phi_label(phi)}.json"
+        configs.append((folder / name, rule_config(config, baseline, transform, rule, phi, fitted, evidence,
+                                                   provenance, name)))
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, body in configs:
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(body, indent=2) + "\n")
+        temporary.replace(path)
+    return [path for path, _ in configs]
+
+
 def parse_family(text: str | None) -> list[float] | None:
     """``"0:7"`` -> phi 0..7; ``"-1:2"`` -> -1..2; ``"0,1,2.5"`` -> those values."""
     if not text:
@@ -169,5 +256,5 @@ def parse_family(text: str | None) -> list[float] | None:
                         "0,1,2.5 (|phi| <= 16)") from None
 
 
-__all__ = ["CONFIG_FORMAT", "CONFIG_VERSION", "export_models", "fit_budget", "mask_credentials", "model_config",
-           "parse_family", "phi_label"]
+__all__ = ["CONFIG_FORMAT", "CONFIG_VERSION", "export_models", "export_rule_models", "fit_budget",
+           "mask_credentials", "model_config", "parse_family", "phi_label", "rule_config"]

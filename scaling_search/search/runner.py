@@ -23,7 +23,7 @@ from scaling_search.search import ablations
 from scaling_search.search.baseline import run_baseline
 from scaling_search.search.candidate import Trainer
 from scaling_search.search.config import StudyConfig, mask_credentials
-from scaling_search.search.export import export_models, fit_budget
+from scaling_search.search.export import export_models, export_rule_models, fit_budget
 from scaling_search.search.grid import choose_coefficients, grid_of, grid_table, prepare_grid, run_grid
 from scaling_search.search.queue import prepare_points, train_points
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
@@ -63,10 +63,11 @@ class RunResult:
     config: StudyConfig
     baseline: NetworkSpec
     baseline_info: dict[str, Any]
-    grid: GridResult
+    grid: GridResult | None  # None for a strategy that needs no grid (fast, rs, width, depth, resolution)
     exported: list[Path]
     folder: Path
     report: Path | None = None
+    strategy: str = "compound"
 
 
 def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget | None = None) -> Prepared:
@@ -296,21 +297,59 @@ def _write_csv(frame: Any, path: Path) -> None:
     temporary.replace(path)
 
 
+def export_by_rule(config: StudyConfig, budget: Budget, family: list[float] | None, output: Path, dataset: str,
+                   baseline: NetworkSpec, strategy: str, *, max_resolution: int = 480,
+                   long_training: bool = False) -> tuple[GridResult | None, list[Path]]:
+    """Stage 3 by a published rule (:mod:`scaling_search.rules`) instead of compound scaling's phi:
+    ``model-<rule>-phi*.json``, recording the rule and its parameters. v2 takes the grid's coefficients (the grid
+    must be finished); the other rules need no grid, only the baseline."""
+    from scaling_search.rules import parse_rule
+
+    grid = load_grid(config) if strategy == "v2" else None
+    if grid is not None:
+        baseline = grid.baseline
+    rule = parse_rule(strategy, coefficients=grid.coefficients if grid else None, base_resolution=baseline.resolution,
+                      max_resolution=max_resolution, long_training=long_training)
+    measured = ("the grid's winning coefficients, capped at the resolution given" if grid else
+                "stage 1's baseline only: the rule's multipliers are its paper's, not fitted to this data "
+                "('scaling-search compare' trains each rule's networks on it)")
+    evidence = {"strategy": strategy, "measured": measured, "seeds_per_point": config.search.repeats,
+                "proxy_epochs": config.train.epochs}
+    provenance = {"dataset": dataset, "preset": config.preset, "seed": config.search.seed,
+                  "storage": mask_credentials(config.storage), "study": config.name,
+                  "baseline_study": f"{config.name}:baseline"}
+    if grid is not None:
+        provenance.update(grid_study=f"{config.name}:grid", grid_trial=grid.summary["winner"]["trial"])
+    folder = output / config.name
+    paths = export_rule_models(folder, config, baseline, config.proxy_transform(baseline), rule, budget, family,
+                               evidence, provenance)
+    config.write(folder)
+    write_tables(config, folder, grid.rows if grid else None)
+    return grid, paths
+
+
 def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, output: Path = Path("reports"), *,
         trainer: Trainer = train_proxy, progress: bool = True, data: ImageData | None = None,
-        report: bool = True) -> RunResult:
-    """All stages: baseline search, coefficient grid, export at deployment scale, report."""
+        report: bool = True, strategy: str = "compound", max_resolution: int = 480,
+        long_training: bool = False) -> RunResult:
+    """All stages: baseline search, coefficient grid (compound and v2 only), export at deployment scale by
+    ``strategy`` (compound scaling, or another rule of :mod:`scaling_search.rules`), report."""
     prepared = prepare(config, data, budget)
     baseline, info = search_baseline(prepared, trainer, progress)
-    search_grid(prepared, baseline, trainer, progress)
-    grid, paths = export(config, budget, family, output, prepared.data.name)
+    if strategy in ("compound", "v2"):
+        search_grid(prepared, baseline, trainer, progress)
+    if strategy == "compound":
+        grid, paths = export(config, budget, family, output, prepared.data.name)
+    else:
+        grid, paths = export_by_rule(config, budget, family, output, prepared.data.name, baseline, strategy,
+                                     max_resolution=max_resolution, long_training=long_training)
     folder = output / config.name
     index = None
     if report:
         from scaling_search.report import build_report
 
         index = build_report(config.name, config.storage, output)
-    return RunResult(config, baseline, info, grid, paths, folder, index)
+    return RunResult(config, baseline, info, grid, paths, folder, index, strategy)
 
 
 def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float, ...], depths: tuple[float, ...],
@@ -409,5 +448,6 @@ def _study_coefficients(config: StudyConfig) -> tuple[tuple[float, float, float]
     return grid.coefficients, f"study's grid (trial {grid.summary['winner']['trial']})"
 
 
-__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "compare", "export", "load_grid", "prepare", "run",
+__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "compare", "export", "export_by_rule", "load_grid",
+           "prepare", "run",
            "search_baseline", "search_grid", "with_worker_threads", "write_tables"]
