@@ -188,6 +188,14 @@ def test_rules_are_compared_at_equal_deployment_macs_with_a_verdict_and_seeds(tm
     runner.compare(config, ("compound", "fast", "v2", "width"), (2.0, 4.0), output=tmp_path / "reports",
                    trainer=fake_trainer, progress=False)
     assert TRAINED == []
-    with pytest.raises(UserError, match="different baseline or point set"):
+    with pytest.raises(UserError, match="already holds rules compound, fast, v2, width and budgets 2x, 4x"):
         runner.compare(config, ("compound", "fast"), (2.0,), output=tmp_path / "reports", trainer=fake_trainer,
                        progress=False)
+    # another budget and another rule extend the comparison: only the new networks are trained
+    TRAINED.clear()
+    index = runner.compare(config, ("compound", "fast", "v2", "width", "depth"), (2.0, 4.0, 8.0),
+                           output=tmp_path / "reports", trainer=fake_trainer, progress=False)
+    frame = pd.read_csv(index.parent / "compare_trials.csv")
+    assert len(TRAINED) == 2 * (1 + 1 + 5)  # 2 seeds x (depth at 2x, at 4x, and five rules at 8x)
+    assert len(frame) == 1 + 3 * 5 and (frame["state"] == "complete").all()
+    assert sorted(frame[frame["budget"] == 8.0]["method"]) == ["compound", "depth", "fast", "v2", "width"]

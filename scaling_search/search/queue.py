@@ -29,11 +29,14 @@ def point(candidate: Candidate, attrs: dict[str, Any], params: dict[str, float] 
 
 
 def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]], identity: dict[str, Any],
-                   param_bounds: dict[str, tuple[float, float]] | None = None) -> optuna.Study:
+                   param_bounds: dict[str, tuple[float, float]] | None = None,
+                   growable: tuple[str, ...] = ()) -> optuna.Study:
     """Create ``<name>:<stage>`` and enqueue every point once; on reload, check ``identity`` is unchanged.
 
     ``param_bounds`` gives each param's (low, high), so grid trials carry alpha, beta, gamma as Optuna params
-    (``trials_dataframe``, ``best_params`` and the plot functions see them).
+    (``trials_dataframe``, ``best_params`` and the plot functions see them). Where ``growable`` names identity
+    keys (compare's rules and budgets), a reload may add points: those keys grow, points already stored keep
+    their index and their trials, only the new points are enqueued, and dropping a stored point is refused.
     """
     study = open_study(config, open_storage(config), stage)
     if "points" not in study.user_attrs:
@@ -43,10 +46,33 @@ def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]]
         study.set_user_attr("points", points)
         for index, entry in enumerate(points):
             study.enqueue_trial(entry["params"], user_attrs={"point": index}, skip_if_exists=False)
-    elif any(study.user_attrs.get(key) != normalise(value) for key, value in identity.items()):
+        return study
+    stored, wanted = study.user_attrs["points"], normalise(points)
+    fixed_changed = any(study.user_attrs.get(key) != normalise(value) for key, value in identity.items()
+                        if key not in growable)
+    if fixed_changed:
         raise UserError(f"study {config.name!r} ({stage}) was built on a different baseline or point set; "
                         "choose a new --study name to start again")
+    if not growable:
+        return study
+    if any(entry not in wanted for entry in stored):
+        held = " and ".join(f"{key} {', '.join(_listed(v) for v in study.user_attrs.get(key, []))}" for key in growable)
+        raise UserError(f"study {config.name!r} ({stage}) already holds {held}: name them all to "
+                        "extend it, or choose a new --study name to start again")
+    added = [entry for entry in wanted if entry not in stored]
+    if added:
+        for offset, entry in enumerate(added):
+            study.enqueue_trial(entry["params"], user_attrs={"point": len(stored) + offset}, skip_if_exists=False)
+        study.set_user_attr("points", stored + added)
+        for key in growable:
+            before = study.user_attrs.get(key) or []
+            study.set_user_attr(key, before + [v for v in normalise(identity[key]) if v not in before])
     return study
+
+
+def _listed(value: Any) -> str:
+    """A stored budget (2.0 -> 2x) or rule name as the command line spells it."""
+    return f"{value:g}x" if isinstance(value, float) else str(value)
 
 
 class Progress:

@@ -415,7 +415,8 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     note = (f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} from the {source}; "
             f"{config.search.repeats} seed(s) per point")
     study = prepare_points(config, "compare", points, {"baseline": base.to_dict(), "note": note,
-                                                       "rules": list(rule_names), "budgets": list(budgets)})
+                                                       "rules": list(rule_names), "budgets": list(budgets)},
+                           growable=("rules", "budgets"))  # another budget or rule extends the comparison
     _with_workers("compare", config, None, trainer,
                   lambda: train_points(config, prepared.data, study, _stage_label("compare"), describe_point, trainer,
                                        progress),
