@@ -68,6 +68,24 @@ def test_split_is_resized_once_normalised_and_cached():
     assert abs(float(data.split("train", 96).images.mean())) < 1e-3
 
 
+def test_resized_splits_are_bounded_least_recently_used_first():
+    data = synthetic_dataset(8, 4)  # 80 train / 40 val images
+    one_resolution = (80 + 40) * 3 * 32 * 32 * 4  # bytes of train + val at 32 px
+    data.cache.max_bytes = one_resolution  # room for one resolution's two splits
+    first = data.split("train", 32)
+    data.split("val", 32)
+    assert data.split("train", 32) is first and data.cache.resized == 2  # a hit
+    data.split("train", 24)
+    data.split("val", 24)
+    assert set(data.cache.entries) == {("train", 24), ("val", 24)}  # 32 px evicted, 24 px's own pair kept
+    assert data.cache.nbytes <= one_resolution
+    again = data.split("train", 32)
+    assert data.cache.resized == 5 and torch.equal(again.images, first.images)  # recomputed, the same numbers
+    data.cache.max_bytes = 0
+    data.split("val", 32)
+    assert set(data.cache.entries) == {("train", 32), ("val", 32)}  # the resolution in use always stays
+
+
 def test_npz_nhwc_and_nchw_agree(tmp_path):
     nhwc = load_dataset(str(_npz(tmp_path / "a.npz")))
     x = np.load(tmp_path / "a.npz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -21,6 +22,39 @@ class Split(NamedTuple):
     labels: torch.Tensor
 
 
+class ResizedCache:
+    """The resized, normalised splits of one dataset, least recently used first out, within ``max_bytes``.
+
+    A study trains proxies at many resolutions (each grid point's gamma gives its own); keeping every one
+    would hold gigabytes that no later trial reads. Entries of the resolution being inserted are never evicted
+    for it (a trial needs its train and val splits together), so one resolution larger than the bound still
+    fits; ``max_bytes = 0`` keeps only the resolution in use.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[tuple[str, int], Split] = OrderedDict()
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None  # the train split's mean and std (a few bytes)
+        self.resized = 0  # splits computed (a test counts them)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(split.images.numel() * split.images.element_size() for split in self.entries.values())
+
+    def get(self, key: tuple[str, int]) -> Split | None:
+        if key in self.entries:
+            self.entries.move_to_end(key)
+        return self.entries.get(key)
+
+    def put(self, key: tuple[str, int], split: Split) -> None:
+        self.resized += 1
+        self.entries[key] = split
+        for old in [k for k in self.entries if k[1] != key[1]]:  # least recently used first
+            if self.nbytes <= self.max_bytes:
+                break
+            del self.entries[old]
+
+
 class DataError(UserError):
     """Bad input data: the message names the file or array and what is wrong with it."""
 
@@ -31,7 +65,8 @@ class ImageData:
 
     Images are kept once, as uint8 NCHW at their native resolution; :meth:`split` resizes a split to a
     requested resolution once (antialiased bilinear), normalises it with the train set's per-channel mean and
-    std, and caches the result, so training touches no per-image Python code.
+    std, and keeps the result in a bounded cache (:class:`ResizedCache`), so training touches no per-image
+    Python code.
     """
 
     name: str
@@ -40,7 +75,7 @@ class ImageData:
     train_labels: torch.Tensor
     val_images: torch.Tensor
     val_labels: torch.Tensor
-    _cache: dict[tuple[str, int], Split] = field(default_factory=dict, repr=False)
+    cache: ResizedCache = field(default_factory=ResizedCache, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for split in ("train", "val"):
@@ -76,6 +111,12 @@ class ImageData:
     def native_resolution(self) -> int:
         return int(self.train_images.shape[-1])
 
+    def _normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The train split's per-channel mean and std, computed once."""
+        if self.cache.stats is None:
+            self.cache.stats = self._stats()
+        return self.cache.stats
+
     def _stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         images = self.train_images
         total = torch.zeros(images.shape[1], dtype=torch.float64)
@@ -96,10 +137,9 @@ class ImageData:
         if resolution < 1:
             raise ValueError(f"resolution must be >= 1, got {resolution}")
         key = (which, resolution)
-        if key not in self._cache:
-            if "stats" not in self._cache:
-                self._cache["stats"] = Split(*self._stats())  # type: ignore[index]
-            mean, std = self._cache["stats"]  # type: ignore[index]
+        cached = self.cache.get(key)
+        if cached is None:
+            mean, std = self._normalisation()
             source = getattr(self, f"{which}_images")
             out = torch.empty(source.shape[0], source.shape[1], resolution, resolution)
             for start in range(0, source.shape[0], _RESIZE_CHUNK):
@@ -108,8 +148,9 @@ class ImageData:
                     chunk = F.interpolate(chunk, size=(resolution, resolution), mode="bilinear",
                                           antialias=True, align_corners=False)
                 out[start:start + _RESIZE_CHUNK] = (chunk - mean) / std
-            self._cache[key] = Split(out, getattr(self, f"{which}_labels"))
-        return self._cache[key]
+            cached = Split(out, getattr(self, f"{which}_labels"))
+            self.cache.put(key, cached)
+        return cached
 
     def describe(self) -> str:
         return (f"{self.name}: {self.num_classes} classes, {len(self.train_labels)} train / "
