@@ -24,7 +24,7 @@ from scaling_search.latency import describe_device
 from scaling_search.search.candidate import Candidate
 from scaling_search.search.config import load_study_config
 from scaling_search.search.grid import grid_of
-from scaling_search.train import choose_device, train_proxy
+from scaling_search.training import choose_device, train_proxy
 
 
 def main() -> None:

@@ -3,8 +3,8 @@
 The plain loop is what a user would write first: a DataLoader over a TensorDataset of pre-resized float
 images, NCHW, fp32, default threads, SGD, cross-entropy (on CUDA, each batch copied to the GPU). Ours:
 pre-resized cached tensors, batched augmentation, channels_last, explicit threads; on the CPU in one process
-and data-parallel over ``--processes`` single-threaded processes (:mod:`scaling_search.parallel`); on CUDA with
-AMP (bf16) and the images on the GPU (:func:`scaling_search.train.place_images`). Each side trains
+and data-parallel over ``--processes`` single-threaded processes (:mod:`scaling_search.training.distributed`); on CUDA with
+AMP (bf16) and the images on the GPU (:func:`scaling_search.training.place_images`). Each side trains
 ``--epochs`` epochs, interleaved so that machine noise hits all of them alike; the median epoch throughput
 (training steps only, as for the plain loop) is printed with the ratios.
 
@@ -29,14 +29,14 @@ from unittest.mock import patch
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import scaling_search.train as train_module
+import scaling_search.training.loop as train_module
 
 from scaling_search.data import load_dataset
 from scaling_search.family import efficientnet
 from scaling_search.model import build_model
 from scaling_search.scaling import scale
 from scaling_search.latency import describe_device
-from scaling_search.train import TrainSettings, train_proxy
+from scaling_search.training import TrainSettings, train_proxy
 
 
 def plain_epoch(spec, images, labels, batch_size: int, seed: int, device: torch.device,

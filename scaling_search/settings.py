@@ -1,7 +1,7 @@
 """The frozen settings tables of a preset or study file: ``[data]``, ``[proxy]`` and ``[train]``.
 
 ``[data]`` is :class:`DataSettings` (below), ``[proxy]`` is :class:`scaling_search.proxy.ProxySettings` and
-``[train]`` is :class:`scaling_search.train.TrainSettings`. ``scaling-search train`` and every study trial use
+``[train]`` is :class:`scaling_search.training.TrainSettings`. ``scaling-search train`` and every study trial use
 them; a study adds ``[deployment]`` and ``[search]`` (:mod:`scaling_search.search.config`).
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from scaling_search.data.formats import FORMATS
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxySettings
-from scaling_search.train_settings import TrainSettings
+from scaling_search.training.config import TrainSettings
 
 if TYPE_CHECKING:
     from scaling_search.data.base import ImageData

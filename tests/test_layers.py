@@ -58,7 +58,7 @@ def test_cost_is_the_sum_of_the_planned_layers():
 
 
 def test_block_layers_have_names_and_initialisation_uses_them():
-    from scaling_search.train import _zero_init
+    from scaling_search.training.loop import _zero_init
 
     model = build_model(EFFICIENTNET_B0)
     residual = next(b for b in model.blocks if b.use_residual)

@@ -1,4 +1,4 @@
-"""Data-parallel CPU training (scaling_search.parallel): the collective math and the spawned-rank trainer."""
+"""Data-parallel CPU training (scaling_search.training.distributed): the collective math and the spawned-rank trainer."""
 
 import math
 import multiprocessing
@@ -13,9 +13,9 @@ import torch.distributed as dist
 from scaling_search.data.synthetic import synthetic_dataset
 from scaling_search.errors import NonFiniteLossError
 from scaling_search.family import EFFICIENTNET_B0
-from scaling_search.parallel import GlooGroup
+from scaling_search.training.distributed import GlooGroup
 from scaling_search.scaling import scale
-from scaling_search.train import TrainSettings, train_proxy
+from scaling_search.training import TrainSettings, train_proxy
 
 TINY = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)
 TWO = TrainSettings(epochs=2, batch_size=32, threads=2, eval_batch_size=100, processes=2, precise_bn_batches=2)

@@ -14,7 +14,7 @@ from scaling_search.proxy import to_proxy
 from scaling_search.search import runner
 from scaling_search.search.config import load_study_config
 from scaling_search.spec import NetworkSpec
-from scaling_search.train import EpochMetrics, TrainResult
+from scaling_search.training import EpochMetrics, TrainResult
 
 TRAINED: list[NetworkSpec] = []
 

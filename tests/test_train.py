@@ -9,7 +9,7 @@ from scaling_search.data.synthetic import synthetic_dataset
 from scaling_search.errors import NonFiniteLossError
 from scaling_search.family import EFFICIENTNET_B0
 from scaling_search.scaling import scale
-from scaling_search.train import TrainSettings, choose_device, learning_rate, recompute_bn_statistics, train_proxy
+from scaling_search.training import TrainSettings, choose_device, learning_rate, recompute_bn_statistics, train_proxy
 
 TINY = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)
 FAST = TrainSettings(epochs=2, batch_size=32, threads=1, eval_batch_size=100)
@@ -134,7 +134,7 @@ def test_choose_device():
 
 def test_resolution_below_the_stride_and_runs_that_cannot_fit_are_refused_before_allocating(data):
     from scaling_search.errors import UserError
-    from scaling_search.train import check_trainable, training_memory_bytes
+    from scaling_search.training import check_trainable, training_memory_bytes
 
     with pytest.raises(UserError, match=r"resolution 16 px is below the network's total stride \(32 px\)"):
         train_proxy(replace(TINY, resolution=16), data, FAST)

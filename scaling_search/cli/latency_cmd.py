@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scaling_search.latency import LatencyTable, check_runtime
-    from scaling_search.train import choose_device
+    from scaling_search.training import choose_device
 
     if args.warmup < 0:
         raise CliError("--warmup must be >= 0")
@@ -82,7 +82,7 @@ def _with_threads(threads: int | None, work):
 def check_measurable(spec, batch: int) -> None:
     """Refuse a resolution below the network's stride, or one whose activations cannot fit in memory."""
     from scaling_search.cost import count_cost
-    from scaling_search.train import available_memory_bytes, check_resolution
+    from scaling_search.training import available_memory_bytes, check_resolution
 
     check_resolution(spec)
     need = count_cost(spec).activations * batch * 4 * 2

@@ -8,7 +8,7 @@ from dataclasses import replace
 from scaling_search.cli.common import add_network_args, positive_float, positive_int, print_table, selected_networks
 from scaling_search.presets import load_toml
 from scaling_search.settings import sections_from_toml, with_overrides
-from scaling_search.train_settings import OPTIMIZERS
+from scaling_search.training.config import OPTIMIZERS
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     data_settings, proxy, train_settings = settings_from_args(args)  # checked before torch loads
     network = selected_networks(args)[0]
-    from scaling_search.train import train_proxy
+    from scaling_search.training import train_proxy
 
     data = data_settings.load()
     spec = network.spec

@@ -18,11 +18,11 @@ from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError
 from scaling_search.proxy import ProxyTransform, to_proxy
 from scaling_search.spec import NetworkSpec
-from scaling_search.train import EpochMetrics, TrainResult, TrainSettings
+from scaling_search.training import EpochMetrics, TrainResult, TrainSettings
 
 
 class Trainer(Protocol):
-    """What trains a proxy: :func:`scaling_search.train.train_proxy`, or a fake injected by tests."""
+    """What trains a proxy: :func:`scaling_search.training.train_proxy`, or a fake injected by tests."""
 
     def __call__(self, spec: NetworkSpec, data: ImageData, settings: TrainSettings,
                  on_epoch: Callable[[int, EpochMetrics], None] | None = None) -> TrainResult: ...

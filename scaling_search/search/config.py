@@ -3,7 +3,7 @@
 A study document has the tables ``[data]`` (:class:`scaling_search.settings.DataSettings`), ``[deployment]``
 (:class:`DeploymentSettings`: the network a user will train and ship), ``[proxy]``
 (:class:`scaling_search.proxy.ProxySettings`: how candidates are shrunk for training), ``[train]``
-(:class:`scaling_search.train.TrainSettings`) and ``[search]`` (:class:`SearchSettings`). Presets ship in the
+(:class:`scaling_search.training.TrainSettings`) and ``[search]`` (:class:`SearchSettings`). Presets ship in the
 package; ``studies/*.toml`` show how to write your own. The config is written into the run's output folder
 (``study.json``) and its result-relevant part is stored in the Optuna study, so a rerun with different
 settings is refused instead of silently mixing trials.
@@ -25,7 +25,7 @@ from scaling_search.runtimes import RUNTIMES
 from scaling_search.scaling import DEPTH_ROUNDINGS, scale
 from scaling_search.settings import DataSettings, section_from_table, sections_from_toml
 from scaling_search.spec import NetworkSpec, load_spec
-from scaling_search.train_settings import TrainSettings
+from scaling_search.training.config import TrainSettings
 
 PRUNERS = ("none", "median", "asha", "hyperband")
 BASELINES = ("search", "network")

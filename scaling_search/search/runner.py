@@ -28,7 +28,7 @@ from scaling_search.search.grid import choose_coefficients, grid_of, grid_table,
 from scaling_search.search.queue import prepare_points, train_points
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
 from scaling_search.spec import NetworkSpec, load_spec
-from scaling_search.train import check_trainable, choose_device, default_threads, train_proxy
+from scaling_search.training import check_trainable, choose_device, default_threads, train_proxy
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The proxy training recipe as a frozen settings object (a preset's ``[train]`` table).
 
-Kept apart from :mod:`scaling_search.train` so the command line can read and validate presets, and answer
+Kept apart from :mod:`scaling_search.training.loop` so the command line can read and validate presets, and answer
 ``--help`` or an input error, without importing torch.
 """
 
@@ -46,7 +46,7 @@ class TrainSettings:
         channels_last: ``"auto"`` (on for the CPU only), ``"on"`` or ``"off"``. On an H200 (torch 2.11, cuDNN
             9.19) channels_last halved the training throughput of B0 at 64 px, bf16 or not (its depthwise
             convolutions; ``benchmarks/bench_train.py --device cuda``), so auto leaves it off on CUDA.
-        processes: data-parallel CPU processes (see :mod:`scaling_search.parallel`): each takes an equal
+        processes: data-parallel CPU processes (see :mod:`scaling_search.training.distributed`): each takes an equal
             share of every batch and ``threads // processes`` threads, gradients are averaged. On a small CPU
             two 1-thread processes train much faster than one 2-thread process. Results depend on it (each
             process normalises its share of the batch), so it is part of a study's settings. CPU only.

@@ -90,7 +90,7 @@ class GlooGroup(SingleProcess):
 def _rank_main(rank: int, world: int, store_path: str, threads: int, job: dict[str, Any], messages: Any) -> None:
     """One rank: join the group, train, post rank 0's epochs and result (or any rank's error) to the parent.
 
-    ``job["loop"]`` is the training loop (:func:`scaling_search.train.run_training`), passed in by the caller so
+    ``job["loop"]`` is the training loop (:func:`scaling_search.training.loop.run_training`), passed in by the caller so
     this module never imports the trainer that imports it.
     """
     run_training = job["loop"]
