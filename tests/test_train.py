@@ -142,3 +142,24 @@ def test_resolution_below_the_stride_and_runs_that_cannot_fit_are_refused_before
     assert training_memory_bytes(huge, 200, 32) > 2**40  # the resized images alone: ~1 TB
     with pytest.raises(UserError, match=r"training at 20000 px needs about [\d,.]+ GiB of memory"):
         check_trainable(huge, 200, 32)
+
+
+def test_loss_log_defers_reads_on_an_accelerator_and_still_names_the_first_bad_step():
+    from scaling_search.errors import NonFiniteLossError
+    from scaling_search.training import LossLog
+
+    cpu = LossLog(torch.device("cpu"))
+    cpu.add(torch.tensor(2.0, requires_grad=True), epoch=1, step=0)
+    with pytest.raises(NonFiniteLossError, match="step 1"):
+        cpu.add(torch.tensor(float("nan")), epoch=1, step=1)  # at once, on the CPU
+
+    gpu = LossLog(torch.device("cuda"))  # only the device's type is read: no GPU needed
+    for step, value in enumerate([1.0, 3.0, float("inf"), float("nan")], start=10):
+        gpu.add(torch.tensor(value), epoch=2, step=step)  # nothing read yet
+    assert len(gpu.pending) == 4 and gpu.values == []
+    with pytest.raises(NonFiniteLossError, match="step 12"):
+        gpu.close(epoch=2, first_step=10)
+    fine = LossLog(torch.device("cuda"))
+    for value in (1.0, 3.0):
+        fine.add(torch.tensor(value), epoch=1, step=0)
+    assert fine.close(epoch=1, first_step=0) == 2.0
