@@ -72,6 +72,11 @@ class Measured:
                 "images_per_s": self.images_per_s, "train_wall_s": self.wall_s, "train_loss": self.train_loss}
 
 
+#: What :func:`measure` records on a trial (a twin of the same network copies these).
+MEASURED_ATTRS = ("accuracy", "accuracy_std", "accuracy_per_seed", "images_per_s", "train_wall_s", "train_loss",
+                  "val_images")
+
+
 def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
@@ -112,4 +117,4 @@ def measure(trial: optuna.Trial, candidate: Candidate, data: ImageData, settings
     return measured
 
 
-__all__ = ["Candidate", "Measured", "Trainer", "measure", "record"]
+__all__ = ["Candidate", "MEASURED_ATTRS", "Measured", "Trainer", "measure", "record"]

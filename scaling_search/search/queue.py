@@ -1,6 +1,8 @@
 """The work queue: a fixed set of candidates enqueued once in a study and trained exactly once each.
 
-Grid points (stage 2) and ablation points are both such sets. Every worker process runs
+Grid points (stage 2), ablation points and compared rules are such sets. A point whose proxy network a
+finished point already trained under the same seeds takes that point's measurements instead of training it
+again, and names it (``same_network_as``). Every worker process runs
 :func:`train_points` on the same storage; each takes the next WAITING trial (Optuna hands a waiting trial to one
 worker), so N workers share the points and a killed worker's trial is failed by its stale heartbeat and
 retried.
@@ -18,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
-from scaling_search.search.candidate import Candidate, Trainer, measure, record
+from scaling_search.search.candidate import MEASURED_ATTRS, Candidate, Trainer, measure, record
 from scaling_search.search.config import StudyConfig
 from scaling_search.search.storage import DONE, is_done, normalise, open_storage, open_study, running_elsewhere
 
@@ -119,6 +121,17 @@ def outcome(trial: FrozenTrial) -> str:
     return f"acc {100 * attrs['accuracy']:.2f}%"
 
 
+def finished_twin(study: optuna.Study, proxy: dict[str, Any], repeats: int) -> FrozenTrial | None:
+    """A COMPLETE trial of ``study`` that trained this very proxy network under the same number of seeds (same
+    study, so the same seeds and settings): training it again would only repeat its numbers."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        attrs = trial.user_attrs
+        if attrs.get("proxy_spec") == proxy and len(attrs.get("accuracy_per_seed", ())) == repeats \
+                and "same_network_as" not in attrs:
+            return trial
+    return None
+
+
 def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, label: str,
                  describe: Callable[[dict[str, Any]], str], trainer: Trainer, progress: bool = True,
                  bar: bool = True) -> optuna.Study:
@@ -151,7 +164,14 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
                 low, high = bounds.get(name, (value, value))
                 trial.suggest_float(name, min(low, value), max(high, value))  # the enqueued value
         record(trial, entry["attrs"])
-        measured = measure(trial, Candidate.from_dict(entry), data, config.train, config.search.repeats, trainer,
+        candidate = Candidate.from_dict(entry)
+        twin = finished_twin(study, entry["proxy"], config.search.repeats)
+        if twin is not None:  # e.g. v2 below its cap is compound: the same network, the same seeds
+            record(trial, candidate.cost_attrs())
+            record(trial, {key: twin.user_attrs[key] for key in MEASURED_ATTRS if key in twin.user_attrs})
+            trial.set_user_attr("same_network_as", twin.number)
+            return float(twin.value)
+        measured = measure(trial, candidate, data, config.train, config.search.repeats, trainer,
                            lambda accuracy: accuracy)
         return measured.mean
 
@@ -177,4 +197,4 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
     return study
 
 
-__all__ = ["Progress", "outcome", "point", "prepare_points", "train_points"]
+__all__ = ["Progress", "finished_twin", "outcome", "point", "prepare_points", "train_points"]
