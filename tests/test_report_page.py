@@ -58,3 +58,8 @@ def test_comparison_verdict_never_compares_a_rule_with_its_own_network():
                                "45.0%")
     assert "against 40.0% for fast, the runner-up: +5.0 points" in sentence
     assert "separated" in sentence and "(seeds and validation sampling)" in sentence
+    # the twins as the runner-up are named together too (CIFAR at 4x: resolution first, then compound = v2)
+    frame = pd.DataFrame([row("resolution", 0.44, "r", 448), row("v2", 0.43, "c", 303), row("compound", 0.43, "c", 303),
+                          row("fast", 0.42, "f")])
+    [sentence] = page.comparison_verdicts(frame)
+    assert "against 43.0% for v2 (and compound: the same network), the runner-up" in sentence

@@ -140,26 +140,31 @@ def comparison_verdicts(frame: pd.DataFrame) -> list[str]:
     if frame.empty or "method" not in frame or "budget" not in frame:
         return []
     done = frame[(frame["state"] == "complete") & frame["accuracy"].notna() & (frame["method"] != "baseline")]
+
+    def network(row: pd.Series) -> tuple[Any, Any]:
+        return row.get("arch"), row.get("resolution")
+
+    def named(methods: list[str]) -> str:
+        return methods[0] + (f" (and {', '.join(methods[1:])}: the same network)" if len(methods) > 1 else "")
+
     sentences = []
     for budget, part in done.groupby("budget"):
-        ranked = [row for _, row in part.sort_values("accuracy", ascending=False).iterrows()]
-
-        def network(row: pd.Series) -> tuple[Any, Any]:
-            return row.get("arch"), row.get("resolution")
-
-        best = ranked[0]
-        twins = [row["method"] for row in ranked[1:] if network(row) == network(best)]
-        others = [row for row in ranked[1:] if network(row) != network(best)]
-        if not others:
+        groups: list[tuple[pd.Series, list[str]]] = []  # one per distinct network, best first
+        for _, row in part.sort_values("accuracy", ascending=False, kind="stable").iterrows():
+            twin = next((methods for first, methods in groups if network(first) == network(row)), None)
+            if twin is not None:
+                twin.append(row["method"])
+            else:
+                groups.append((row, [row["method"]]))
+        if len(groups) < 2:
             continue
-        second = others[0]
-        winner = best["method"] + (f" (and {', '.join(twins)}: the same network)" if twins else "")
+        (best, best_methods), (second, second_methods) = groups[0], groups[1]
         interval = difference_interval(_seeded_row(best), _seeded_row(second))
         sentences.append(
-            f"At {budget:g}x the baseline's deployment MACs, {winner} reached "
+            f"At {budget:g}x the baseline's deployment MACs, {named(best_methods)} reached "
             f"{100 * best['accuracy']:.1f}% proxy val top-1 ({best['macs'] / 1e6:,.0f}M MACs) against "
-            f"{100 * second['accuracy']:.1f}% for {second['method']}, the runner-up: {describe_interval(interval)}. "
-            "The proxy's rank fidelity is not measured in this study.")
+            f"{100 * second['accuracy']:.1f}% for {named(second_methods)}, the runner-up: "
+            f"{describe_interval(interval)}. The proxy's rank fidelity is not measured in this study.")
     return sentences
 
 
