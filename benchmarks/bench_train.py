@@ -95,7 +95,7 @@ def main() -> None:
                    num_classes=data.num_classes)
     images, labels = data.split("train", resolution)
     where = describe_device(device) if cuda else \
-        f"{describe_device(device)} ({torch.backends.cpu.get_cpu_capability()}), default threads"
+        f"{describe_device(device)} ({torch.backends.cpu.get_cpu_capability()}; 't' = default threads)"
     print(f"{data.describe()}; {args.model} width {args.width} at {resolution}px, batch {batch_size}; "
           f"torch {torch.__version__}; {where}")
 
