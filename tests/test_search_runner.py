@@ -204,3 +204,15 @@ def test_rules_are_compared_at_equal_deployment_macs_with_a_verdict_and_seeds(tm
     assert at_8x.loc["v2", "accuracy"] == at_8x.loc["compound", "accuracy"]
     assert at_8x.loc["v2", "macs"] == at_8x.loc["compound", "macs"]
     assert sorted(frame[frame["budget"] == 8.0]["method"]) == ["compound", "depth", "fast", "v2", "width"]
+
+
+def test_run_by_a_rule_on_a_given_baseline_trains_nothing_and_exports_the_rule(tmp_path):
+
+    TRAINED.clear()
+    result = runner.run(_config(tmp_path), parse_budget("2x"), family=[1.0], output=tmp_path / "reports",
+                        trainer=fake_trainer, progress=False, strategy="width")
+    assert TRAINED == [] and result.grid is None and result.report is None and result.strategy == "width"
+    bodies = [json.loads(path.read_text()) for path in result.exported]
+    assert {body["rule"]["rule"] for body in bodies} == {"width"} and len(bodies) == 2
+    assert all(body["multipliers"]["depth"] == body["multipliers"]["resolution"] == 1.0 for body in bodies)
+    assert any(body["budget"] and abs(body["macs_ratio"] / 2 - 1) <= 0.05 for body in bodies)

@@ -313,8 +313,10 @@ def export_by_rule(config: StudyConfig, budget: Budget, family: list[float] | No
     measured = ("the grid's winning coefficients, capped at the resolution given" if grid else
                 "stage 1's baseline only: the rule's multipliers are its paper's, not fitted to this data "
                 "('scaling-search compare' trains each rule's networks on it)")
-    evidence = {"strategy": strategy, "measured": measured, "seeds_per_point": config.search.repeats,
-                "proxy_epochs": config.train.epochs}
+    evidence: dict[str, Any] = {"strategy": strategy, "measured": measured}
+    if grid is not None:
+        evidence.update(grid_winner=grid.summary["winner"], seeds_per_point=config.search.repeats,
+                        proxy_epochs=config.train.epochs)
     provenance = {"dataset": dataset, "preset": config.preset, "seed": config.search.seed,
                   "storage": mask_credentials(config.storage), "study": config.name,
                   "baseline_study": f"{config.name}:baseline"}
@@ -345,7 +347,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
                                      max_resolution=max_resolution, long_training=long_training)
     folder = output / config.name
     index = None
-    if report:
+    if report and (grid is not None or config.search.baseline == "search"):  # else nothing was trained
         from scaling_search.report import build_report
 
         index = build_report(config.name, config.storage, output)
