@@ -253,9 +253,10 @@ class LatencyTable:
         pairs. Networks with a part the source lacks are left out; fewer than two left is refused."""
         check_source_table(source, self.runtime, self.batch)
         entries: dict[str, float] = source["entries"]
+        origin = str(source.get("device") or "another machine")
         covered = [spec for spec in specs if all(key in entries for key, _ in network_parts(spec))]
         if len(covered) < 2:
-            raise UserError(f"the table from {source['device']} has the parts of {len(covered)} of the "
+            raise UserError(f"the table from {origin} has the parts of {len(covered)} of the "
                             f"{len(specs)} calibration networks; adapting needs at least 2: calibrate that table "
                             "with 'scaling-search latency calibrate' there first, or calibrate here without --from")
         measured = measure_latencies(covered, self.device, batch=self.batch, rounds=rounds, runs=runs,
@@ -264,7 +265,7 @@ class LatencyTable:
         pairs = [(self.raw_sum(spec, measure_missing=False), latency.ms) for spec, latency in zip(covered, measured)]
         self.correction = fit_relative(pairs)
         self.calibrated = True
-        self.adapted_from = source["device"]
+        self.adapted_from = origin
         self.save()
         return pairs
 
