@@ -65,20 +65,23 @@ def fit_budget(config: StudyConfig, baseline: NetworkSpec, coefficients: tuple[f
     return fit_phi(target, lambda phi: cost(member(phi)), tolerance=tolerance, what=what, unit=unit)
 
 
-def model_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,
-                 coefficients: tuple[float, float, float], phi: float, fit: tuple[Budget, BudgetFit] | None,
+def _budget_record(config: StudyConfig, fit: tuple[Budget, BudgetFit] | None) -> dict[str, Any] | None:
+    """The ``budget`` entry of the member the budget was fitted for (None for the others)."""
+    if fit is None:
+        return None
+    parsed, fitted = fit
+    return {"text": parsed.text, "kind": parsed.kind, "target": fitted.target, "achieved": fitted.achieved,
+            "relative_error": fitted.relative_error, "tolerance": config.search.budget_tol,
+            "unit": "ms" if parsed.kind == "latency" or config.search.cost == "latency" else "MACs"}
+
+
+def _config_body(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform, spec: NetworkSpec,
+                 scaling: dict[str, Any], nominal_ratio: float, fit: tuple[Budget, BudgetFit] | None, note: str,
                  evidence: dict[str, Any], provenance: dict[str, Any], file_name: str) -> dict[str, Any]:
-    """The exported description of the baseline scaled to ``phi``, at deployment scale, with its proxy beside it."""
-    alpha, beta, gamma = coefficients
-    spec = config.deployment.compound(baseline, alpha, beta, gamma, phi)
+    """What every exported config holds: ``spec`` at deployment scale, its costs and budget, its proxy beside it;
+    ``scaling`` says how it was scaled (compound's coefficients and phi, or a rule)."""
     proxy = to_proxy(spec, transform)
     cost, proxy_cost, base_macs = count_cost(spec), count_cost(proxy), count_cost(baseline).macs
-    budget = None
-    if fit is not None:
-        parsed, fitted = fit
-        budget = {"text": parsed.text, "kind": parsed.kind, "target": fitted.target, "achieved": fitted.achieved,
-                  "relative_error": fitted.relative_error, "tolerance": config.search.budget_tol,
-                  "unit": "ms" if parsed.kind == "latency" or config.search.cost == "latency" else "MACs"}
     return {
         "format": CONFIG_FORMAT,
         "format_version": CONFIG_VERSION,
@@ -86,13 +89,9 @@ def model_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
         "usage": {
             "train": f"scaling-search train --config {file_name} --data <your data>",
             "python": f"from scaling_search import build_model; model = build_model('{file_name}')",
-            "note": "spec, arch, cost and budget describe the network to train and ship; 'proxy' is the smaller "
-                    "network that stood for it during the search, and 'evidence' what the coefficients were "
-                    "chosen on",
+            "note": note,
         },
-        "alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi,
-        "product": alpha * beta**2 * gamma**2,
-        "multipliers": {"depth": alpha**phi, "width": beta**phi, "resolution": gamma**phi},
+        **scaling,
         "rounding": {"depth": config.deployment.depth_rounding, "resolution_multiple":
                      config.deployment.resolution_multiple, "channel_divisor": 8},
         "spec": spec.to_dict(),
@@ -102,8 +101,8 @@ def model_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
         "cost": {"params": cost.params, "macs": cost.macs, "activations": cost.activations},
         "baseline_macs": base_macs,
         "macs_ratio": cost.macs / base_macs,
-        "nominal_ratio": (alpha * beta**2 * gamma**2) ** phi,
-        "budget": budget,
+        "nominal_ratio": nominal_ratio,
+        "budget": _budget_record(config, fit),
         "proxy": {
             "note": "the proxy of this network (not the one to ship): what the study's training would measure",
             "spec": proxy.to_dict(),
@@ -114,6 +113,30 @@ def model_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
         "evidence": evidence,
         "provenance": {"tool": "scaling-search", "version": __version__, **provenance},
     }
+
+
+def _write_configs(folder: Path, configs: list[tuple[Path, dict[str, Any]]]) -> list[Path]:
+    """Write every config, each atomically, once all of them were computed (a refusal writes nothing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, body in configs:
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(body, indent=2) + "\n")
+        temporary.replace(path)
+    return [path for path, _ in configs]
+
+
+def model_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,
+                 coefficients: tuple[float, float, float], phi: float, fit: tuple[Budget, BudgetFit] | None,
+                 evidence: dict[str, Any], provenance: dict[str, Any], file_name: str) -> dict[str, Any]:
+    """The exported description of the baseline scaled to ``phi``, at deployment scale, with its proxy beside it."""
+    alpha, beta, gamma = coefficients
+    spec = config.deployment.compound(baseline, alpha, beta, gamma, phi)
+    scaling = {"alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi, "product": alpha * beta**2 * gamma**2,
+               "multipliers": {"depth": alpha**phi, "width": beta**phi, "resolution": gamma**phi}}
+    note = ("spec, arch, cost and budget describe the network to train and ship; 'proxy' is the smaller network "
+            "that stood for it during the search, and 'evidence' what the coefficients were chosen on")
+    return _config_body(config, baseline, transform, spec, scaling, (alpha * beta**2 * gamma**2) ** phi, fit, note,
+                        evidence, provenance, file_name)
 
 
 def export_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,
@@ -143,12 +166,7 @@ def export_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, tran
                                "device": measured.device, "runtime": measured.runtime, "threads": measured.threads,
                                "batch": latency.batch, "baseline_predicted_ms": latency.predict(baseline)}
         configs.append((folder / name, body))
-    folder.mkdir(parents=True, exist_ok=True)
-    for path, body in configs:
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(body, indent=2) + "\n")
-        temporary.replace(path)
-    return [path for path, _ in configs]
+    return _write_configs(folder, configs)
 
 
 def rule_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform, rule: ScalingRule,
@@ -159,49 +177,13 @@ def rule_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTran
     s = 2.0**phi
     spec = apply_rule(baseline, rule, s, resolution_multiple=config.deployment.resolution_multiple,
                       depth_rounding=config.deployment.depth_rounding)
-    proxy = to_proxy(spec, transform)
-    cost, proxy_cost, base_macs = count_cost(spec), count_cost(proxy), count_cost(baseline).macs
     multipliers = rule.multipliers(s)
-    budget = None
-    if fit is not None:
-        parsed, fitted = fit
-        budget = {"text": parsed.text, "kind": parsed.kind, "target": fitted.target, "achieved": fitted.achieved,
-                  "relative_error": fitted.relative_error, "tolerance": config.search.budget_tol, "unit": "MACs"}
-    return {
-        "format": CONFIG_FORMAT,
-        "format_version": CONFIG_VERSION,
-        "scale": "deployment",
-        "usage": {
-            "train": f"scaling-search train --config {file_name} --data <your data>",
-            "python": f"from scaling_search import build_model; model = build_model('{file_name}')",
-            "note": f"the baseline scaled by the {rule.name} rule; spec, arch, cost and budget describe the network "
-                    "to train and ship, 'proxy' the smaller network that would stand for it in training",
-        },
-        "rule": {**rule.record(), "s": s},
-        "phi": phi,
-        "multipliers": {"depth": multipliers.depth, "width": multipliers.width, "resolution": multipliers.resolution,
-                        "late_depth": multipliers.late_depth},
-        "rounding": {"depth": config.deployment.depth_rounding, "resolution_multiple":
-                     config.deployment.resolution_multiple, "channel_divisor": 8},
-        "spec": spec.to_dict(),
-        "arch": encode_arch(spec),
-        "stem_channels": spec.stem_channels,
-        "head_channels": spec.head_channels,
-        "cost": {"params": cost.params, "macs": cost.macs, "activations": cost.activations},
-        "baseline_macs": base_macs,
-        "macs_ratio": cost.macs / base_macs,
-        "nominal_ratio": s,
-        "budget": budget,
-        "proxy": {
-            "note": "the proxy of this network (not the one to ship): what the study's training would measure",
-            "spec": proxy.to_dict(),
-            "cost": {"params": proxy_cost.params, "macs": proxy_cost.macs, "activations": proxy_cost.activations},
-            "resolution_factor": transform.resolution_factor, "width_factor": transform.width,
-            "depth_factor": transform.depth,
-        },
-        "evidence": evidence,
-        "provenance": {"tool": "scaling-search", "version": __version__, **provenance},
-    }
+    scaling = {"rule": {**rule.record(), "s": s}, "phi": phi,
+               "multipliers": {"depth": multipliers.depth, "width": multipliers.width,
+                               "resolution": multipliers.resolution, "late_depth": multipliers.late_depth}}
+    note = (f"the baseline scaled by the {rule.name} rule; spec, arch, cost and budget describe the network to "
+            "train and ship, 'proxy' the smaller network that would stand for it in training")
+    return _config_body(config, baseline, transform, spec, scaling, s, fit, note, evidence, provenance, file_name)
 
 
 def export_rule_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,
@@ -229,12 +211,7 @@ def export_rule_models(folder: Path, config: StudyConfig, baseline: NetworkSpec,
         name = f"model-{rule.name}-phi{phi_label(phi)}.json"
         configs.append((folder / name, rule_config(config, baseline, transform, rule, phi, fitted, evidence,
                                                    provenance, name)))
-    folder.mkdir(parents=True, exist_ok=True)
-    for path, body in configs:
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(body, indent=2) + "\n")
-        temporary.replace(path)
-    return [path for path, _ in configs]
+    return _write_configs(folder, configs)
 
 
 def parse_family(text: str | None) -> list[float] | None:
