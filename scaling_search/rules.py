@@ -86,6 +86,12 @@ class CompoundRule:
                 "source": "Tan & Le, 2019, Eq. 3"}
 
 
+def _check_share(name: str, value: float) -> None:
+    """A rule's share of the FLOPs growth lies in [0, 1]."""
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
 @dataclass(frozen=True)
 class FastCompoundRule:
     """Dollar, Singh & Girshick (2021): width takes ``width_share`` of the FLOPs growth (0.8: "dWr")."""
@@ -94,8 +100,7 @@ class FastCompoundRule:
     name: str = "fast"
 
     def __post_init__(self) -> None:
-        if not 0 <= self.width_share <= 1:
-            raise ValueError(f"width_share must be in [0, 1], got {self.width_share}")
+        _check_share("width_share", self.width_share)
 
     def multipliers(self, s: float) -> Multipliers:
         check_multiplier("FLOPs", s)
@@ -148,8 +153,7 @@ class ResNetRSRule:
     name: str = "rs"
 
     def __post_init__(self) -> None:
-        if not 0 <= self.resolution_share <= 1:
-            raise ValueError(f"resolution_share must be in [0, 1], got {self.resolution_share}")
+        _check_share("resolution_share", self.resolution_share)
 
     def multipliers(self, s: float) -> Multipliers:
         check_multiplier("FLOPs", s)
