@@ -238,6 +238,10 @@ class LatencyTable:
         if self.adapted_from is not None:
             self.entries, self.adapted_from = {}, None
         self.fill(specs)
+        return self._fit_correction(specs, rounds, runs)
+
+    def _fit_correction(self, specs: Sequence[NetworkSpec], rounds: int, runs: int) -> list[tuple[float, float]]:
+        """Measure ``specs`` whole (interleaved), fit the correction on the table's sums of their parts, save."""
         measured = measure_latencies(specs, self.device, batch=self.batch, rounds=rounds, runs=runs,
                                      runtime=self.runtime)
         pairs = [(self.raw_sum(spec, measure_missing=False), latency.ms) for spec, latency in zip(specs, measured)]
@@ -259,15 +263,8 @@ class LatencyTable:
             raise UserError(f"the table from {origin} has the parts of {len(covered)} of the "
                             f"{len(specs)} calibration networks; adapting needs at least 2: calibrate that table "
                             "with 'scaling-search latency calibrate' there first, or calibrate here without --from")
-        measured = measure_latencies(covered, self.device, batch=self.batch, rounds=rounds, runs=runs,
-                                     runtime=self.runtime)
-        self.entries = dict(entries)
-        pairs = [(self.raw_sum(spec, measure_missing=False), latency.ms) for spec, latency in zip(covered, measured)]
-        self.correction = fit_relative(pairs)
-        self.calibrated = True
-        self.adapted_from = origin
-        self.save()
-        return pairs
+        self.entries, self.adapted_from = dict(entries), origin
+        return self._fit_correction(covered, rounds, runs)
 
 
 def check_source_table(source: Any, runtime: str, batch: int) -> None:
