@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from scaling_search import __version__
 from scaling_search.cli import cost_cmd, latency_cmd, report_cmd, search_cmd, train_cmd
 from scaling_search.cli.common import OneLineParser
 from scaling_search.errors import NonFiniteLossError, UserError
+from scaling_search.search.interrupt import install_interrupt_handler
 
 _COMMANDS = (search_cmd, report_cmd, cost_cmd, train_cmd, latency_cmd)
 
@@ -50,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 1 training diverged, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(_join_signed_values(list(sys.argv[1:] if argv is None else argv)))
+    previous = install_interrupt_handler()  # Ctrl-C never lands inside a storage write (see search.interrupt)
     try:
         return int(args.handler(args) or 0)
     except UserError as error:  # a user's mistake (CliError and DataError too); a bug keeps its traceback
@@ -61,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"scaling-search {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def console() -> None:

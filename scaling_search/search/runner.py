@@ -25,6 +25,7 @@ from scaling_search.search.candidate import Trainer
 from scaling_search.search.config import StudyConfig, mask_credentials
 from scaling_search.search.export import export_models, export_rule_models, fit_budget
 from scaling_search.search.grid import choose_coefficients, grid_of, grid_table, prepare_grid, run_grid
+from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
 from scaling_search.search.queue import prepare_points, train_points
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
 from scaling_search.spec import NetworkSpec, load_spec
@@ -141,7 +142,7 @@ def _stage_label(stage: str) -> str:
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
+    raise_outside_storage(signum, frame, SystemExit(0))
 
 
 def _exit_with_parent() -> None:
@@ -186,7 +187,7 @@ def _with_workers(stage: str, config: StudyConfig, baseline: NetworkSpec | None,
         # (Optuna joins the trial's heartbeat thread, which writes to the storage) must not wait on its lock.
         for process in processes:
             process.terminate()
-        raise KeyboardInterrupt
+        interrupt_outside_storage(signum, frame)
 
     signal.signal(signal.SIGINT, interrupted)
     try:
