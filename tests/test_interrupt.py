@@ -43,7 +43,7 @@ def _interrupt_writing_trials(path, tries: int, seed: int = 0) -> list[str]:
 
     outcomes = []
     for attempt in range(tries):
-        timer = threading.Timer(draw.uniform(0.05, 0.4), os.kill, (os.getpid(), signal.SIGINT))
+        timer = threading.Timer(draw.uniform(0.05, 0.25), os.kill, (os.getpid(), signal.SIGINT))
         timer.start()
         try:
             study.optimize(objective, n_trials=1)
@@ -67,7 +67,7 @@ def test_sigint_at_random_moments_of_storage_writes_always_leaves_a_working_stor
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna flags heartbeats experimental
             optuna.logging.set_verbosity(optuna.logging.ERROR)
-            outcomes = _interrupt_writing_trials(tmp_path / "study.db", tries=20)
+            outcomes = _interrupt_writing_trials(tmp_path / "study.db", tries=15)
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert outcomes == ["interrupted"] * 20
+    assert outcomes == ["interrupted"] * 15

@@ -133,7 +133,7 @@ def test_sigkill_in_stage_2_then_resume(tmp_path, finished_run):
     before = _grid_rows(tmp_path)
     assert any(state == "RUNNING" for _, state, _ in before)
 
-    cli(tmp_path, "run", "--budget", "2x", *SMOKE, "--workers", "2")
+    cli_in_process(tmp_path, "run", "--budget", "2x", *SMOKE, "--workers", "2")
     rows = _grid_rows(tmp_path)
     complete = [point for _, state, point in rows if state == "COMPLETE"]
     assert sorted(complete) == sorted(set(complete)), "a grid point was trained to completion twice"
@@ -152,7 +152,7 @@ def test_sigkill_in_stage_2_then_resume(tmp_path, finished_run):
 @pytest.mark.slow
 def test_two_workers_share_the_grid(tmp_path, finished_run):
     reference_cwd, _, _ = finished_run
-    cli(tmp_path, "grid", *SMOKE, "--workers", "2")
+    cli_in_process(tmp_path, "grid", *SMOKE, "--workers", "2")  # the worker is a process of its own all the same
     rows = _grid_rows(tmp_path)
     complete = [point for _, state, point in rows if state == "COMPLETE"]
     assert sorted(complete) == sorted(set(complete)) and len(complete) == len(_grid_results(reference_cwd))
@@ -163,13 +163,8 @@ def test_two_workers_share_the_grid(tmp_path, finished_run):
 
 
 @pytest.mark.slow
-def test_latency_budget_run_records_predicted_and_measured_latency(tmp_path):
-    env = {**os.environ, "SCALING_SEARCH_CACHE": str(tmp_path / "cache")}
-
-    def scaling_search(*argv):
-        return subprocess.run([sys.executable, "-m", "scaling_search", *argv], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600, env=env)
-
+def test_latency_budget_run_records_predicted_and_measured_latency(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
     # B0 at 128 px: the table measures each part of every network it predicts, and 224 px parts cost 3x as much
     # (without a calibrated table the same command is refused: tests/test_bad_input.py). A table calibrated on
     # three B0s here stand in for 'scaling-search latency calibrate' (35-50 s); the 128 px one's parts are the
@@ -178,9 +173,7 @@ def test_latency_budget_run_records_predicted_and_measured_latency(tmp_path):
 
     table = LatencyTable.open("cpu", 1, cache_dir=tmp_path / "cache" / "latency")
     table.calibrate([replace(EFFICIENTNET_B0, resolution=r) for r in (64, 96, 128)], rounds=2, runs=3)
-    flags = ["run", *SMOKE, "--resolution", "128", "--cost", "latency", "--budget", "1.5x"]
-    proc = scaling_search(*flags)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    cli_in_process(tmp_path, "run", *SMOKE, "--resolution", "128", "--cost", "latency", "--budget", "1.5x")
     [config] = [json.loads(p.read_text()) for p in (tmp_path / "reports" / "smoke-synthetic").glob("model-phi*.json")
                 if json.loads(p.read_text())["budget"]]
     latency = config["latency"]
