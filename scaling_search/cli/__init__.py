@@ -9,12 +9,12 @@ import sys
 from collections.abc import Sequence
 
 from scaling_search import __version__
-from scaling_search.cli import cost_cmd, latency_cmd, report_cmd, search_cmd, train_cmd
+from scaling_search.cli import cost_cmd, fidelity_cmd, latency_cmd, report_cmd, search_cmd, train_cmd
 from scaling_search.cli.common import OneLineParser
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.search.interrupt import install_interrupt_handler
 
-_COMMANDS = (search_cmd, report_cmd, cost_cmd, train_cmd, latency_cmd)
+_COMMANDS = (search_cmd, report_cmd, fidelity_cmd, cost_cmd, train_cmd, latency_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,12 +11,12 @@ settings is refused instead of silently mixing trials.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from scaling_search.atomic import write_json_atomically
 from scaling_search.errors import UserError
 from scaling_search.family import FAMILY, efficientnet
 from scaling_search.presets import load_toml
@@ -187,12 +187,7 @@ class StudyConfig:
                 **{table: asdict(getattr(self, table)) for table in TABLES}}
 
     def write(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "study.json"
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        temporary.replace(path)  # atomic: a failed run never leaves a half-written config
-        return path
+        return write_json_atomically(folder / "study.json", self.to_dict())  # never half-written
 
     def deployment_network(self, num_classes: int, channels: int) -> NetworkSpec:
         """The deployment network with the data's classes and channels (stage 1 searches around it)."""

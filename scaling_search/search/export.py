@@ -8,13 +8,13 @@ spec that stands for it in training and the proxy evidence the coefficients were
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from scaling_search import __version__
 from scaling_search.arch import encode_arch
+from scaling_search.atomic import write_json_atomically
 from scaling_search.budget import Budget, BudgetFit, BudgetMiss, fit_phi
 from scaling_search.cost import count_cost
 from scaling_search.errors import UserError
@@ -117,12 +117,7 @@ def _config_body(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
 
 def _write_configs(folder: Path, configs: list[tuple[Path, dict[str, Any]]]) -> list[Path]:
     """Write every config, each atomically, once all of them were computed (a refusal writes nothing)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for path, body in configs:
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(body, indent=2) + "\n")
-        temporary.replace(path)
-    return [path for path, _ in configs]
+    return [write_json_atomically(path, body) for path, body in configs]
 
 
 def model_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform,

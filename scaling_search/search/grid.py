@@ -115,13 +115,15 @@ def prepare_grid(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
 def run_grid(config: StudyConfig, data: ImageData, baseline: NetworkSpec, transform: ProxyTransform,
              trainer: Trainer, progress: bool = True, bar: bool = True) -> optuna.Study:
     """Stage 2: train every grid point's proxy to completion (or pruning) exactly once."""
-    def describe(attrs: dict[str, Any]) -> str:
-        return (f"alpha {attrs.get('alpha'):g} beta {attrs.get('beta'):g} gamma {attrs.get('gamma'):g} "
-                f"({attrs.get('achieved_ratio', float('nan')):.3f}x deployment MACs, proxy "
-                f"{attrs.get('proxy_resolution')} px)")
+    return train_points(config, data, prepare_grid(config, baseline, transform), "grid", describe_grid_point,
+                        trainer, progress, bar)
 
-    return train_points(config, data, prepare_grid(config, baseline, transform), "grid", describe, trainer,
-                        progress, bar)
+
+def describe_grid_point(attrs: dict[str, Any]) -> str:
+    """A grid point in a log line: its coefficients, its deployment MACs ratio and its proxy's resolution."""
+    return (f"alpha {attrs.get('alpha'):g} beta {attrs.get('beta'):g} gamma {attrs.get('gamma'):g} "
+            f"({attrs.get('achieved_ratio', float('nan')):.3f}x deployment MACs, proxy "
+            f"{attrs.get('proxy_resolution')} px)")
 
 
 def grid_table(study: optuna.Study) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import optuna
 
+from scaling_search.atomic import write_json_atomically
 from scaling_search.budget import Budget, BudgetMiss
 from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
@@ -24,7 +25,9 @@ from scaling_search.search.baseline import run_baseline
 from scaling_search.search.candidate import Trainer
 from scaling_search.search.config import StudyConfig, mask_credentials
 from scaling_search.search.export import export_models, export_rule_models, fit_budget
-from scaling_search.search.grid import choose_coefficients, grid_of, grid_table, prepare_grid, run_grid
+from scaling_search.search.fidelity import Fidelity, Reference, reference_points, regime, score_fidelity
+from scaling_search.search.grid import (choose_coefficients, describe_grid_point, grid_of, grid_table, prepare_grid,
+                                        run_grid)
 from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
 from scaling_search.search.queue import prepare_points, train_points
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
@@ -131,13 +134,16 @@ def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, tr
     if stage == "grid":
         run_grid(config, prepared.data, NetworkSpec.from_dict(baseline or {}), prepared.transform, trainer,
                  progress=progress, bar=False)
-    else:  # an ablation figure: its points are already enqueued in the study
+    else:  # an ablation figure, the comparison or a fidelity reference: its points are already enqueued
         study = open_study(config, open_storage(config), stage)
-        train_points(config, prepared.data, study, _stage_label(stage), describe_point, trainer,
+        describe = describe_grid_point if stage.startswith("fidelity") else describe_point
+        train_points(config, prepared.data, study, _stage_label(stage), describe, trainer,
                      progress=progress, bar=False)
 
 
 def _stage_label(stage: str) -> str:
+    if stage.startswith("fidelity"):
+        return "reference"
     return "comparison" if stage == "compare" else f"figure {stage[3:]}"
 
 
@@ -427,6 +433,35 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     return build_report(config.name, config.storage, output)
 
 
+def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("reports"),
+             trainer: Trainer = train_proxy, progress: bool = True, data: ImageData | None = None) -> Fidelity:
+    """The proxy's ranking of the grid scored against ``reference`` (see :mod:`scaling_search.search.fidelity`).
+
+    Stage 1 and 2 run (or are reused) as in :func:`run`; the reference trains the grid's candidates as the stage
+    ``fidelity-<regime>`` of the same study. Writes ``fidelity.json`` beside the study's report tables.
+    """
+    prepared = prepare(config, data)
+    reference_config = with_worker_threads(reference.config(config))
+    try:
+        transform = reference_config.proxy_transform(prepared.network)  # refused before any training
+    except UserError as error:
+        raise UserError(f"reference regime: {error}") from None
+    baseline, _ = search_baseline(prepared, trainer, progress)
+    grid = search_grid(prepared, baseline, trainer, progress)
+    stage = reference.stage(config)
+    study = prepare_points(reference_config, stage, reference_points(grid.study, transform),
+                           {"baseline": baseline.to_dict(), "reference": regime(reference_config)})
+    _with_workers(stage, reference_config, None, trainer,
+                  lambda: train_points(reference_config, prepared.data, study, _stage_label(stage),
+                                       describe_grid_point, trainer, progress),
+                  progress)
+    result = score_fidelity(grid.study, study, config, reference_config)
+    folder = output / config.name
+    config.write(folder)
+    write_json_atomically(folder / "fidelity.json", result.to_dict())
+    return result
+
+
 def describe_point(attrs: dict[str, Any]) -> str:
     """An ablation point in a log line: its method or dimension and multiplier, and its deployment MACs."""
     label = attrs.get("method") or f"{attrs.get('dimension')} x{attrs.get('multiplier'):g}"
@@ -452,6 +487,6 @@ def _study_coefficients(config: StudyConfig) -> tuple[tuple[float, float, float]
     return grid.coefficients, f"study's grid (trial {grid.summary['winner']['trial']})"
 
 
-__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "compare", "export", "export_by_rule", "load_grid",
+__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "compare", "export", "export_by_rule", "fidelity", "load_grid",
            "prepare", "run",
            "search_baseline", "search_grid", "with_worker_threads", "write_tables"]

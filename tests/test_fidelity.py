@@ -1,0 +1,110 @@
+"""Proxy fidelity (scaling_search.search.fidelity) with trainers whose rankings are known, then the command."""
+
+import json
+
+import pytest
+
+from scaling_search.budget import parse_budget
+from scaling_search.errors import UserError
+from scaling_search.search import runner
+from scaling_search.search.fidelity import Reference, describe_fidelity
+from scaling_search.search.config import load_study_config
+from scaling_search.training import EpochMetrics, TrainResult
+
+from smoke_run import SMOKE, cli_in_process
+
+
+def _config(tmp_path, **train):
+    overrides = {"search": {"baseline": "network", "pruner": "none"}, "train": train}
+    return load_study_config("smoke", overrides, "fid", f"sqlite:///{tmp_path}/fid.db")
+
+
+def regime_trainer(reference_order: str, calls: list):
+    """Accuracy grows with the proxy's resolution and width; a reference (more than one epoch) ranks the same
+    way or the reverse. Training loss falls as accuracy grows."""
+    def train(spec, data, settings, on_epoch=None):
+        calls.append((spec.resolution, settings.epochs))
+        score = spec.resolution / 1000 + spec.stages[-1].out_channels / 10_000
+        if settings.epochs > 1 and reference_order == "reversed":
+            score = -score
+        accuracy = 0.5 + score
+        history = tuple(EpochMetrics(e, 2.0 - score, accuracy, accuracy, 0.1, 0.0) for e in range(1, settings.epochs + 1))
+        for metrics in history:
+            if on_epoch is not None:
+                on_epoch(metrics.epoch, metrics)
+        return TrainResult(accuracy, accuracy, 2.0 - score, settings.epochs, 0.01 * settings.epochs, 1000.0, 1, 1,
+                           spec.resolution, "fake", 1, history)
+    return train
+
+
+@pytest.mark.parametrize("order, tau", [("same", 1.0), ("reversed", -1.0)])
+def test_the_proxys_ranking_is_scored_against_the_reference(tmp_path, order, tau):
+    calls: list = []
+    result = runner.fidelity(_config(tmp_path), Reference(epochs=3), output=tmp_path / "reports",
+                             trainer=regime_trainer(order, calls), progress=False)
+    points = len(result.candidates)
+    assert points >= 3 and result.left_out == 0
+    assert sorted(epochs for _, epochs in calls) == [1] * points + [3] * points  # each regime trains each point
+    for signal in ("proxy accuracy", "proxy final training loss", "proxy summed training loss"):
+        assert result.signals[signal].kendall_tau == pytest.approx(tau), signal
+    assert result.signals["proxy accuracy"].top1_agrees is (order == "same")
+    assert result.reference["epochs"] == 3 * result.proxy["epochs"]
+    assert result.cost_ratio == pytest.approx(1 / 3)  # the fake's wall time grows with the epochs
+    stored = json.loads((tmp_path / "reports" / "fid" / "fidelity.json").read_text())
+    assert stored["signals"]["proxy accuracy"]["kendall_tau"] == pytest.approx(tau)
+    assert f"Kendall tau {tau:+.2f}" in describe_fidelity(result)
+
+
+def test_fidelity_reuses_the_runs_grid_and_its_own_reference(tmp_path):
+    calls: list = []
+    trainer = regime_trainer("same", calls)
+    runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=trainer, progress=False,
+               report=False)
+    trained_by_run = len(calls)
+    first = runner.fidelity(_config(tmp_path), Reference(epochs=3), output=tmp_path / "reports", trainer=trainer,
+                            progress=False)
+    assert [epochs for _, epochs in calls[trained_by_run:]] == [3] * len(first.candidates)  # only the reference
+    again = runner.fidelity(_config(tmp_path), Reference(epochs=3), output=tmp_path / "reports", trainer=trainer,
+                            progress=False)
+    assert len(calls) == trained_by_run + len(first.candidates) and again.to_dict() == first.to_dict()
+    wider = runner.fidelity(_config(tmp_path), Reference(epochs=1, resolution=64), output=tmp_path / "reports",
+                            trainer=trainer, progress=False)  # another regime is another stage of the study
+    assert wider.reference["proxy_resolution"] == 64 and wider.reference["epochs"] == 1
+    assert all(resolution > 32 for resolution, epochs in calls[-len(wider.candidates):])
+
+
+@pytest.mark.parametrize("reference, message", [
+    (Reference(epochs=1), "the reference regime equals the proxy"),
+    (Reference(epochs=2, resolution=300), "reference regime: .* exceeds the deployment resolution"),
+])
+def test_an_impossible_reference_is_refused_before_anything_trains(tmp_path, reference, message):
+    calls: list = []
+    with pytest.raises(UserError, match=message):
+        runner.fidelity(_config(tmp_path), reference, output=tmp_path / "reports",
+                        trainer=regime_trainer("same", calls), progress=False)
+    assert calls == []
+
+
+@pytest.mark.parametrize("flags, message", [({"epochs": 0}, "--reference-epochs"),
+                                            ({"width": 1.5}, "--reference-width"),
+                                            ({"resolution": 0}, "--reference-resolution")])
+def test_a_bad_reference_flag_is_named(flags, message):
+    with pytest.raises(UserError, match=message):
+        Reference(**flags)
+
+
+@pytest.mark.slow
+def test_fidelity_command_on_the_smoke_preset_prints_json(tmp_path, smoke_run):
+    """The issue's smoke test: after the session's smoke run, only the reference trains (real training)."""
+    import shutil
+
+    shutil.copytree(smoke_run[0], tmp_path, dirs_exist_ok=True)
+    out = json.loads(cli_in_process(tmp_path, "fidelity", *SMOKE, "--format", "json"))
+    accuracy = out["signals"]["proxy accuracy"]
+    assert out["reference"]["epochs"] == 3 * out["proxy"]["epochs"] and out["cost"]["ratio"] > 0
+    if accuracy["kendall_tau"] is None:  # the smoke preset trains at chance: the reference ranks nothing
+        assert len({c["reference_accuracy"] for c in out["candidates"]}) == 1
+    else:
+        low, high = accuracy["kendall_interval"]
+        assert -1 <= low <= accuracy["kendall_tau"] <= high <= 1
+    assert json.loads((tmp_path / "reports" / "smoke-synthetic" / "fidelity.json").read_text()) == out
