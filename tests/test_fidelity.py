@@ -1,11 +1,13 @@
 """Proxy fidelity (scaling_search.search.fidelity) with trainers whose rankings are known, then the command."""
 
+import html
 import json
 
 import pytest
 
 from scaling_search.budget import parse_budget
 from scaling_search.errors import UserError
+from scaling_search.report import build_report
 from scaling_search.search import runner
 from scaling_search.search.fidelity import Reference, describe_fidelity
 from scaling_search.search.config import load_study_config
@@ -53,6 +55,10 @@ def test_the_proxys_ranking_is_scored_against_the_reference(tmp_path, order, tau
     stored = json.loads((tmp_path / "reports" / "fid" / "fidelity.json").read_text())
     assert stored["signals"]["proxy accuracy"]["kendall_tau"] == pytest.approx(tau)
     assert f"Kendall tau {tau:+.2f}" in describe_fidelity(result)
+    index = build_report("fid", f"sqlite:///{tmp_path}/fid.db", tmp_path / "reports")  # from the storage alone
+    page = html.unescape(index.read_text())
+    section = page[page.index("Proxy fidelity: the grid's ranking against a longer regime"):]
+    assert f"proxy accuracy Kendall tau {tau:+.2f}" in " ".join(section.split()) and "not measured" not in page
 
 
 def test_fidelity_reuses_the_runs_grid_and_its_own_reference(tmp_path):
@@ -71,6 +77,12 @@ def test_fidelity_reuses_the_runs_grid_and_its_own_reference(tmp_path):
                             trainer=trainer, progress=False)  # another regime is another stage of the study
     assert wider.reference["proxy_resolution"] == 64 and wider.reference["epochs"] == 1
     assert all(resolution > 32 for resolution, epochs in calls[-len(wider.candidates):])
+    runner.export(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports")
+    page = html.unescape(build_report("fid", f"sqlite:///{tmp_path}/fid.db", tmp_path / "reports").read_text())
+    answer = page[page.index("id='confidence'"):]  # the answer names each measured regime
+    assert f"Proxy fidelity against 3 epoch(s) at 32 px, width x0.25 over {len(first.candidates)} grid candidates: " \
+           "Kendall tau +1.00" in answer
+    assert "Proxy fidelity against 1 epoch(s) at 64 px" in answer
 
 
 @pytest.mark.parametrize("reference, message", [

@@ -14,7 +14,7 @@ _DESCRIPTION = (
     "regime -- k times the epochs, optionally a larger proxy resolution or width -- and report how faithfully the "
     "proxy ranks them: Kendall's tau and Spearman's rho with 95% bootstrap intervals, top-1 and top-3 agreement, "
     "the cost ratio, and the same scores for the proxy's training loss. The reference is a stage of the study: "
-    "resumable, and reused by the next call. Writes reports/<study>/fidelity.json.")
+    "resumable, and reused by the next call. Writes reports/<study>/fidelity.json and rebuilds the report.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +45,9 @@ def run_fidelity(args: argparse.Namespace) -> int:
     result = runner.fidelity(config, reference, output=Path(args.output), progress=not args.no_progress,
                              data=prepared.data)
     print(json.dumps(result.to_dict(), indent=2) if args.format == "json" else describe_fidelity(result))
+    from scaling_search.report import build_report
+
+    print(f"report: {build_report(config.name, config.storage, Path(args.output))}", file=sys.stderr)
     return 0
 
 

@@ -14,13 +14,18 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from scaling_search.search.fidelity import Fidelity, describe_fidelity, fidelity_sentence
+
 Z95 = 1.96
+_NO_FIDELITY = ("Proxy fidelity (how the proxy's ranking holds in a longer regime) is not measured in this study: "
+                "'scaling-search fidelity' measures it.")
 
 
 class Interval(NamedTuple):
@@ -132,7 +137,7 @@ def _seeded_row(series: pd.Series) -> dict[str, Any]:
             "accuracy_std": series.get("accuracy_std"), "seeds": 1 if pd.isna(seeds) else int(seeds)}
 
 
-def comparison_verdicts(frame: pd.DataFrame) -> list[str]:
+def comparison_verdicts(frame: pd.DataFrame, fidelity: str = "") -> list[str]:
     """One sentence per budget of a rule comparison: the best rule minus the runner-up, with its interval.
 
     Rules that scale to the very same network (v2 is compound wherever its resolution cap does not bind) are
@@ -164,7 +169,7 @@ def comparison_verdicts(frame: pd.DataFrame) -> list[str]:
             f"At {budget:g}x the baseline's deployment MACs, {named(best_methods)} reached "
             f"{100 * best['accuracy']:.1f}% proxy val top-1 ({best['macs'] / 1e6:,.0f}M MACs) against "
             f"{100 * second['accuracy']:.1f}% for {named(second_methods)}, the runner-up: "
-            f"{describe_interval(interval)}. The proxy's rank fidelity is not measured in this study.")
+            f"{describe_interval(interval)}. {fidelity or _NO_FIDELITY}")
     return sentences
 
 
@@ -243,11 +248,13 @@ def _figure(name: str, figure: go.Figure) -> str:
 
 
 def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame],
-                configs: list[dict[str, Any]]) -> Path:
-    """Write ``index.html``: the answer, the family, Figure 8's verdict, the grid, the baseline search, the
-    ablations, the settings and links to every file (``plotly.min.js`` must lie beside it)."""
+                configs: list[dict[str, Any]], fidelities: Sequence[Fidelity] = ()) -> Path:
+    """Write ``index.html``: the answer, the family, Figure 8's verdict, the grid, the proxy's fidelity, the
+    baseline search, the ablations, the settings and links to every file (``plotly.min.js`` must lie beside
+    it)."""
     grid = tables.get("grid_trials", pd.DataFrame())
     answer = gather_answer(configs, grid)
+    fidelity = " ".join(fidelity_sentence(f) for f in fidelities)
     parts = [f"<h1>scaling-search: {_e(study)}</h1>"]
     parts.append("<h2>The answer</h2>")
     if answer is None:
@@ -262,8 +269,7 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
                       + (f", {_e(answer.versus_runner_up)} against the runner-up." if answer.versus_runner_up
                          else "."))
         parts.append(f"<p id='confidence'>{confidence} Seeds per grid point: {answer.seeds}; proxy epochs: "
-                     f"{_e(answer.epochs)}. Proxy fidelity (how the proxy's ranking holds in a longer regime): not "
-                     "measured in this study.</p>")
+                     f"{_e(answer.epochs)}. {_e(fidelity or _NO_FIDELITY)}</p>")
         budgeted = [c for c in configs if c.get("budget")]
         if budgeted:
             member = budgeted[0]
@@ -282,7 +288,7 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
     if "compare" in figures:
         parts.append("<h2>Scaling rules compared on this data</h2>")
         frame = tables["compare_trials"]
-        parts.extend(f"<p class='verdict'>{_e(sentence)}</p>" for sentence in comparison_verdicts(frame))
+        parts.extend(f"<p class='verdict'>{_e(sentence)}</p>" for sentence in comparison_verdicts(frame, fidelity))
         parts.append(_figure("compare", figures["compare"]))
         parts.append(_table(comparison_rows(frame), table_id="comparison"))
     if "grid" in figures:
@@ -291,6 +297,12 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
         columns = [c for c in ("point", "alpha", "beta", "gamma", "nominal_ratio", "achieved_ratio", "resolution",
                                "macs", "proxy_resolution", "proxy_macs", "accuracy", "accuracy_std") if c in grid]
         parts.append(_table(grid[columns].sort_values("point").to_dict("records"), table_id="grid"))
+    if fidelities:
+        parts.append("<h2>Proxy fidelity: the grid's ranking against a longer regime</h2>")
+        for result in fidelities:
+            lines = describe_fidelity(result).splitlines()
+            parts.append(f"<p class='verdict'>{_e(lines[0])}</p><ul>"
+                         + "".join(f"<li>{_e(line.strip())}</li>" for line in lines[1:]) + "</ul>")
     if "baseline_history" in figures:
         parts.append("<h2>Stage 1: the baseline search</h2>")
         parts.append(_figure("baseline_history", figures["baseline_history"]))

@@ -23,9 +23,7 @@ from optuna.trial import TrialState
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxyTransform
 from scaling_search.rank_agreement import RankAgreement, rank_agreement
-from scaling_search.search.candidate import Candidate
 from scaling_search.search.config import StudyConfig
-from scaling_search.search.queue import point
 from scaling_search.spec import NetworkSpec
 
 
@@ -69,15 +67,26 @@ class Reference:
                 f"w{reference.proxy.width:g}")
 
 
-def regime(config: StudyConfig) -> dict[str, Any]:
-    """A training regime as the report and the JSON output describe it."""
-    return {"epochs": config.train.epochs, "proxy_resolution": config.proxy.resolution,
-            "proxy_width": config.proxy.width, "proxy_depth": config.proxy.depth, "seeds": config.search.repeats}
+def regime(settings: dict[str, Any]) -> dict[str, Any]:
+    """A training regime as the report and the JSON output describe it, from a stage's stored ``settings``
+    (:meth:`StudyConfig.result_settings`)."""
+    return {"epochs": settings["train"]["epochs"], "proxy_resolution": settings["proxy"]["resolution"],
+            "proxy_width": settings["proxy"]["width"], "proxy_depth": settings["proxy"]["depth"],
+            "seeds": settings["search"]["repeats"]}
+
+
+def fidelity_stages(storage: Any, name: str) -> list[str]:
+    """The reference stages (``fidelity-<regime>``) of study ``name`` in ``storage``, in name order."""
+    prefix = f"{name}:fidelity-"
+    return sorted(s.split(":", 1)[1] for s in optuna.get_all_study_names(storage) if s.startswith(prefix))
 
 
 def reference_points(grid: optuna.Study, transform: ProxyTransform) -> list[dict[str, Any]]:
     """The grid's points (same index, attributes and params) with their proxies made by the reference's
     transform."""
+    from scaling_search.search.candidate import Candidate  # torch loads with the trainer, not with the report
+    from scaling_search.search.queue import point
+
     return [point(Candidate.of(NetworkSpec.from_dict(entry["deployment"]), transform), entry["attrs"],
                   entry.get("params"))
             for entry in grid.user_attrs["points"]]
@@ -113,9 +122,9 @@ class Fidelity:
                 "left_out": self.left_out, "candidates": self.candidates}
 
 
-def score_fidelity(grid: optuna.Study, reference: optuna.Study, proxy_config: StudyConfig,
-                   reference_config: StudyConfig) -> Fidelity:
-    """Pair each grid point's proxy result with its reference result and score the signals against it."""
+def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
+    """Pair each grid point's proxy result with its reference result and score the signals against it; reads
+    only the two stages (the report calls it on a storage alone)."""
     proxied, referenced = _complete(grid), _complete(reference)
     shared = sorted(set(proxied) & set(referenced))
     if len(shared) < 3:
@@ -132,22 +141,37 @@ def score_fidelity(grid: optuna.Study, reference: optuna.Study, proxy_config: St
                      "proxy_train_s": proxy_attrs.get("train_wall_s", 0.0),
                      "reference_train_s": reference_attrs.get("train_wall_s", 0.0)})
     truth = [row["reference_accuracy"] for row in rows]
-    seed = proxy_config.search.seed
+    seed = grid.user_attrs["settings"]["search"]["seed"]
     signals = {"proxy accuracy": rank_agreement([row["proxy_accuracy"] for row in rows], truth, seed)}
     for key, name in (("proxy_train_loss", "proxy final training loss"),
                       ("proxy_train_loss_sum", "proxy summed training loss")):
         if all(row[key] is not None for row in rows):
             signals[name] = rank_agreement([-row[key] for row in rows], truth, seed)  # lower loss ranks higher
-    return Fidelity(regime(proxy_config), regime(reference_config), rows, signals,
+    return Fidelity(regime(grid.user_attrs["settings"]), regime(reference.user_attrs["settings"]), rows, signals,
                     sum(row["proxy_train_s"] for row in rows), sum(row["reference_train_s"] for row in rows),
                     len(grid.user_attrs["points"]) - len(shared))
 
 
+def regime_text(r: dict[str, Any]) -> str:
+    """``"9 epoch(s) at 40 px, width x0.5"``."""
+    return f"{r['epochs']} epoch(s) at {r['proxy_resolution']} px, width x{r['proxy_width']:g}"
+
+
+def fidelity_sentence(result: Fidelity) -> str:
+    """The proxy accuracy's fidelity in one sentence, for the report's answer and verdicts."""
+    score = result.signals["proxy accuracy"]
+    against = f"Proxy fidelity against {regime_text(result.reference)} over {len(result.candidates)} grid candidates"
+    if not score.defined:
+        return f"{against}: undefined, the reference gives every candidate the same accuracy."
+    interval = "" if score.kendall_interval is None else \
+        f" (95% interval {score.kendall_interval[0]:+.2f} to {score.kendall_interval[1]:+.2f})"
+    return (f"{against}: Kendall tau {score.kendall_tau:+.2f}{interval}; the proxy's best is "
+            f"{'the' if score.top1_agrees else 'not the'} reference's best; it cost {result.cost_ratio:.2f} of the "
+            "reference's training time.")
+
+
 def describe_fidelity(result: Fidelity) -> str:
     """The scores as lines of text: one per signal, then the cost."""
-    def regime_text(r: dict[str, Any]) -> str:
-        return f"{r['epochs']} epoch(s) at {r['proxy_resolution']} px, width x{r['proxy_width']:g}"
-
     n = len(result.candidates)
     lines = [f"proxy fidelity over {n} grid candidates: proxy {regime_text(result.proxy)} vs reference "
              f"{regime_text(result.reference)}, {result.proxy['seeds']} seed(s) each"]
@@ -167,4 +191,5 @@ def describe_fidelity(result: Fidelity) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Fidelity", "Reference", "describe_fidelity", "reference_points", "regime", "score_fidelity"]
+__all__ = ["Fidelity", "Reference", "describe_fidelity", "fidelity_sentence", "fidelity_stages", "reference_points",
+           "regime", "regime_text", "score_fidelity"]

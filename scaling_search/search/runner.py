@@ -25,7 +25,7 @@ from scaling_search.search.baseline import run_baseline
 from scaling_search.search.candidate import Trainer
 from scaling_search.search.config import StudyConfig, mask_credentials
 from scaling_search.search.export import export_models, export_rule_models, fit_budget
-from scaling_search.search.fidelity import Fidelity, Reference, reference_points, regime, score_fidelity
+from scaling_search.search.fidelity import Fidelity, Reference, reference_points, score_fidelity
 from scaling_search.search.grid import (choose_coefficients, describe_grid_point, grid_of, grid_table, prepare_grid,
                                         run_grid)
 from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
@@ -450,12 +450,12 @@ def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("
     grid = search_grid(prepared, baseline, trainer, progress)
     stage = reference.stage(config)
     study = prepare_points(reference_config, stage, reference_points(grid.study, transform),
-                           {"baseline": baseline.to_dict(), "reference": regime(reference_config)})
+                           {"baseline": baseline.to_dict()})
     _with_workers(stage, reference_config, None, trainer,
                   lambda: train_points(reference_config, prepared.data, study, _stage_label(stage),
                                        describe_grid_point, trainer, progress),
                   progress)
-    result = score_fidelity(grid.study, study, config, reference_config)
+    result = score_fidelity(grid.study, study)
     folder = output / config.name
     config.write(folder)
     write_json_atomically(folder / "fidelity.json", result.to_dict())
