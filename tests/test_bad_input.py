@@ -163,6 +163,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("ablate config missing", ["ablate", "--config", "missing.json", *FLAGS], "missing.json does not exist"),
     ("ablate negative widths", ["ablate", "--widths", "1,-2", *FLAGS], "must list positive numbers"),
     ("ablate unknown figure", ["ablate", "--figure", "9", *FLAGS], "invalid choice: '9'"),
+    ("fidelity against the proxy itself", ["fidelity", "--reference-epochs", "1", *FLAGS],
+     "the reference regime equals the proxy"),
+    ("fidelity with no epochs", ["fidelity", "--reference-epochs", "0", *FLAGS], "--reference-epochs must be"),
+    ("fidelity wider than deployed", ["fidelity", "--reference-width", "2", *FLAGS], "--reference-width must be in"),
+    ("fidelity above the deployment resolution", ["fidelity", "--reference-resolution", "400", *FLAGS],
+     "reference regime: [proxy] resolution 400 px exceeds the deployment resolution"),
     ("compare an unknown rule", ["compare", "--strategies", "compound,linear", *FLAGS], "name two or more of"),
     ("compare one rule", ["compare", "--strategies", "fast", *FLAGS], "name two or more of"),
     ("compare at a MAC budget", ["compare", "--budget", "800M", *FLAGS], "give ratios above 1"),
@@ -234,5 +240,5 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(workdir, monkeypatch, 
 def test_the_battery_is_large_and_covers_every_subcommand():
     commands = {case[1][0] for case in CASES}
     assert len(CASES) >= 60
-    assert commands >= {"run", "baseline", "grid", "export", "ablate", "compare", "report", "train", "latency",
-                        "cost"}
+    assert commands >= {"run", "baseline", "grid", "export", "ablate", "compare", "fidelity", "report", "train",
+                        "latency", "cost"}

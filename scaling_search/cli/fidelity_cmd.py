@@ -41,6 +41,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     reference.config(config)  # a reference equal to the proxy, or a bad width, is refused before anything loads
     _quiet_optuna()
     prepared = runner.prepare(config)
+    reference.transform(config, prepared.network)
     print(_describe_scales(prepared), file=sys.stderr)
     result = runner.fidelity(config, reference, output=Path(args.output), progress=not args.no_progress,
                              data=prepared.data)

@@ -60,6 +60,13 @@ class Reference:
         return replace(config, proxy=proxy, train=replace(config.train, epochs=config.train.epochs * self.epochs),
                        search=replace(config.search, pruner="none"))
 
+    def transform(self, config: StudyConfig, network: NetworkSpec) -> ProxyTransform:
+        """The reference's proxy transform for the deployment ``network``; refuses one no proxy can have."""
+        try:
+            return self.config(config).proxy_transform(network)
+        except UserError as error:
+            raise UserError(f"reference regime: {error}") from None
+
     def stage(self, config: StudyConfig) -> str:
         """The stage's name, unique per regime: ``fidelity-e9-r40-w0.5``."""
         reference = self.config(config)

@@ -442,10 +442,7 @@ def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("
     """
     prepared = prepare(config, data)
     reference_config = with_worker_threads(reference.config(config))
-    try:
-        transform = reference_config.proxy_transform(prepared.network)  # refused before any training
-    except UserError as error:
-        raise UserError(f"reference regime: {error}") from None
+    transform = reference.transform(config, prepared.network)  # refused before any training
     baseline, _ = search_baseline(prepared, trainer, progress)
     grid = search_grid(prepared, baseline, trainer, progress)
     stage = reference.stage(config)
