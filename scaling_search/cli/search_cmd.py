@@ -10,6 +10,7 @@ from typing import Any
 
 from scaling_search.cli.common import CliError, positive_float, positive_int, print_table
 from scaling_search.cli.train_cmd import add_data_args
+from scaling_search.confidence import SEPARATED_AT
 from scaling_search.runtimes import RUNTIMES
 
 RUN_EXAMPLES = """examples:
@@ -277,12 +278,13 @@ def _print_grid(grid: Any) -> None:
           f"{alpha * beta**2 * gamma**2:.3f}; {winner['achieved_ratio']:.3f}x the baseline's deployment MACs at phi=1)")
     line = f"winner: proxy val top-1 {winner['accuracy']:.4f}"
     if summary.get("runner_up") is not None:
-        if summary.get("separated") is None:
-            line += f"; {summary['gap']:.4f} ahead of the runner-up (one seed: no spread measured, use --repeats)"
-        else:
-            verdict = "more" if summary["separated"] else "NOT more"
-            line += (f"; {summary['gap']:.4f} ahead of the runner-up, {verdict} than the seed spread "
-                     f"({summary['spread']:.4f})")
+        line += f", {summary['gap']:.4f} ahead of the runner-up"
+    if summary.get("p_best") is not None:
+        verdict = "separated from the rest" if summary["separated"] else \
+            f"NOT separated at {SEPARATED_AT:.0%} (more seeds: --repeats)"
+        line += f"; P(best) {summary['p_best']:.2f}, {verdict}; noise counted: {summary['noise']}"
+    elif summary.get("runner_up") is not None:
+        line += " (no noise known: the trials record neither seeds nor validation size)"
     print(line)
 
 

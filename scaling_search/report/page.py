@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
+from scaling_search.confidence import SEPARATED_AT, accuracy_variance
 from scaling_search.search.fidelity import Fidelity, describe_fidelity, fidelity_sentence
 
 Z95 = 1.96
@@ -37,17 +38,9 @@ class Interval(NamedTuple):
     seeds_measured: bool
 
 
-def _variance(accuracy: float, val_images: float | None, std: float | None, seeds: int) -> float | None:
-    if not val_images and seeds <= 1:
-        return None  # neither the validation size nor a seed spread is known
-    sampling = accuracy * (1 - accuracy) / val_images if val_images else 0.0
-    training = (std or 0.0) ** 2 / seeds if seeds > 1 else 0.0
-    return sampling + training
-
-
 def difference_interval(first: dict[str, Any], second: dict[str, Any]) -> Interval:
     """``first`` minus ``second`` proxy accuracy with its 95% interval (rows with accuracy, val_images, std)."""
-    variances = [_variance(row["accuracy"], row.get("val_images"), row.get("accuracy_std"), row.get("seeds", 1))
+    variances = [accuracy_variance(row["accuracy"], row.get("val_images"), row.get("accuracy_std"), row.get("seeds", 1))
                  for row in (first, second)]
     difference = first["accuracy"] - second["accuracy"]
     seeds = min(first.get("seeds", 1), second.get("seeds", 1)) > 1
@@ -82,6 +75,8 @@ class Answer(NamedTuple):
     versus_runner_up: str | None
     seeds: int
     epochs: int | None
+    p_best: float | None = None  # the winner's probability of being the best grid point
+    noise: str | None = None  # what p_best counts
 
 
 def gather_answer(configs: list[dict[str, Any]], grid: pd.DataFrame) -> Answer | None:
@@ -105,7 +100,8 @@ def gather_answer(configs: list[dict[str, Any]], grid: pd.DataFrame) -> Answer |
     versus = describe_interval(difference_interval(row(winner), row(runner_up))) if runner_up else None
     alpha, beta, gamma = config["alpha"], config["beta"], config["gamma"]
     return Answer(alpha, beta, gamma, alpha * beta**2 * gamma**2, winner.get("achieved_ratio", float("nan")),
-                  winner.get("accuracy", float("nan")), versus, seeds, evidence.get("proxy_epochs"))
+                  winner.get("accuracy", float("nan")), versus, seeds, evidence.get("proxy_epochs"),
+                  evidence.get("p_best"), evidence.get("noise"))
 
 
 def figure8_verdicts(frame: pd.DataFrame) -> list[str]:
@@ -268,6 +264,10 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
         confidence = (f"Winner: {100 * answer.winner_accuracy:.1f}% proxy val top-1"
                       + (f", {_e(answer.versus_runner_up)} against the runner-up." if answer.versus_runner_up
                          else "."))
+        if answer.p_best is not None:
+            verdict = "separated from the rest" if answer.p_best >= SEPARATED_AT else \
+                f"not separated at {SEPARATED_AT:.0%}"
+            confidence += _e(f" P(best) {answer.p_best:.2f}, {verdict} (noise counted: {answer.noise}).")
         parts.append(f"<p id='confidence'>{confidence} Seeds per grid point: {answer.seeds}; proxy epochs: "
                      f"{_e(answer.epochs)}. {_e(fidelity or _NO_FIDELITY)}</p>")
         budgeted = [c for c in configs if c.get("budget")]

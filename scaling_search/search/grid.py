@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import optuna
 from optuna.trial import TrialState
 
+from scaling_search.confidence import SEPARATED_AT, accuracy_variance, probability_best
 from scaling_search.cost import count_cost
 from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
@@ -139,7 +140,8 @@ def grid_table(study: optuna.Study) -> list[dict[str, Any]]:
                "resolution": attrs.get("resolution"), "macs": attrs.get("macs"), "params": attrs.get("params"),
                "proxy_resolution": attrs.get("proxy_resolution"), "proxy_macs": attrs.get("proxy_macs"),
                "accuracy": attrs.get("accuracy", trial.value if trial.state == TrialState.COMPLETE else None),
-               "accuracy_std": attrs.get("accuracy_std"), "train_loss": attrs.get("train_loss"),
+               "accuracy_std": attrs.get("accuracy_std"), "seeds": len(attrs.get("accuracy_per_seed") or [None]),
+               "val_images": attrs.get("val_images"), "train_loss": attrs.get("train_loss"),
                "images_per_s": attrs.get("images_per_s")}
         if attrs["point"] not in rows or (row["state"] == "complete" and rows[attrs["point"]]["state"] != "complete"):
             rows[attrs["point"]] = row
@@ -147,7 +149,13 @@ def grid_table(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def choose_coefficients(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The winning grid point (highest mean accuracy among completed points) and how clearly it won."""
+    """The winning grid point (highest mean accuracy among completed points) and how clearly it won.
+
+    Every completed row gets ``p_best``, its probability of being the best given validation and seed noise
+    (:func:`scaling_search.confidence.probability_best`); ``separated`` says whether the winner's reaches
+    :data:`~scaling_search.confidence.SEPARATED_AT` (None when no noise is known). ``noise`` names what the
+    probabilities count: with one seed, the validation sampling alone (they overstate the confidence).
+    """
     complete = sorted((r for r in rows if r["state"] == "complete" and r["accuracy"] is not None),
                       key=lambda r: (-r["accuracy"], r["point"]))
     if not complete:
@@ -159,7 +167,17 @@ def choose_coefficients(rows: list[dict[str, Any]]) -> dict[str, Any]:
         spread = max(winner["accuracy_std"] or 0.0, summary["runner_up"]["accuracy_std"] or 0.0)
         summary["gap"] = gap
         summary["spread"] = spread
-        summary["separated"] = bool(gap > spread) if spread > 0 else None
+    variances = [accuracy_variance(r["accuracy"], r.get("val_images"), r.get("accuracy_std"), r.get("seeds", 1))
+                 for r in complete]
+    summary["separated"] = None
+    if all(v is not None for v in variances):
+        for row, p in zip(complete, probability_best([r["accuracy"] for r in complete], variances)):
+            row["p_best"] = p
+        summary["p_best"] = winner["p_best"]
+        summary["separated"] = winner["p_best"] >= SEPARATED_AT
+        seeded = min(r.get("seeds", 1) for r in complete) > 1
+        summary["noise"] = "validation images and seeds" if seeded else \
+            "validation images only (one seed: training noise not measured, so P(best) is overstated)"
     return summary
 
 

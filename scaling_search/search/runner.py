@@ -17,6 +17,7 @@ import optuna
 
 from scaling_search.atomic import write_json_atomically
 from scaling_search.budget import Budget, BudgetMiss
+from scaling_search.confidence import SEPARATED_AT
 from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxyTransform, to_proxy
@@ -268,7 +269,8 @@ def export(config: StudyConfig, budget: Budget, family: list[float] | None = Non
     transform = config.proxy_transform(grid.baseline)
     summary = grid.summary
     evidence = {"grid_winner": summary["winner"], "runner_up": summary.get("runner_up"),
-                "gap": summary.get("gap"), "separated": summary.get("separated"),
+                "gap": summary.get("gap"), "p_best": summary.get("p_best"), "noise": summary.get("noise"),
+                "separated": summary.get("separated"), "separated_at": SEPARATED_AT,
                 "seeds_per_point": config.search.repeats, "proxy_epochs": config.train.epochs,
                 "measured_at": "the phi = 1 grid point's proxy"}
     provenance = {"dataset": dataset or config.data.source, "preset": config.preset, "seed": config.search.seed,
