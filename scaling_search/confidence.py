@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+#: A normal's 97.5th percentile: the half-width of every 95% interval, in standard errors.
+Z95 = 1.96
 #: Joint draws behind P(best); its Monte Carlo error is below 0.004 at any probability.
 DRAWS = 20_000
 #: A winner whose P(best) reaches this is called separated from the rest.
@@ -42,4 +44,4 @@ def probability_best(means: Sequence[float], variances: Sequence[float], draws: 
     return [float(w) / draws for w in wins]
 
 
-__all__ = ["DRAWS", "SEPARATED_AT", "accuracy_variance", "probability_best"]
+__all__ = ["DRAWS", "SEPARATED_AT", "Z95", "accuracy_variance", "probability_best"]

@@ -21,12 +21,27 @@ def test_figure3_has_one_panel_per_dimension_and_sorted_points():
     assert [t.name for t in figure.data] == ["width", "depth", "resolution"]
     assert all(list(t.x) == sorted(t.x) for t in figure.data)
     assert "trimmed" in figure.layout.title.text
-    assert figure.data[0].error_y.array is None  # one seed: no error bars
+    assert figure.data[0].error_y.array is None  # no validation size and one seed: no noise known, no bars
 
 
-def test_error_bars_appear_with_repeats():
-    frame = FIG3.assign(accuracy_std=0.02)
-    assert list(report.draw_figure3(frame).data[0].error_y.array) == [0.02, 0.02]
+def test_error_bars_are_95_percent_intervals_of_validation_and_seed_noise():
+    import math
+
+    one_seed = report.draw_figure3(FIG3.assign(val_images=1000)).data[0]
+    assert list(one_seed.error_y.array) == pytest.approx(
+        [1.96 * math.sqrt(a * (1 - a) / 1000) for a in one_seed.y])  # validation sampling alone
+    seeded = report.draw_figure3(FIG3.assign(val_images=1000, accuracy_std=0.02, seeds=4)).data[0]
+    assert list(seeded.error_y.array) == pytest.approx(
+        [1.96 * math.sqrt(a * (1 - a) / 1000 + 0.02**2 / 4) for a in seeded.y])
+
+
+def test_the_grid_accuracy_figure_puts_the_best_point_first_with_its_interval():
+    grid = _frame([{"trial": i, "point": i, "state": "complete", "alpha": 1.0 + 0.1 * i, "beta": 1.0, "gamma": 1.1,
+                    "achieved_ratio": 2.0, "accuracy": acc, "accuracy_std": None, "seeds": 1, "val_images": 1250}
+                   for i, acc in enumerate([0.40, 0.46, 0.43])])
+    trace = report.draw_grid_accuracy(grid).data[0]
+    assert list(trace.y) == [0.46, 0.43, 0.40] and trace.x[0] == "1.1, 1, 1.1"
+    assert all(0.02 < half < 0.03 for half in trace.error_y.array)  # about 2.7 points at 1,250 images
 
 
 def test_pruned_points_are_not_drawn():

@@ -15,7 +15,8 @@ import pandas as pd
 
 from scaling_search.errors import UserError
 from scaling_search.report.figures import (draw_baseline_history, draw_baseline_scatter, draw_comparison, draw_family,
-                                           draw_figure3, draw_figure4, draw_figure8, draw_grid, family_frame,
+                                           draw_figure3, draw_figure4, draw_figure8, draw_grid,
+                                           draw_grid_accuracy, family_frame,
                                            load_configs, trials_frame, write_pages, write_static)
 from scaling_search.report.page import write_index
 
@@ -47,6 +48,7 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
             figures["baseline_scatter"] = draw_baseline_scatter(frame)
         elif stage == "grid":
             figures["grid"] = draw_grid(frame)
+            figures["grid_accuracy"] = draw_grid_accuracy(frame)
         else:
             figures[stage] = {"fig3": draw_figure3, "fig4": draw_figure4, "fig8": draw_figure8,
                               "compare": draw_comparison}[stage](frame, note)
@@ -84,5 +86,5 @@ def _fidelities(name: str, storage: optuna.storages.BaseStorage) -> list[Any]:
 
 
 __all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_comparison", "draw_family", "draw_figure3",
-           "draw_figure4", "draw_figure8", "draw_grid", "family_frame", "load_configs", "trials_frame",
+           "draw_figure4", "draw_figure8", "draw_grid", "draw_grid_accuracy", "family_frame", "load_configs", "trials_frame",
            "write_index", "write_pages", "write_static"]

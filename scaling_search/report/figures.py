@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
 from scaling_search.arch import encode_arch
+from scaling_search.confidence import Z95, accuracy_variance
 from scaling_search.errors import UserError
 from scaling_search.spec import NetworkSpec
 
@@ -54,7 +56,17 @@ def _points(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _error_y(frame: pd.DataFrame) -> Any:
-    return frame["accuracy_std"] if frame["accuracy_std"].fillna(0).gt(0).any() else None
+    """95% half-widths of each point's accuracy: validation sampling plus, with several seeds, the seed spread
+    of the mean (:func:`scaling_search.confidence.accuracy_variance`); None where no noise is known."""
+    half_widths = []
+    for _, row in frame.iterrows():
+        val_images = row.get("val_images")
+        seeds = row.get("seeds")
+        variance = accuracy_variance(float(row["accuracy"]), None if pd.isna(val_images) else float(val_images),
+                                     None if pd.isna(row.get("accuracy_std")) else float(row["accuracy_std"]),
+                                     1 if seeds is None or pd.isna(seeds) else int(seeds))
+        half_widths.append(None if variance is None else Z95 * math.sqrt(variance))
+    return None if all(h is None for h in half_widths) else [0.0 if h is None else h for h in half_widths]
 
 
 # --- Figure 3 --------------------------------------------------------------------------------------------
@@ -84,7 +96,7 @@ def draw_figure3(frame: pd.DataFrame, note: str = "") -> go.Figure:
 # --- Figures 4 and 8 -------------------------------------------------------------------------------------
 
 def _accuracy_lines(frame: pd.DataFrame, group: str, title: str, label_multiplier: bool) -> go.Figure:
-    """One accuracy-vs-MACs line per value of ``group``, error bars where seeds were repeated."""
+    """One accuracy-vs-MACs line per value of ``group``, with 95% error bars (validation and seed noise)."""
     data = _points(frame).sort_values([group, "macs"]) if not frame.empty else frame
     figure = go.Figure()
     for name, part in (data.groupby(group, sort=False) if not data.empty else ()):
@@ -147,6 +159,22 @@ def draw_grid(frame: pd.DataFrame) -> go.Figure:
     data = _points(frame)
     figure = px.parallel_coordinates(data, dimensions=["alpha", "beta", "gamma", "achieved_ratio", "accuracy"],
                                      color="accuracy", title="Stage 2: the (alpha, beta, gamma) grid")
+    return figure
+
+
+def draw_grid_accuracy(frame: pd.DataFrame) -> go.Figure:
+    """Every grid point's proxy accuracy with its 95% error bar, best first, so the winner's lead over the rest
+    is read against the noise (hover: coefficients and achieved MACs ratio)."""
+    data = _points(frame)
+    data = data.sort_values(["accuracy", "point"], ascending=[False, True]) if not data.empty else data
+    labels = [f"{a:g}, {b:g}, {g:g}" for a, b, g in zip(data["alpha"], data["beta"], data["gamma"])]
+    error = _error_y(data) if not data.empty else None
+    figure = go.Figure(go.Scatter(
+        x=labels, y=data["accuracy"], mode="markers", name="proxy val top-1",
+        error_y=None if error is None else {"type": "data", "array": error},
+        text=[f"{r:.3f}x deployment MACs" for r in data["achieved_ratio"]]))
+    figure.update_layout(title="Stage 2: grid points by proxy accuracy, with 95% intervals",
+                         xaxis_title="alpha, beta, gamma", yaxis_title="proxy val top-1")
     return figure
 
 

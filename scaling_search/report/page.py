@@ -21,10 +21,9 @@ from typing import Any, NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
-from scaling_search.confidence import SEPARATED_AT, accuracy_variance
+from scaling_search.confidence import SEPARATED_AT, Z95, accuracy_variance
 from scaling_search.search.fidelity import Fidelity, describe_fidelity, fidelity_sentence
 
-Z95 = 1.96
 _NO_FIDELITY = ("Proxy fidelity (how the proxy's ranking holds in a longer regime) is not measured in this study: "
                 "'scaling-search fidelity' measures it.")
 
@@ -294,8 +293,11 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
     if "grid" in figures:
         parts.append("<h2>The coefficient grid (phi = 1)</h2>")
         parts.append(_figure("grid", figures["grid"]))
+        if "grid_accuracy" in figures:
+            parts.append(_figure("grid_accuracy", figures["grid_accuracy"]))
         columns = [c for c in ("point", "alpha", "beta", "gamma", "nominal_ratio", "achieved_ratio", "resolution",
-                               "macs", "proxy_resolution", "proxy_macs", "accuracy", "accuracy_std") if c in grid]
+                               "macs", "proxy_resolution", "proxy_macs", "accuracy", "accuracy_std", "seeds",
+                               "val_images") if c in grid]
         parts.append(_table(grid[columns].sort_values("point").to_dict("records"), table_id="grid"))
     if fidelities:
         parts.append("<h2>Proxy fidelity: the grid's ranking against a longer regime</h2>")
