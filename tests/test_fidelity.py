@@ -78,6 +78,8 @@ def test_fidelity_reuses_the_runs_grid_and_its_own_reference(tmp_path):
     assert wider.reference["proxy_resolution"] == 64 and wider.reference["epochs"] == 1
     assert all(resolution > 32 for resolution, epochs in calls[-len(wider.candidates):])
     runner.export(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports")
+    evidence = json.loads((tmp_path / "reports" / "fid" / "model-phi1.json").read_text())["evidence"]
+    assert [(f["reference"]["epochs"], f["kendall_tau"]) for f in evidence["proxy_fidelity"]] == [(1, 1.0), (3, 1.0)]
     page = html.unescape(build_report("fid", f"sqlite:///{tmp_path}/fid.db", tmp_path / "reports").read_text())
     answer = page[page.index("id='confidence'"):]  # the answer names each measured regime
     assert f"Proxy fidelity against 3 epoch(s) at 32 px, width x0.25 over {len(first.candidates)} grid candidates: " \

@@ -302,12 +302,32 @@ def _print_summary(grid: Any, paths: list[Path], index: Path | None, args: argpa
         parameters = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in rule.items()
                                if k not in ("rule", "source"))
         print(f"scaled by the {strategy} rule ({parameters}; {rule['source']}); the {args.budget} model is {model}")
+    fidelities = (json.loads(model.read_text()).get("evidence") or {}).get("proxy_fidelity")
+    if strategy == "compound":
+        print(_fidelity_line(fidelities))
     if index is not None:
         print(f"report: {index}")
     else:
         print(f"report: none (nothing was trained: a given baseline scaled by the {strategy} rule needs no training; "
               f"'scaling-search compare' trains the rules side by side on your data)")
     print(f"next: scaling-search train --config {model}{data}   (trains the deployment-scale network)")
+
+
+def _fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
+    """How far the proxy's ranking was measured to hold, from the exported evidence."""
+    if not fidelities:
+        return ("proxy fidelity: not measured (scaling-search fidelity trains the grid in a longer regime and "
+                "scores the proxy's ranking)")
+    parts = []
+    for measured in fidelities:
+        regime = f"{measured['reference']['epochs']} epoch(s) at {measured['reference']['proxy_resolution']} px"
+        if measured["kendall_tau"] is None:
+            parts.append(f"undefined against {regime} (the reference ranks nothing)")
+        else:
+            low, high = measured["kendall_interval"] or (float("nan"), float("nan"))
+            parts.append(f"Kendall tau {measured['kendall_tau']:+.2f} (95% interval {low:+.2f} to {high:+.2f}) against "
+                         f"{regime} over {measured['candidates']} grid points")
+    return "proxy fidelity: " + "; ".join(parts)
 
 
 def _rounded(value: Any) -> Any:

@@ -8,7 +8,6 @@ lays out the landing page.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pandas as pd
@@ -19,6 +18,7 @@ from scaling_search.report.figures import (draw_baseline_history, draw_baseline_
                                            draw_grid_accuracy, family_frame,
                                            load_configs, trials_frame, write_pages, write_static)
 from scaling_search.report.page import write_index
+from scaling_search.search.fidelity import stored_fidelities
 
 
 def build_report(name: str, storage_url: str, output: Path, static: tuple[str, ...] = ()) -> Path:
@@ -52,7 +52,7 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
         else:
             figures[stage] = {"fig3": draw_figure3, "fig4": draw_figure4, "fig8": draw_figure8,
                               "compare": draw_comparison}[stage](frame, note)
-    fidelities = _fidelities(name, storage)
+    fidelities = stored_fidelities(name, storage)
     for fidelity in fidelities:
         tables[f"fidelity_e{fidelity.reference['epochs']}_r{fidelity.reference['proxy_resolution']}"] = \
             pd.DataFrame(fidelity.candidates)
@@ -66,23 +66,6 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
     if static:
         write_static(folder, figures, static)
     return write_index(folder, name, figures, tables, configs, fidelities)
-
-
-def _fidelities(name: str, storage: optuna.storages.BaseStorage) -> list[Any]:
-    """Each measured proxy fidelity of the study (``scaling-search fidelity``), scored from the storage."""
-    from scaling_search.search.fidelity import fidelity_stages, score_fidelity
-
-    try:
-        grid = optuna.load_study(study_name=f"{name}:grid", storage=storage)
-    except KeyError:
-        return []
-    scored = []
-    for stage in fidelity_stages(storage, name):
-        try:
-            scored.append(score_fidelity(grid, optuna.load_study(study_name=f"{name}:{stage}", storage=storage)))
-        except UserError:  # fewer than three candidates finished in both regimes yet
-            continue
-    return scored
 
 
 __all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_comparison", "draw_family", "draw_figure3",

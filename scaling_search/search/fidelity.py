@@ -177,6 +177,30 @@ def fidelity_sentence(result: Fidelity) -> str:
             "reference's training time.")
 
 
+def stored_fidelities(name: str, storage: Any) -> list[Fidelity]:
+    """Every proxy fidelity measured for study ``name`` (one per reference regime), scored from the storage;
+    a reference with fewer than three candidates finished in both regimes is left out."""
+    try:
+        grid = optuna.load_study(study_name=f"{name}:grid", storage=storage)
+    except KeyError:
+        return []
+    scored = []
+    for stage in fidelity_stages(storage, name):
+        try:
+            scored.append(score_fidelity(grid, optuna.load_study(study_name=f"{name}:{stage}", storage=storage)))
+        except UserError:
+            continue
+    return scored
+
+
+def fidelity_evidence(result: Fidelity) -> dict[str, Any]:
+    """What an exported config records of a measured fidelity: the proxy accuracy's scores and the regime."""
+    score = result.signals["proxy accuracy"]
+    return {"reference": result.reference, "candidates": len(result.candidates), "kendall_tau": score.kendall_tau,
+            "kendall_interval": score.kendall_interval, "spearman_rho": score.spearman_rho,
+            "top1_agrees": score.top1_agrees, "cost_ratio": result.cost_ratio}
+
+
 def describe_fidelity(result: Fidelity) -> str:
     """The scores as lines of text: one per signal, then the cost."""
     n = len(result.candidates)
@@ -198,5 +222,5 @@ def describe_fidelity(result: Fidelity) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Fidelity", "Reference", "describe_fidelity", "fidelity_sentence", "fidelity_stages", "reference_points",
-           "regime", "regime_text", "score_fidelity"]
+__all__ = ["Fidelity", "Reference", "describe_fidelity", "fidelity_evidence", "fidelity_sentence", "fidelity_stages",
+           "reference_points", "regime", "regime_text", "score_fidelity", "stored_fidelities"]

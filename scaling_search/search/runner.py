@@ -26,7 +26,8 @@ from scaling_search.search.baseline import run_baseline
 from scaling_search.search.candidate import Trainer
 from scaling_search.search.config import StudyConfig, mask_credentials
 from scaling_search.search.export import export_models, export_rule_models, fit_budget
-from scaling_search.search.fidelity import Fidelity, Reference, reference_points, score_fidelity
+from scaling_search.search.fidelity import (Fidelity, Reference, fidelity_evidence, reference_points, score_fidelity,
+                                            stored_fidelities)
 from scaling_search.search.grid import (choose_coefficients, describe_grid_point, grid_of, grid_table, prepare_grid,
                                         run_grid)
 from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
@@ -272,7 +273,9 @@ def export(config: StudyConfig, budget: Budget, family: list[float] | None = Non
                 "gap": summary.get("gap"), "p_best": summary.get("p_best"), "noise": summary.get("noise"),
                 "separated": summary.get("separated"), "separated_at": SEPARATED_AT,
                 "seeds_per_point": config.search.repeats, "proxy_epochs": config.train.epochs,
-                "measured_at": "the phi = 1 grid point's proxy"}
+                "measured_at": "the phi = 1 grid point's proxy",
+                "proxy_fidelity": [fidelity_evidence(measured)
+                                   for measured in stored_fidelities(config.name, open_storage(config))]}
     provenance = {"dataset": dataset or config.data.source, "preset": config.preset, "seed": config.search.seed,
                   "storage": mask_credentials(config.storage), "study": config.name,
                   "grid_study": f"{config.name}:grid", "grid_trial": summary["winner"]["trial"]}
@@ -486,6 +489,5 @@ def _study_coefficients(config: StudyConfig) -> tuple[tuple[float, float, float]
     return grid.coefficients, f"study's grid (trial {grid.summary['winner']['trial']})"
 
 
-__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "compare", "export", "export_by_rule", "fidelity", "load_grid",
-           "prepare", "run",
-           "search_baseline", "search_grid", "with_worker_threads", "write_tables"]
+__all__ = ["GridResult", "Prepared", "RunResult", "ablate", "compare", "export", "export_by_rule", "fidelity",
+           "load_grid", "prepare", "run", "search_baseline", "search_grid", "with_worker_threads", "write_tables"]
