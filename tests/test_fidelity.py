@@ -122,3 +122,26 @@ def test_fidelity_command_on_the_smoke_preset_prints_json(tmp_path, smoke_run):
         low, high = accuracy["kendall_interval"]
         assert -1 <= low <= accuracy["kendall_tau"] <= high <= 1
     assert json.loads((tmp_path / "reports" / "smoke-synthetic" / "fidelity.json").read_text()) == out
+
+
+def test_an_extra_worker_trains_the_reference_stage(tmp_path, monkeypatch):
+    """What a --workers process runs (runner._worker), here in this process before the parent's own loop: it
+    trains every reference point. (It used to check stages 1 and 2 against the reference's settings and die.)"""
+    import signal
+
+    calls: list = []
+
+    def worker_first(stage, config, baseline, trainer, main, progress=False):
+        if stage.startswith("fidelity"):
+            previous = signal.getsignal(signal.SIGTERM)
+            try:
+                runner._worker(stage, config, baseline and baseline.to_dict(), trainer, False)
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+        return main()
+
+    monkeypatch.setattr(runner, "_with_workers", worker_first)
+    result = runner.fidelity(_config(tmp_path), Reference(epochs=3), output=tmp_path / "reports",
+                             trainer=regime_trainer("same", calls), progress=False)
+    assert [epochs for _, epochs in calls].count(3) == len(result.candidates)
+    assert result.signals["proxy accuracy"].kendall_tau == pytest.approx(1.0)

@@ -132,14 +132,16 @@ def _worker(stage: str, config: StudyConfig, baseline: dict[str, Any] | None, tr
     signal.signal(signal.SIGTERM, _exit_quietly)
     _exit_with_parent()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    prepared = prepare(config)
     if stage == "grid":
+        prepared = prepare(config)
         run_grid(config, prepared.data, NetworkSpec.from_dict(baseline or {}), prepared.transform, trainer,
                  progress=progress, bar=False)
-    else:  # an ablation figure, the comparison or a fidelity reference: its points are already enqueued
+    else:  # an ablation figure, the comparison or a fidelity reference: its points are already enqueued, and the
+        # parent checked the study. (prepare() here would check stages 1 and 2 against a fidelity reference's
+        # settings, which differ by design, and the worker died on it.)
         study = open_study(config, open_storage(config), stage)
         describe = describe_grid_point if stage.startswith("fidelity") else describe_point
-        train_points(config, prepared.data, study, _stage_label(stage), describe, trainer,
+        train_points(config, config.data.load(), study, _stage_label(stage), describe, trainer,
                      progress=progress, bar=False)
 
 
