@@ -186,6 +186,14 @@ def test_relative_fit_recovers_a_line_and_weighs_small_networks_like_large_ones(
     assert all(abs(a * x + b - y) / y < 0.03 for x, y in [(1.0, 2.0), (2.0, 3.0), (3.0, 4.0)])
 
 
+def test_a_noisy_calibration_that_reverses_the_order_keeps_latency_growing_with_the_parts():
+    pairs = [(10.0, 12.0), (20.0, 11.0), (30.0, 10.5)]  # a busy machine measured the bigger networks faster
+    slope, intercept = latency.fit_relative(pairs)
+    assert slope > 0 and intercept == 0.0
+    assert slope == pytest.approx(sum(y / x for x, y in pairs) / 3)  # the proportional fit
+    assert slope * 1e6 + intercept > 0  # a network far beyond the calibration still costs time
+
+
 def test_missing_entry_without_measuring_is_a_clear_error(tmp_path):
     with pytest.raises(KeyError, match="calibrate first"):
         LatencyTable.open("cpu", 1, cache_dir=tmp_path).predict(SMALL, measure_missing=False)

@@ -287,7 +287,8 @@ def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     Ordinary least squares lets the largest networks (B7-like latencies) dominate the fit, while a budget and
     the benchmark care about percentage errors across sizes: on the data behind the module docstring the
     relative fit lowered the median error from 13.0% to 8.5%. Minimises ``sum((a*x + b - y) / y)^2``, i.e.
-    ordinary least squares of 1 on ``(x/y, 1/y)``.
+    ordinary least squares of 1 on ``(x/y, 1/y)``. A fit whose slope is not positive (measurements so noisy
+    that a larger sum of parts measured faster) falls back to the proportional ``b = 0`` fit.
     """
     if not pairs:
         return (1.0, 0.0)
@@ -300,7 +301,11 @@ def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     determinant = suu * svv - suv * suv
     if determinant <= 0:
         return (statistics.fmean(y / x for x, y in pairs), 0.0)
-    return ((su * svv - sv * suv) / determinant, (sv * suu - su * suv) / determinant)
+    slope = (su * svv - sv * suv) / determinant
+    if slope <= 0:  # noise reversed the order (seen on a CPU shared with training): latency still grows with
+        # the parts, so keep the proportional fit; a falling line predicted negative latencies for big networks
+        return (statistics.fmean(y / x for x, y in pairs), 0.0)
+    return (slope, (sv * suu - su * suv) / determinant)
 
 
 __all__ = ["CacheFlush", "LatencyTable", "PartFactory", "calibration_specs", "check_source_table", "fit_relative",
