@@ -292,20 +292,18 @@ def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     """
     if not pairs:
         return (1.0, 0.0)
-    if len(pairs) == 1 or len({raw for raw, _ in pairs}) == 1:
-        return (statistics.fmean(y / x for x, y in pairs), 0.0)
-    u = [x / y for x, y in pairs]
-    v = [1.0 / y for _, y in pairs]
-    suu, suv, svv = sum(a * a for a in u), sum(a * b for a, b in zip(u, v)), sum(b * b for b in v)
-    su, sv = sum(u), sum(v)
-    determinant = suu * svv - suv * suv
-    if determinant <= 0:
-        return (statistics.fmean(y / x for x, y in pairs), 0.0)
-    slope = (su * svv - sv * suv) / determinant
-    if slope <= 0:  # noise reversed the order (seen on a CPU shared with training): latency still grows with
-        # the parts, so keep the proportional fit; a falling line predicted negative latencies for big networks
-        return (statistics.fmean(y / x for x, y in pairs), 0.0)
-    return (slope, (sv * suu - su * suv) / determinant)
+    if len({raw for raw, _ in pairs}) > 1:
+        u = [x / y for x, y in pairs]
+        v = [1.0 / y for _, y in pairs]
+        suu, suv, svv = sum(a * a for a in u), sum(a * b for a, b in zip(u, v)), sum(b * b for b in v)
+        su, sv = sum(u), sum(v)
+        determinant = suu * svv - suv * suv
+        slope = (su * svv - sv * suv) / determinant if determinant > 0 else 0.0
+        # A slope <= 0 means noise reversed the order (seen on a CPU shared with training): latency still grows
+        # with the parts, so the proportional fit below; a falling line predicted negative latencies.
+        if slope > 0:
+            return (slope, (sv * suu - su * suv) / determinant)
+    return (statistics.fmean(y / x for x, y in pairs), 0.0)  # one distinct sum of parts, or no rising line
 
 
 __all__ = ["CacheFlush", "LatencyTable", "PartFactory", "calibration_specs", "check_source_table", "fit_relative",

@@ -115,7 +115,7 @@ def _config_body(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
     }
 
 
-def _write_configs(folder: Path, configs: list[tuple[Path, dict[str, Any]]]) -> list[Path]:
+def _write_configs(configs: list[tuple[Path, dict[str, Any]]]) -> list[Path]:
     """Write every config, each atomically, once all of them were computed (a refusal writes nothing)."""
     return [write_json_atomically(path, body) for path, body in configs]
 
@@ -161,7 +161,7 @@ def export_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, tran
                                "device": measured.device, "runtime": measured.runtime, "threads": measured.threads,
                                "batch": latency.batch, "baseline_predicted_ms": latency.predict(baseline)}
         configs.append((folder / name, body))
-    return _write_configs(folder, configs)
+    return _write_configs(configs)
 
 
 def rule_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform, rule: ScalingRule,
@@ -206,7 +206,7 @@ def export_rule_models(folder: Path, config: StudyConfig, baseline: NetworkSpec,
         name = f"model-{rule.name}-phi{phi_label(phi)}.json"
         configs.append((folder / name, rule_config(config, baseline, transform, rule, phi, fitted, evidence,
                                                    provenance, name)))
-    return _write_configs(folder, configs)
+    return _write_configs(configs)
 
 
 def parse_family(text: str | None) -> list[float] | None:

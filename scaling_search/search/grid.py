@@ -163,10 +163,7 @@ def choose_coefficients(rows: list[dict[str, Any]]) -> dict[str, Any]:
     winner = complete[0]
     summary: dict[str, Any] = {"winner": winner, "runner_up": complete[1] if len(complete) > 1 else None}
     if summary["runner_up"] is not None:
-        gap = winner["accuracy"] - summary["runner_up"]["accuracy"]
-        spread = max(winner["accuracy_std"] or 0.0, summary["runner_up"]["accuracy_std"] or 0.0)
-        summary["gap"] = gap
-        summary["spread"] = spread
+        summary["gap"] = winner["accuracy"] - summary["runner_up"]["accuracy"]
     variances = [accuracy_variance(r["accuracy"], r.get("val_images"), r.get("accuracy_std"), r.get("seeds", 1))
                  for r in complete]
     summary["separated"] = None
