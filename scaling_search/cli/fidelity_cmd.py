@@ -44,7 +44,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     reference.transform(config, prepared.network)
     print(_describe_scales(prepared), file=sys.stderr)
     result = runner.fidelity(config, reference, output=Path(args.output), progress=not args.no_progress,
-                             data=prepared.data)
+                             prepared=prepared)
     print(json.dumps(result.to_dict(), indent=2) if args.format == "json" else describe_fidelity(result))
     from scaling_search.report import build_report
 

@@ -315,6 +315,8 @@ def _print_summary(grid: Any, paths: list[Path], index: Path | None, args: argpa
 
 def _fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
     """How far the proxy's ranking was measured to hold, from the exported evidence."""
+    from scaling_search.search.fidelity import describe_tau
+
     if not fidelities:
         return ("proxy fidelity: not measured (scaling-search fidelity trains the grid in a longer regime and "
                 "scores the proxy's ranking)")
@@ -324,9 +326,8 @@ def _fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
         if measured["kendall_tau"] is None:
             parts.append(f"undefined against {regime} (the reference ranks nothing)")
         else:
-            low, high = measured["kendall_interval"] or (float("nan"), float("nan"))
-            parts.append(f"Kendall tau {measured['kendall_tau']:+.2f} (95% interval {low:+.2f} to {high:+.2f}) against "
-                         f"{regime} over {measured['candidates']} grid points")
+            parts.append(f"{describe_tau(measured['kendall_tau'], measured['kendall_interval'])} against {regime} "
+                         f"over {measured['candidates']} grid points")
     return "proxy fidelity: " + "; ".join(parts)
 
 

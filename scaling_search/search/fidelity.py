@@ -164,15 +164,19 @@ def regime_text(r: dict[str, Any]) -> str:
     return f"{r['epochs']} epoch(s) at {r['proxy_resolution']} px, width x{r['proxy_width']:g}"
 
 
+def describe_tau(tau: float, interval: tuple[float, float] | None) -> str:
+    """``"Kendall tau +0.20 (95% interval -0.78 to +1.00)"``: how every output states a measured tau."""
+    bounds = "" if interval is None else f" (95% interval {interval[0]:+.2f} to {interval[1]:+.2f})"
+    return f"Kendall tau {tau:+.2f}{bounds}"
+
+
 def fidelity_sentence(result: Fidelity) -> str:
     """The proxy accuracy's fidelity in one sentence, for the report's answer and verdicts."""
     score = result.signals["proxy accuracy"]
     against = f"Proxy fidelity against {regime_text(result.reference)} over {len(result.candidates)} grid candidates"
     if not score.defined:
         return f"{against}: undefined, the reference gives every candidate the same accuracy."
-    interval = "" if score.kendall_interval is None else \
-        f" (95% interval {score.kendall_interval[0]:+.2f} to {score.kendall_interval[1]:+.2f})"
-    return (f"{against}: Kendall tau {score.kendall_tau:+.2f}{interval}; the proxy's best is "
+    return (f"{against}: {describe_tau(score.kendall_tau, score.kendall_interval)}; the proxy's best is "
             f"{'the' if score.top1_agrees else 'not the'} reference's best; it cost {result.cost_ratio:.2f} of the "
             "reference's training time.")
 
@@ -211,10 +215,8 @@ def describe_fidelity(result: Fidelity) -> str:
             lines.append(f"  {name:<28} undefined: the reference, or this signal, gives every candidate the same value "
                          "(trained at chance?); nothing is ranked")
             continue
-        interval = "" if s.kendall_interval is None else \
-            f" (95% interval {s.kendall_interval[0]:+.2f} to {s.kendall_interval[1]:+.2f})"
-        lines.append(f"  {name:<28} Kendall tau {s.kendall_tau:+.2f}{interval}, Spearman rho {s.spearman_rho:+.2f}; "
-                     f"top-1 {'agrees' if s.top1_agrees else 'differs'}, top-3 overlap {s.top3_overlap:.0%}")
+        lines.append(f"  {name:<28} {describe_tau(s.kendall_tau, s.kendall_interval)}, "
+                     f"Spearman rho {s.spearman_rho:+.2f}; top-1 {'agrees' if s.top1_agrees else 'differs'}, top-3 overlap {s.top3_overlap:.0%}")
     lines.append(f"  cost: the proxy trained in {result.proxy_train_s:.1f} s, the reference in "
                  f"{result.reference_train_s:.1f} s (ratio {result.cost_ratio:.2f})")
     if result.left_out:
@@ -222,5 +224,5 @@ def describe_fidelity(result: Fidelity) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Fidelity", "Reference", "describe_fidelity", "fidelity_evidence", "fidelity_sentence", "fidelity_stages",
-           "reference_points", "regime", "regime_text", "score_fidelity", "stored_fidelities"]
+__all__ = ["Fidelity", "Reference", "describe_fidelity", "describe_tau", "fidelity_evidence", "fidelity_sentence",
+           "fidelity_stages", "reference_points", "regime", "regime_text", "score_fidelity", "stored_fidelities"]

@@ -441,13 +441,14 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
 
 
 def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("reports"),
-             trainer: Trainer = train_proxy, progress: bool = True, data: ImageData | None = None) -> Fidelity:
+             trainer: Trainer = train_proxy, progress: bool = True, prepared: Prepared | None = None) -> Fidelity:
     """The proxy's ranking of the grid scored against ``reference`` (see :mod:`scaling_search.search.fidelity`).
 
     Stage 1 and 2 run (or are reused) as in :func:`run`; the reference trains the grid's candidates as the stage
     ``fidelity-<regime>`` of the same study. Writes ``fidelity.json`` beside the study's report tables.
+    ``prepared`` is :func:`prepare`'s result for ``config`` where the caller already has it.
     """
-    prepared = prepare(config, data)
+    prepared = prepared or prepare(config)
     reference_config = with_worker_threads(reference.config(config))
     transform = reference.transform(config, prepared.network)  # refused before any training
     baseline, _ = search_baseline(prepared, trainer, progress)
