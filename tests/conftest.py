@@ -5,6 +5,22 @@ import pytest
 from smoke_run import SMOKE, cli
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_latency_cache(tmp_path_factory):
+    """Every test (and every process it starts) sees an empty latency cache of its own, never the user's
+    calibrated tables: a test that wants a table writes one."""
+    import os
+
+    folder = tmp_path_factory.mktemp("latency-cache")
+    before = os.environ.get("SCALING_SEARCH_CACHE")
+    os.environ["SCALING_SEARCH_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("SCALING_SEARCH_CACHE", None)
+    else:
+        os.environ["SCALING_SEARCH_CACHE"] = before
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """``scaling-search run --budget 2x`` on the smoke preset from an empty folder: (folder, process, seconds).

@@ -56,10 +56,15 @@ def test_comparison_verdict_never_compares_a_rule_with_its_own_network():
     [sentence] = page.comparison_verdicts(frame)
     assert sentence.startswith("At 2x the baseline's deployment MACs, compound (and v2: the same network) reached "
                                "45.0%")
-    assert "against 40.0% for fast, the runner-up: +5.0 points" in sentence
+    assert "against 40.0% for fast (770M MACs), the runner-up: +5.0 points" in sentence
     assert "separated" in sentence and "(seeds and validation sampling)" in sentence
     # the twins as the runner-up are named together too (CIFAR at 4x: resolution first, then compound = v2)
     frame = pd.DataFrame([row("resolution", 0.44, "r", 448), row("v2", 0.43, "c", 303), row("compound", 0.43, "c", 303),
                           row("fast", 0.42, "f")])
     [sentence] = page.comparison_verdicts(frame)
-    assert "against 43.0% for v2 (and compound: the same network), the runner-up" in sentence
+    assert "against 43.0% for v2 (and compound: the same network) (770M MACs), the runner-up" in sentence
+    # with predicted latencies, each side of the comparison carries its own
+    frame["latency_ms"] = [31.25, 20.0, 20.0, 18.5]
+    [sentence] = page.comparison_verdicts(frame)
+    assert "reached 44.0% proxy val top-1 (770M MACs, 31.2 ms predicted) against 43.0%" in sentence
+    assert "(770M MACs, 20.0 ms predicted), the runner-up" in sentence

@@ -206,6 +206,50 @@ def test_rules_are_compared_at_equal_deployment_macs_with_a_verdict_and_seeds(tm
     assert sorted(frame[frame["budget"] == 8.0]["method"]) == ["compound", "depth", "fast", "v2", "width"]
 
 
+def test_comparison_table_predicts_latency_from_a_calibrated_table_and_says_why_when_there_is_none(
+        tmp_path, monkeypatch):
+    import html
+
+    import pandas as pd
+
+    from scaling_search.latency import LatencyTable, network_parts
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    config = _config(tmp_path)
+    index = runner.compare(config, ("compound", "width"), (2.0,), output=tmp_path / "reports",
+                           trainer=fake_trainer, progress=False)
+    assert "latency_ms" not in pd.read_csv(index.parent / "compare_trials.csv")
+    page = html.unescape(index.read_text())
+    assert "No latency column: no calibrated latency table" in page and "scaling-search latency calibrate" in page
+
+    # a calibrated table whose parts "measure" 0.25 ms per input channel of the part, fitted as 2x + 1 ms
+    measured = []
+
+    def fake_parts(self, factories):
+        measured.extend(factories)
+        return [0.25 * factory()[1][0] for factory in factories]
+
+    monkeypatch.setattr(LatencyTable, "_measure_parts", fake_parts)
+    table = LatencyTable.open("cpu", 1)
+    table.correction, table.calibrated = (2.0, 1.0), True
+    table.save()
+    TRAINED.clear()
+    index = runner.compare(config, ("compound", "width"), (2.0,), output=tmp_path / "reports",
+                           trainer=fake_trainer, progress=False)
+    assert TRAINED == [] and measured  # nothing trained again; the parts the table lacked were measured
+    frame = pd.read_csv(index.parent / "compare_trials.csv")
+    points = optuna.load_study(study_name="fake:compare", storage=config.storage).user_attrs["points"]
+    table = LatencyTable.open("cpu", 1)
+    for _, row in frame.iterrows():
+        spec = NetworkSpec.from_dict(points[int(row["point"])]["deployment"])
+        parts = sum(table.entries[key] for key, _ in network_parts(spec))
+        assert row["latency_ms"] == pytest.approx(2.0 * parts + 1.0, abs=1e-3)
+    assert frame["latency_ms"].nunique() == len(frame)  # three different networks, three different latencies
+    page = html.unescape(index.read_text())
+    assert "latency_ms: predicted at batch 1 on cpu:" in page and "No latency column" not in page
+    assert "ms predicted" in page  # the verdict carries each side's latency
+
+
 def test_run_by_a_rule_on_a_given_baseline_trains_nothing_and_exports_the_rule(tmp_path):
 
     TRAINED.clear()

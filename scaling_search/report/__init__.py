@@ -21,6 +21,20 @@ from scaling_search.report.page import write_index
 from scaling_search.search.fidelity import stored_fidelities
 
 
+def with_predicted_latency(frame: pd.DataFrame, latency: dict) -> pd.DataFrame:
+    """A comparison's trials with a ``latency_ms`` column (each point's stored prediction) when the comparison
+    has one; the frame's ``attrs["latency_note"]`` says where the numbers come from, or why there are none."""
+    frame = frame.copy()
+    if "ms" in latency and "point" in frame:
+        predicted = dict(enumerate(latency["ms"]))
+        frame["latency_ms"] = frame["point"].map(lambda index: predicted.get(int(index)))
+        frame.attrs["latency_note"] = (f"latency_ms: predicted at batch {latency['batch']} on {latency['device']} "
+                                       f"({latency['runtime']}) from this machine's calibrated latency table.")
+    elif "missing" in latency:
+        frame.attrs["latency_note"] = f"No latency column: {latency['missing']}."
+    return frame
+
+
 def build_report(name: str, storage_url: str, output: Path, static: tuple[str, ...] = ()) -> Path:
     """Gather every stage and figure study of ``name`` from the storage, draw them, write the folder (and each
     figure as a static file in every format of ``static``, e.g. ``("png", "svg")``)."""
@@ -41,6 +55,8 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
         frame = trials_frame(study)
         if frame.empty:
             continue
+        if stage == "compare":
+            frame = with_predicted_latency(frame, study.user_attrs.get("predicted_latency") or {})
         tables[f"{stage}_trials"] = frame
         note = study.user_attrs.get("note", "")
         if stage == "baseline":

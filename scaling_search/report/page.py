@@ -147,6 +147,11 @@ def comparison_verdicts(frame: pd.DataFrame, fidelity: str = "") -> list[str]:
     def named(methods: list[str]) -> str:
         return methods[0] + (f" (and {', '.join(methods[1:])}: the same network)" if len(methods) > 1 else "")
 
+    def costs(row: pd.Series) -> str:
+        latency = row.get("latency_ms")
+        return f"{row['macs'] / 1e6:,.0f}M MACs" + ("" if latency is None or pd.isna(latency) else
+                                                    f", {latency:.1f} ms predicted")
+
     sentences = []
     for budget, part in done.groupby("budget"):
         groups: list[tuple[pd.Series, list[str]]] = []  # one per distinct network, best first
@@ -162,8 +167,8 @@ def comparison_verdicts(frame: pd.DataFrame, fidelity: str = "") -> list[str]:
         interval = difference_interval(_seeded_row(best), _seeded_row(second))
         sentences.append(
             f"At {budget:g}x the baseline's deployment MACs, {named(best_methods)} reached "
-            f"{100 * best['accuracy']:.1f}% proxy val top-1 ({best['macs'] / 1e6:,.0f}M MACs) against "
-            f"{100 * second['accuracy']:.1f}% for {named(second_methods)}, the runner-up: "
+            f"{100 * best['accuracy']:.1f}% proxy val top-1 ({costs(best)}) against "
+            f"{100 * second['accuracy']:.1f}% for {named(second_methods)} ({costs(second)}), the runner-up: "
             f"{describe_interval(interval)}. {fidelity or _NO_FIDELITY}")
     return sentences
 
@@ -290,6 +295,8 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
         parts.extend(f"<p class='verdict'>{_e(sentence)}</p>" for sentence in comparison_verdicts(frame, fidelity))
         parts.append(_figure("compare", figures["compare"]))
         parts.append(_table(comparison_rows(frame), table_id="comparison"))
+        if frame.attrs.get("latency_note"):
+            parts.append(f"<p class='note' id='comparison-latency'>{_e(frame.attrs['latency_note'])}</p>")
     if "grid" in figures:
         parts.append("<h2>The coefficient grid (phi = 1)</h2>")
         parts.append(_figure("grid", figures["grid"]))

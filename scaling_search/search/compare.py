@@ -4,6 +4,10 @@ Every rule of :mod:`scaling_search.rules` scales the same deployment baseline to
 baseline's deployment MACs, met by :func:`scaling_search.rules.fit_rule` on the achieved, rounded cost); every
 network is trained through the study's proxy like any other point, with the study's seeds. The baseline itself
 is the common starting point of every rule's line, as in the paper's Figure 8.
+
+Each network's latency is predicted from this machine's calibrated latency table when one exists
+(:func:`point_latencies`), and stored with the comparison: MACs are what the rules are held equal on, latency is
+what a user ships against, and the two rank networks differently.
 """
 
 from __future__ import annotations
@@ -42,4 +46,25 @@ def compare_points(base: NetworkSpec, deployment: DeploymentSettings, transform:
     return points
 
 
-__all__ = ["compare_points"]
+def point_latencies(points: list[dict[str, Any]], device: str, runtime: str) -> dict[str, Any]:
+    """Each point's deployment network's predicted latency at batch 1, from this machine's calibrated table
+    (parts it lacks are measured first, together, and saved): ``{"ms": [...], "device", "runtime", "batch"}``.
+
+    Without a calibrated table: ``{"missing": <what to run>}``. A raw sum of part latencies is not a latency
+    (issue #15), so no number is given rather than an uncalibrated one.
+    """
+    from scaling_search.latency import LatencyTable, describe_device
+
+    table = LatencyTable.open(device, 1, runtime=runtime)
+    described = describe_device(table.device)
+    if not table.calibrated:
+        flag = "" if runtime == "torch" else f" --runtime {runtime}"
+        return {"missing": f"no calibrated latency table for {described} ({runtime}) on this machine: run "
+                           f"'scaling-search latency calibrate --device {device}{flag}', then this comparison again"}
+    specs = [NetworkSpec.from_dict(entry["deployment"]) for entry in points]
+    table.fill(specs)
+    return {"ms": [round(table.predict(spec, measure_missing=False), 3) for spec in specs], "device": described,
+            "runtime": runtime, "batch": 1}
+
+
+__all__ = ["compare_points", "point_latencies"]

@@ -416,7 +416,7 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     from scaling_search.family import PAPER_COEFFICIENTS
     from scaling_search.report import build_report
     from scaling_search.rules import parse_rule
-    from scaling_search.search.compare import compare_points
+    from scaling_search.search.compare import compare_points, point_latencies
 
     prepared = prepare(config, data)
     base, transform = prepared.network, prepared.transform
@@ -433,6 +433,9 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     study = prepare_points(config, "compare", points, {"baseline": base.to_dict(), "note": note,
                                                        "rules": list(rule_names), "budgets": list(budgets)},
                            growable=("rules", "budgets"))  # another budget or rule extends the comparison
+    study.set_user_attr("predicted_latency", point_latencies(study.user_attrs["points"],
+                                                             config.search.latency_device,
+                                                             config.search.latency_runtime))
     _with_workers("compare", config, None, trainer,
                   lambda: train_points(config, prepared.data, study, _stage_label("compare"), describe_point, trainer,
                                        progress),
