@@ -25,23 +25,18 @@ def _chromium() -> str:
     return found
 
 
-def _dump_dom(chromium: str, page, profile) -> str:
+def _dump_dom(chromium: str, page, profile, screenshot: Path | None = None) -> str:
+    """The page's DOM after its scripts ran; with ``screenshot``, a PNG of it from the same Chromium start."""
+    shot = [f"--screenshot={screenshot}", "--window-size=1280,3000"] if screenshot else []
     proc = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri()],
+         f"--user-data-dir={profile}", "--virtual-time-budget=15000", *shot, "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1000:]
+    if screenshot:
+        assert screenshot.stat().st_size > 10_000, proc.stderr[-1000:]
     return proc.stdout
-
-
-def _screenshot(chromium: str, page, profile, target) -> None:
-    proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--window-size=1280,3000",
-         f"--screenshot={target}", page.as_uri()], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and target.stat().st_size > 10_000, proc.stderr[-1000:]
 
 
 @pytest.mark.slow
@@ -58,7 +53,9 @@ def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path, 
     for name in ("grid", "family", "fig8"):  # static copies for papers and slides, drawn offline by kaleido
         assert (folder / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     index = folder / "index.html"
-    dom = _dump_dom(chromium, index, tmp_path / "profile")
+    artifacts = Path(__file__).parent / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    dom = _dump_dom(chromium, index, tmp_path / "profile", screenshot=artifacts / "report-index.png")
     exported = json.loads((folder / "model-phi1.json").read_text())
     coefficients = re.search(r"id=\"coefficients\">([^<]+)", dom).group(1)
     for name in ("alpha", "beta", "gamma"):
@@ -71,9 +68,6 @@ def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path, 
     assert "compound scaling reached" in dom and "95% interval" in dom  # Figure 8's verdict
     shown = html.unescape(re.sub(r"<[^>]*>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)))
     assert "<br" not in shown and "<sup" not in shown  # no markup shown as text (plotly keeps it in attributes)
-    artifacts = Path(__file__).parent / "artifacts"
-    artifacts.mkdir(exist_ok=True)
-    _screenshot(chromium, index, tmp_path / "profile", artifacts / "report-index.png")
     for page in ("fig8.html", "family.html"):  # each figure also stands alone
         dom = _dump_dom(chromium, folder / page, tmp_path / "profile")
         assert dom.count('class="main-svg"') >= 1 and "scatterlayer" in dom, page

@@ -164,7 +164,14 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
 
 @torch.no_grad()
 def recompute_bn_statistics(model: nn.Module, batches: list[torch.Tensor]) -> None:
-    """pycls's precise BN: reset running statistics and re-estimate them as an exact average over ``batches``."""
+    """pycls's precise BN: reset running statistics and re-estimate them as an exact average over ``batches``.
+
+    Not fvcore's ``update_bn_stats``, though fvcore is a dependency: it estimates a different quantity (the
+    population variance over all batches, between-batch spread of the means included) where pycls averages the
+    per-batch variances. Measured on B0 at 32 px after 150 AdamW steps on CIFAR, 8 batches of 128: the means
+    agree to 6e-8 of a channel's std, the variances differ by up to 12-19% in some channels, and one of two
+    seeds' validation accuracy changed (10.5% vs 12.4%). Switching would change every stored study's numbers.
+    """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
