@@ -3,7 +3,8 @@
 The plain loop is what a user would write first: a DataLoader over a TensorDataset of pre-resized float
 images, NCHW, fp32, default threads, SGD, cross-entropy (on CUDA, each batch copied to the GPU). Ours:
 pre-resized cached tensors, batched augmentation, channels_last, explicit threads; on the CPU in one process
-and data-parallel over ``--processes`` single-threaded processes (:mod:`scaling_search.training.distributed`); on CUDA with
+and data-parallel over ``--processes`` single-threaded processes (:mod:`scaling_search.training.distributed`), with
+DistributedDataParallel's bucketed all-reduce and, side by side, with one flat all-reduce after backward; on CUDA with
 AMP (bf16) and the images on the GPU (:func:`scaling_search.training.place_images`). Each side trains
 ``--epochs`` epochs, interleaved so that machine noise hits all of them alike; the median epoch throughput
 (training steps only, as for the plain loop) is printed with the ratios.
@@ -105,8 +106,8 @@ def main() -> None:
     if cuda:
         names += ["plain loop + bf16", "plain loop + bf16 + channels_last", "trainer, images in host memory",
                   "trainer, channels_last on"]
-    else:
-        names += [f"trainer, {args.processes} processes x 1 thread"]
+    else:  # data-parallel with DistributedDataParallel (the trainer's default), then with a flat all-reduce
+        names += [f"trainer, {args.processes} processes x 1 thread", "  same, flat all-reduce after backward"]
     rates: dict[str, list[float]] = {name: [] for name in names}
     parallel_wall: list[float] = []
     warmup = 1 if cuda else 0
@@ -125,6 +126,11 @@ def main() -> None:
             result = train_proxy(spec, data, replace(seeded, processes=args.processes))
             epoch[names[2]] = result.images_per_s
             parallel_wall.append(result.wall_s)
+            with patch.object(train_module, "GRADIENT_SYNC", "flat"):
+                flat = train_proxy(spec, data, replace(seeded, processes=args.processes))
+            epoch[names[3]] = flat.images_per_s
+            if flat.history[-1].train_loss != result.history[-1].train_loss:
+                raise SystemExit("DDP and the flat all-reduce trained different numbers: a bug")
         if seed >= warmup:
             for name, rate in epoch.items():
                 rates[name].append(rate)

@@ -38,6 +38,10 @@ from scaling_search.training.distributed import SingleProcess, train_data_parall
 from scaling_search.training.resources import (check_trainable, choose_device, default_threads,
                                                describe_device)
 
+# How data-parallel ranks average gradients: "ddp" (DistributedDataParallel) or "flat" (one flat all-reduce per
+# step, after the backward pass). Both give identical numbers; benchmarks/bench_train.py times them side by side.
+GRADIENT_SYNC = "ddp"
+
 
 @dataclass(frozen=True)
 class EpochMetrics:
@@ -233,7 +237,8 @@ def train_proxy(
         if device.type != "cpu":
             raise UserError(f"train settings: processes = {settings.processes} is for the CPU; on {device.type} "
                              "use processes = 1")
-        job = {"loop": run_training, "spec": spec, "tensors": tensors, "settings": settings, "progress": progress}
+        job = {"loop": run_training, "spec": spec, "tensors": tensors, "settings": settings, "progress": progress,
+               "gradient_sync": GRADIENT_SYNC}
         return train_data_parallel(job, settings.processes, max(1, threads // settings.processes), on_epoch)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -274,6 +279,7 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
     train_images, val_images = place_images(train_images, device), place_images(val_images, device)
     train_labels = train_labels.to(train_images.device)
     optimizer = _optimizer(model, settings)
+    stepped = ranks.wrap(model)  # what the training steps call: the model, or DDP around it
     criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
 
     n = len(train_labels)
@@ -305,7 +311,7 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = model(images)
+                logits = stepped(images)
                 loss = criterion(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
