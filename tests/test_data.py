@@ -1,4 +1,5 @@
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,72 @@ def test_unknown_file_type(tmp_path):
     (tmp_path / "data.csv").write_text("a,b")
     with pytest.raises(DataError, match=r"data.csv: cannot tell the data format"):
         load_dataset(str(tmp_path / "data.csv"))
+
+
+def _mapped_from_file(tensor, folder) -> bool:
+    """Whether ``tensor``'s memory is a mapping of a file under ``folder`` (Linux: /proc/self/maps)."""
+    maps = Path("/proc/self/maps")
+    if not maps.exists():
+        pytest.skip("no /proc/self/maps on this system")
+    address = tensor.data_ptr()
+    for line in maps.read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        low, high = (int(x, 16) for x in fields[0].split("-"))
+        if low <= address < high:
+            return len(fields) == 6 and fields[5].startswith(str(folder))
+    return False
+
+
+def test_a_dataset_is_decoded_once_per_machine_and_every_process_maps_that_copy(tmp_path, monkeypatch):
+    from scaling_search.data import decoded, files
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "tree"
+    _folder(root, per_class=8)
+    decodes = []
+    real = files.load_folder
+    monkeypatch.setattr(files, "load_folder", lambda *a: decodes.append(a) or real(*a))
+    first = load_dataset(str(root), val_fraction=0.25)
+    second = load_dataset(str(root), val_fraction=0.25)  # what the next worker process does
+    assert len(decodes) == 1
+    # the second load reads the machine's copy through a memory map; the numbers are those of a decode in memory
+    assert _mapped_from_file(second.train_images, tmp_path / "cache")
+    in_memory = real(root, 0.25, 0)
+    for name in ("train_images", "train_labels", "val_images", "val_labels"):
+        assert torch.equal(getattr(first, name), getattr(in_memory, name))
+        assert torch.equal(getattr(second, name), getattr(in_memory, name))
+    assert second.classes == in_memory.classes and second.name == in_memory.name
+    # a resized split is written once too, and read back by the next process without resizing anything
+    expected = in_memory.split("train", 24).images
+    assert torch.equal(first.split("train", 24).images, expected)
+    monkeypatch.setattr(type(first), "_resized", lambda *a: pytest.fail("resized again"))
+    third = load_dataset(str(root), val_fraction=0.25)
+    assert torch.equal(third.split("train", 24).images, expected)
+    assert _mapped_from_file(third.split("train", 24).images, tmp_path / "cache")
+    monkeypatch.undo()
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    # other hold-out settings, or a changed file, make a new entry; an unchanged source never decodes again
+    monkeypatch.setattr(files, "load_folder", lambda *a: decodes.append(a) or real(*a))
+    load_dataset(str(root), val_fraction=0.5)
+    assert len(decodes) == 2
+    Image.new("RGB", (10, 12), (1, 2, 3)).save(root / "cat" / "0.png")
+    changed = load_dataset(str(root), val_fraction=0.25)
+    assert len(decodes) == 3
+    assert not (torch.equal(changed.train_images, first.train_images) and torch.equal(changed.val_images,
+                                                                                      first.val_images))
+    assert len([p for p in decoded.cache_root().iterdir() if p.is_dir()]) == 3
+
+
+def test_a_subset_shares_its_resized_splits_and_an_unwritable_cache_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    path = _npz(tmp_path / "a.npz", n=80)
+    subset = load_dataset(str(path), subset=20)
+    images = subset.split("val", 12).images
+    [written] = (tmp_path / "cache").rglob("subset20-seed0/val-12px.npy")
+    assert torch.equal(torch.from_numpy(np.load(written)), images)
+    # a cache that cannot be written (here: its folder is a file) leaves the data in memory, same numbers
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(blocked))
+    again = load_dataset(str(path), subset=20)
+    assert torch.equal(again.split("val", 12).images, images) and again.cache.disk is None

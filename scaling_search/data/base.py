@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from scaling_search.data.arrays import exclusive, map_array, save_array
 from scaling_search.errors import UserError
 
 #: Images are resized in chunks of this many to bound peak memory.
@@ -31,8 +34,9 @@ class ResizedCache:
     fits; ``max_bytes = 0`` keeps only the resolution in use.
     """
 
-    def __init__(self, max_bytes: int = 1 << 30) -> None:
+    def __init__(self, max_bytes: int = 1 << 30, disk: Path | None = None) -> None:
         self.max_bytes = max_bytes
+        self.disk = disk  # a folder of the machine's dataset cache (scaling_search.data.decoded), or None
         self.entries: OrderedDict[tuple[str, int], Split] = OrderedDict()
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None  # the train split's mean and std (a few bytes)
         self.resized = 0  # splits computed (a test counts them)
@@ -45,6 +49,29 @@ class ResizedCache:
         if key in self.entries:
             self.entries.move_to_end(key)
         return self.entries.get(key)
+
+    def _file(self, key: tuple[str, int]) -> Path:
+        assert self.disk is not None
+        return self.disk / f"{key[0]}-{key[1]}px.npy"
+
+    def load_or_compute(self, key: tuple[str, int], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """A split's images: from the disk cache, memory-mapped, when a process or an earlier run wrote them;
+        else ``compute()``'d, written there and mapped back (the pages every process then shares). Of processes
+        asking together, one computes and the others wait for its file. Without a writable disk cache:
+        ``compute()``, kept in memory."""
+        if self.disk is None:
+            return compute()
+        path = self._file(key)
+        try:
+            if not path.exists():
+                self.disk.mkdir(parents=True, exist_ok=True)
+                with exclusive(path.with_suffix(".lock")):
+                    if not path.exists():
+                        save_array(path, compute())
+            return map_array(path)
+        except (OSError, ValueError):
+            self.disk = None  # unwritable or damaged: this dataset stays in memory from here on
+            return compute()
 
     def put(self, key: tuple[str, int], split: Split) -> None:
         self.resized += 1
@@ -139,18 +166,22 @@ class ImageData:
         key = (which, resolution)
         cached = self.cache.get(key)
         if cached is None:
-            mean, std = self._normalisation()
-            source = getattr(self, f"{which}_images")
-            out = torch.empty(source.shape[0], source.shape[1], resolution, resolution)
-            for start in range(0, source.shape[0], _RESIZE_CHUNK):
-                chunk = source[start:start + _RESIZE_CHUNK].float()
-                if chunk.shape[-1] != resolution or chunk.shape[-2] != resolution:
-                    chunk = F.interpolate(chunk, size=(resolution, resolution), mode="bilinear",
-                                          antialias=True, align_corners=False)
-                out[start:start + _RESIZE_CHUNK] = (chunk - mean) / std
-            cached = Split(out, getattr(self, f"{which}_labels"))
+            images = self.cache.load_or_compute(key, lambda: self._resized(which, resolution))
+            cached = Split(images, getattr(self, f"{which}_labels"))
             self.cache.put(key, cached)
         return cached
+
+    def _resized(self, which: str, resolution: int) -> torch.Tensor:
+        mean, std = self._normalisation()
+        source = getattr(self, f"{which}_images")
+        out = torch.empty(source.shape[0], source.shape[1], resolution, resolution)
+        for start in range(0, source.shape[0], _RESIZE_CHUNK):
+            chunk = source[start:start + _RESIZE_CHUNK].float()
+            if chunk.shape[-1] != resolution or chunk.shape[-2] != resolution:
+                chunk = F.interpolate(chunk, size=(resolution, resolution), mode="bilinear",
+                                      antialias=True, align_corners=False)
+            out[start:start + _RESIZE_CHUNK] = (chunk - mean) / std
+        return out
 
     def describe(self) -> str:
         return (f"{self.name}: {self.num_classes} classes, {len(self.train_labels)} train / "

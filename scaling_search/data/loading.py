@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scaling_search.data.base import DataError, ImageData, class_balanced_subset
+from scaling_search.data.base import DataError, ImageData, ResizedCache, class_balanced_subset
+from scaling_search.data.decoded import decoded_dataset
 from scaling_search.data.formats import FORMATS
 from scaling_search.data.synthetic import synthetic_dataset
 
@@ -56,12 +57,11 @@ def load_dataset(
         path = Path(source)
         if not path.exists():
             raise DataError(f"{source}: no such file or directory")
-        if kind == "npz":
-            data = files.load_npz(path, val_fraction, seed)
-        elif kind == "folder":
-            data = files.load_folder(path, val_fraction, seed)
-        else:
-            data = files.load_cifar(path)
+        readers = {"npz": lambda: files.load_npz(path, val_fraction, seed),
+                   "folder": lambda: files.load_folder(path, val_fraction, seed),
+                   "cifar": lambda: files.load_cifar(path)}
+        # decoded once per machine and memory-mapped by every process (scaling_search.data.decoded)
+        data = decoded_dataset(kind, path, {"val_fraction": val_fraction, "seed": seed}, readers[kind])
     if subset is not None:
         if subset < data.num_classes:
             raise DataError(f"--subset {subset} is smaller than the {data.num_classes} classes; use at least one per class")
@@ -72,8 +72,10 @@ def load_dataset(
         val_size = max(data.num_classes, subset // 4)
         val = (class_balanced_subset(data.val_labels, val_size, data.num_classes, seed)
                if val_size < len(data.val_labels) else slice(None))
+        disk = data.cache.disk / f"subset{subset}-seed{seed}" if data.cache.disk is not None else None
         data = ImageData(f"{data.name}[subset={subset}]", data.classes, data.train_images[train],
-                         data.train_labels[train], data.val_images[val], data.val_labels[val])
+                         data.train_labels[train], data.val_images[val], data.val_labels[val],
+                         cache=ResizedCache(disk=disk))
     return data
 
 

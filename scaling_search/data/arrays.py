@@ -1,0 +1,63 @@
+"""Tensors stored as ``.npy`` files and mapped back into memory (the dataset cache's two primitives)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def map_array(path: Path) -> torch.Tensor:
+    """A ``.npy`` file as a tensor over a copy-on-write memory map: processes that map the same file share its
+    pages (one copy in the page cache) until one of them writes, which nothing here does."""
+    return torch.from_numpy(np.load(path, mmap_mode="c"))
+
+
+def save_array(path: Path, tensor: torch.Tensor) -> None:
+    """Write ``tensor`` as ``path`` atomically: readers see the whole file or none, and of two processes racing
+    to write the same file, one's complete copy wins."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, tensor.numpy())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (created if missing) while the block runs, so that of N
+    processes started together one computes a cache entry and the others wait and map it. Where the system has
+    no ``fcntl`` (Windows), the block runs unlocked: each process may compute the entry, the numbers are the same.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    created = [folder for folder in (lock.parent, *lock.parent.parents) if not folder.exists()]
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        except BaseException:
+            # a failed block (unreadable data) leaves no trace in the cache: the lock file and the folders made
+            # for it go. A process waiting on the lock then decodes for itself: duplicate work, same numbers.
+            lock.unlink(missing_ok=True)
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty
+            raise
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+__all__ = ["exclusive", "map_array", "save_array"]
