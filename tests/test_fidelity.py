@@ -1,5 +1,6 @@
 """Proxy fidelity (scaling_search.search.fidelity) with trainers whose rankings are known, then the command."""
 
+import dataclasses
 import html
 import json
 
@@ -59,6 +60,30 @@ def test_the_proxys_ranking_is_scored_against_the_reference(tmp_path, order, tau
     page = html.unescape(index.read_text())
     section = page[page.index("Proxy fidelity: the grid's ranking against a longer regime"):]
     assert f"proxy accuracy Kendall tau {tau:+.2f}" in " ".join(section.split()) and "not measured" not in page
+
+
+def test_early_epoch_accuracy_is_scored_as_the_proxy_a_shorter_training_would_be(tmp_path):
+    """A 2-epoch proxy whose first epoch ranks the candidates backwards: early-epoch accuracy scores -1 while
+    the final accuracy scores +1 against the 6-epoch reference."""
+    same = regime_trainer("same", [])
+
+    def train(spec, data, settings, on_epoch=None):
+        result = same(spec, data, settings)
+        if settings.epochs == 2:  # the proxy: epoch 1 ranks in reverse of epoch 2
+            first = result.history[0]
+            early = EpochMetrics(1, first.train_loss, 1.0 - result.val_top1, 1.0 - result.val_top1, 0.1, 0.0)
+            result = dataclasses.replace(result, history=(early, result.history[1]))
+        for metrics in result.history:
+            if on_epoch is not None:
+                on_epoch(metrics.epoch, metrics)
+        return result
+
+    result = runner.fidelity(_config(tmp_path, epochs=2), Reference(epochs=3), output=tmp_path / "reports",
+                             trainer=train, progress=False)
+    assert result.signals["proxy accuracy"].kendall_tau == pytest.approx(1.0)
+    assert result.signals["proxy accuracy after epoch 1"].kendall_tau == pytest.approx(-1.0)
+    assert "proxy accuracy after epoch 2" not in result.signals  # the last epoch is the proxy itself
+    assert "proxy accuracy after epoch 1" in describe_fidelity(result)
 
 
 def test_fidelity_reuses_the_runs_grid_and_its_own_reference(tmp_path):

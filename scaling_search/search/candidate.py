@@ -68,16 +68,18 @@ class Measured:
     train_loss: float  # the last epoch's, averaged over seeds
     train_loss_sum: float | None  # summed over epochs, averaged over seeds (a ranking signal: search.fidelity);
     # None when the trainer kept no epoch history
+    accuracy_by_epoch: list[float] | None = None  # val accuracy after each epoch, averaged over seeds (early-epoch
+    # accuracy, another signal search.fidelity scores); None without a full history from every seed
 
     def attrs(self) -> dict[str, Any]:
         return {"accuracy": self.mean, "accuracy_std": self.std, "accuracy_per_seed": list(self.per_seed),
                 "images_per_s": self.images_per_s, "train_wall_s": self.wall_s, "train_loss": self.train_loss,
-                "train_loss_sum": self.train_loss_sum}
+                "train_loss_sum": self.train_loss_sum, "accuracy_by_epoch": self.accuracy_by_epoch}
 
 
 #: What :func:`measure` records on a trial (a twin of the same network copies these).
 MEASURED_ATTRS = ("accuracy", "accuracy_std", "accuracy_per_seed", "images_per_s", "train_wall_s", "train_loss",
-                  "train_loss_sum", "val_images")
+                  "train_loss_sum", "accuracy_by_epoch", "val_images")
 
 
 def record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
@@ -92,7 +94,7 @@ def measure(trial: optuna.Trial, candidate: Candidate, data: ImageData, settings
     ``objective`` maps an epoch's val accuracy to the value the stage reports (the reward in stage 1).
     """
     record(trial, candidate.cost_attrs())
-    accuracies, speeds, losses, loss_sums, wall = [], [], [], [], 0.0
+    accuracies, speeds, losses, loss_sums, curves, wall = [], [], [], [], [], 0.0
     for repeat in range(repeats):
         seeded = replace(settings, seed=settings.seed + repeat)
 
@@ -112,10 +114,13 @@ def measure(trial: optuna.Trial, candidate: Candidate, data: ImageData, settings
         speeds.append(result.images_per_s)
         losses.append(result.train_loss)
         loss_sums.append(sum(epoch.train_loss for epoch in result.history) if result.history else None)
+        curves.append([epoch.val_top1 for epoch in result.history])
         wall += result.wall_s
     std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    full = all(len(curve) == settings.epochs for curve in curves)
     measured = Measured(statistics.fmean(accuracies), std, tuple(accuracies), statistics.median(speeds), wall,
-                        statistics.fmean(losses), None if None in loss_sums else statistics.fmean(loss_sums))
+                        statistics.fmean(losses), None if None in loss_sums else statistics.fmean(loss_sums),
+                        [statistics.fmean(at_epoch) for at_epoch in zip(*curves)] if full else None)
     record(trial, measured.attrs())
     trial.set_user_attr("val_images", len(data.val_labels))  # for intervals: the validation sampling error
     return measured

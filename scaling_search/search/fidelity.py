@@ -7,9 +7,11 @@ the epochs, and optionally a larger proxy resolution or width) and scores the pr
 only the reference, and ``run`` after ``fidelity`` trains nothing again. The reference is a stage of the same
 study (``<name>:fidelity-<regime>``): resumable, shared by workers, kept beside the grid.
 
-Two cheap in-run signals are scored against the same reference: the proxy's final training loss and its sum
+Cheap in-run signals are scored against the same reference: the proxy's final training loss and its sum
 over epochs (lower is better; the sum of training losses, Ru et al., 2021, "Speedy Performance Estimation for
-Neural Architecture Search", ranked NAS-Bench-201 networks with Spearman ~0.95 within 50 epochs).
+Neural Architecture Search", ranked NAS-Bench-201 networks with Spearman ~0.95 within 50 epochs), and its
+validation accuracy after each earlier epoch (early-epoch accuracy: what a proxy of fewer epochs would have
+ranked, at that fraction of the cost, without training it).
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
                      "proxy_accuracy": proxied[index].value, "reference_accuracy": referenced[index].value,
                      "proxy_train_loss": proxy_attrs.get("train_loss"),
                      "proxy_train_loss_sum": proxy_attrs.get("train_loss_sum"),
+                     "proxy_accuracy_by_epoch": proxy_attrs.get("accuracy_by_epoch"),
                      "proxy_train_s": proxy_attrs.get("train_wall_s", 0.0),
                      "reference_train_s": reference_attrs.get("train_wall_s", 0.0)})
     truth = [row["reference_accuracy"] for row in rows]
@@ -154,6 +157,11 @@ def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
                       ("proxy_train_loss_sum", "proxy summed training loss")):
         if all(row[key] is not None for row in rows):
             signals[name] = rank_agreement([-row[key] for row in rows], truth, seed)  # lower loss ranks higher
+    curves = [row["proxy_accuracy_by_epoch"] for row in rows]
+    if all(curves) and len({len(curve) for curve in curves}) == 1:
+        for epoch in range(1, len(curves[0])):  # a proxy stopped early: the cheaper regime, read off this one
+            signals[f"proxy accuracy after epoch {epoch}"] = rank_agreement([curve[epoch - 1] for curve in curves],
+                                                                            truth, seed)
     return Fidelity(regime(grid.user_attrs["settings"]), regime(reference.user_attrs["settings"]), rows, signals,
                     sum(row["proxy_train_s"] for row in rows), sum(row["reference_train_s"] for row in rows),
                     len(grid.user_attrs["points"]) - len(shared))
