@@ -170,3 +170,18 @@ def test_an_extra_worker_trains_the_reference_stage(tmp_path, monkeypatch):
                              trainer=regime_trainer("same", calls), progress=False)
     assert [epochs for _, epochs in calls].count(3) == len(result.candidates)
     assert result.signals["proxy accuracy"].kendall_tau == pytest.approx(1.0)
+
+
+def test_a_one_seed_trial_from_before_curves_were_recorded_reads_its_epochs_from_optuna():
+    import optuna
+
+    from scaling_search.search.fidelity import accuracy_curve
+
+    def trial(attrs, reported):
+        return optuna.trial.create_trial(value=0.5, user_attrs=attrs, intermediate_values=reported)
+
+    assert accuracy_curve(trial({"accuracy_by_epoch": [0.2, 0.4]}, {1: 0.9, 2: 0.9})) == [0.2, 0.4]
+    assert accuracy_curve(trial({"accuracy_per_seed": [0.4]}, {1: 0.2, 2: 0.4})) == [0.2, 0.4]
+    # two seeds: Optuna holds only the first seed's epochs, not the mean, so there is no curve
+    assert accuracy_curve(trial({"accuracy_per_seed": [0.4, 0.5]}, {1: 0.2, 2: 0.4})) is None
+    assert accuracy_curve(trial({"accuracy_per_seed": [0.4]}, {2: 0.4})) is None  # epochs missing

@@ -131,6 +131,19 @@ class Fidelity:
                 "left_out": self.left_out, "candidates": self.candidates}
 
 
+def accuracy_curve(trial: optuna.trial.FrozenTrial) -> list[float] | None:
+    """The trial's validation accuracy after each epoch, averaged over seeds; for a one-seed trial recorded
+    before trials kept the curve, Optuna's intermediate values (the first seed's epochs, reported for pruning)."""
+    recorded = trial.user_attrs.get("accuracy_by_epoch")
+    if recorded:
+        return list(recorded)
+    per_seed, reported = trial.user_attrs.get("accuracy_per_seed"), trial.intermediate_values
+    if isinstance(per_seed, list) and len(per_seed) == 1 and reported and \
+            sorted(reported) == list(range(1, len(reported) + 1)):
+        return [reported[epoch] for epoch in sorted(reported)]
+    return None
+
+
 def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
     """Pair each grid point's proxy result with its reference result and score the signals against it; reads
     only the two stages (the report calls it on a storage alone)."""
@@ -147,7 +160,7 @@ def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
                      "proxy_accuracy": proxied[index].value, "reference_accuracy": referenced[index].value,
                      "proxy_train_loss": proxy_attrs.get("train_loss"),
                      "proxy_train_loss_sum": proxy_attrs.get("train_loss_sum"),
-                     "proxy_accuracy_by_epoch": proxy_attrs.get("accuracy_by_epoch"),
+                     "proxy_accuracy_by_epoch": accuracy_curve(proxied[index]),
                      "proxy_train_s": proxy_attrs.get("train_wall_s", 0.0),
                      "reference_train_s": reference_attrs.get("train_wall_s", 0.0)})
     truth = [row["reference_accuracy"] for row in rows]
