@@ -51,7 +51,8 @@ def _write_inputs(folder: Path) -> None:
     tomls = {"trials": "[search]\ntrials = 2.5\n", "epochs": '[train]\nepochs = "three"\n',
              "table": "[colour]\nx = 1\n", "key": "[train]\nepoch = 3\n", "broken": "[train\n",
              "width": "[proxy]\nwidth = 2.0\n", "rounding": '[deployment]\ndepth_rounding = "up"\n',
-             "bool": "[train]\nzero_init = 1\n", "network": '[deployment]\nnetwork = "resnet50"\n'}
+             "bool": "[train]\nzero_init = 1\n", "network": '[deployment]\nnetwork = "resnet50"\n',
+             "workers": '[search]\nworkers = "many"\n'}
     for name, text in tomls.items():
         (folder / f"{name}.toml").write_text(text)
 
@@ -124,7 +125,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("storage driver missing", ["run", "--storage", "mysql://u:secret@127.0.0.1:1/db", *FRESH], "needs the Python module"),
     ("device that does not exist", ["run", "--device", "cuda", *FRESH], "no CUDA GPU is available"),
     ("device nobody knows", ["run", "--device", "tpu", *FRESH], "unknown device 'tpu'"),
-    ("workers zero", ["run", "--workers", "0", *FRESH], "'0' must be at least 1"),
+    ("workers zero", ["run", "--workers", "0", *FRESH], "'0' is not a whole number of at least 1 or 'auto'"),
+    ("workers in words", ["run", "--workers", "many", *FRESH], "'many' is not a whole number of at least 1 or 'auto'"),
+    ("workers neither a number nor auto in a preset", ["run", "--preset", "workers.toml"],
+     'search settings: workers must be >= 1 or "auto"'),
     ("proxy below the stride", ["run", "--proxy-resolution", "16", *FRESH], "below the network's total stride"),
     ("proxy above the deployment", ["run", "--resolution", "64", "--proxy-resolution", "96", *FRESH],
      "exceeds the deployment resolution"),

@@ -94,3 +94,52 @@ def test_fingerprint_covers_the_deployment_scale():
     base = load_study_config("quick", {}, None, None).result_settings()
     other = load_study_config("quick", {"deployment": {"resolution": 256}}, None, None).result_settings()
     assert base["deployment"]["resolution"] == 224 and other != base
+
+
+def test_workers_auto_takes_the_machines_measured_plan_once_and_records_it(tmp_path, monkeypatch):
+    """The plan is measured on first use (here by a fake measurement), cached for the machine and the proxy,
+    and recorded in study.json; a study's settings fingerprint does not change with it."""
+    import json
+    from dataclasses import replace
+
+    from scaling_search.proxy import to_proxy
+    from scaling_search.search import runner
+    from scaling_search.training import plan
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    measured = []
+
+    def fake_measure(spec, batch_size, plans):
+        measured.append((spec.resolution, batch_size, plans))
+        return {f"{w}x{t}": 100.0 * w if w <= 2 else 50.0 for w, t in plans}  # two workers is best
+
+    monkeypatch.setattr(plan, "measure_plans", fake_measure)
+    monkeypatch.setattr("scaling_search.training.resources.default_threads", lambda: 4)
+    config = load_study_config("smoke", {"search": {"workers": "auto"}}, "auto", f"sqlite:///{tmp_path}/auto.db")
+    config = replace(config, train=replace(config.train, threads=None))  # the smoke preset sets 1 thread
+    prepared = runner.prepare(config)
+    resolved = prepared.config
+    assert resolved.search.workers == 2 and resolved.train.threads == 2  # 4 cores: 2 workers x 2 threads
+    assert measured == [(to_proxy(prepared.network, prepared.transform).resolution, config.train.batch_size,
+                         [(1, 4), (2, 2), (4, 1)])]
+    assert resolved.result_settings() == config.result_settings()  # the plan never changes a study's identity
+    assert runner.prepare(config).config == resolved and len(measured) == 1  # cached: measured once
+    body = json.loads(resolved.write(tmp_path / "report").read_text())
+    assert body["search"]["workers"] == 2 and body["execution_plan"]["measured"] == {"1x4": 100.0, "2x2": 200.0,
+                                                                                        "4x1": 50.0}
+    # a given thread count is kept; data-parallel processes take the cores themselves: one worker, nothing measured
+    assert runner.prepare(replace(config, train=replace(config.train, threads=1))).config.train.threads == 1
+    parallel = replace(config, train=replace(config.train, processes=2, threads=None))
+    assert runner.prepare(parallel).config.search.workers == 1 and len(measured) == 1
+
+
+def test_the_plan_measurement_runs_each_split_of_the_cores_side_by_side():
+    from dataclasses import replace
+
+    from scaling_search.family import EFFICIENTNET_B0
+    from scaling_search.scaling import scale
+    from scaling_search.training.plan import measure_plans
+
+    tiny = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=16, num_classes=4)
+    rates = measure_plans(tiny, 8, [(1, 1), (2, 1)], steps=2, rounds=1)
+    assert set(rates) == {"1x1", "2x1"} and all(rate > 0 for rate in rates.values())

@@ -36,6 +36,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def workers_arg(text: str) -> int | str:
+    """``--workers``: a whole number of processes, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1 or 'auto'") from None
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -117,5 +127,5 @@ def print_table(rows: list[dict[str, Any]], fmt: str) -> None:
         print(frame.to_string(index=False))
 
 
-__all__ = ["CliError", "OneLineParser", "SelectedNetwork", "add_network_args", "positive_float", "positive_int",
+__all__ = ["CliError", "OneLineParser", "SelectedNetwork", "add_network_args", "positive_float", "positive_int", "workers_arg",
            "print_table", "selected_networks"]

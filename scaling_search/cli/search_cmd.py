@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scaling_search.cli.common import CliError, positive_float, positive_int, print_table
+from scaling_search.cli.common import CliError, positive_float, positive_int, print_table, workers_arg
 from scaling_search.cli.train_cmd import add_data_args
 from scaling_search.confidence import SEPARATED_AT
 from scaling_search.runtimes import RUNTIMES
@@ -63,8 +63,9 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pruner", choices=("none", "median", "asha", "hyperband"),
                        help="Optuna pruner on per-epoch accuracy (default: the preset's)")
     group.add_argument("--repeats", type=positive_int, help="training seeds per grid point (default: 1)")
-    group.add_argument("--workers", type=positive_int,
-                       help="processes training grid points at once on this machine (default: the preset's)")
+    group.add_argument("--workers", type=workers_arg,
+                       help="processes training grid points at once on this machine, or 'auto' (this machine's "
+                            "measured plan, cached; workers and threads) (default: the preset's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or per-trial lines")
 
 
@@ -168,7 +169,17 @@ def _describe_scales(prepared: Any) -> str:
             f"{config.deployment.depth_rounding}); the data's native {prepared.data.native_resolution} px images are "
             f"resized to it (--resolution changes it)\n"
             f"proxy: {proxy.resolution} px, width x{prepared.transform.width:g}, depth x{prepared.transform.depth:g} "
-            f"({trained.macs / 1e6:,.2f}M MACs), {config.train.epochs} epoch(s)")
+            f"({trained.macs / 1e6:,.2f}M MACs), {config.train.epochs} epoch(s)\n{_describe_execution(config)}")
+
+
+def _describe_execution(config: Any) -> str:
+    threads = f" x {config.train.threads} thread(s)" if config.train.threads else ""
+    if not config.plan:
+        return f"execution: {config.search.workers} worker(s){threads}"
+    measured = ", ".join(f"{name} {rate:.0f}" for name, rate in
+                         sorted(config.plan["measured"].items(), key=lambda item: -item[1]))
+    return (f"execution: {config.search.workers} worker(s){threads}, this machine's measured plan (training "
+            f"images/s by workers x threads: {measured}; cached, see study.json)")
 
 
 def run_stage_baseline(args: argparse.Namespace) -> int:

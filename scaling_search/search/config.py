@@ -109,7 +109,8 @@ class SearchSettings:
         heartbeat_s / grace_s: a trial whose process stopped beating for ``grace_s`` is failed and retried.
         workers: processes that train stage-2 grid points at once on this machine, each with
             ``cores // workers`` threads (stage 1 runs in one process so that its TPE history, and so its
-            samples, do not depend on timing).
+            samples, do not depend on timing); ``"auto"``: the machine's measured execution plan
+            (:mod:`scaling_search.training.plan`), workers and threads both. Neither changes the numbers.
     """
 
     baseline: str = "search"
@@ -129,7 +130,7 @@ class SearchSettings:
     seed: int = 0
     heartbeat_s: int = 2
     grace_s: int = 8
-    workers: int = 1
+    workers: int | str = 1
 
     def __post_init__(self) -> None:
         checks = [
@@ -147,7 +148,8 @@ class SearchSettings:
             (self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}"),
             (self.repeats >= 1, "repeats must be >= 1"),
             (self.heartbeat_s >= 1 and self.grace_s > self.heartbeat_s, "grace_s must exceed heartbeat_s >= 1"),
-            (self.workers >= 1, "workers must be >= 1"),
+            (self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1),
+             'workers must be >= 1 or "auto"'),
         ]
         for ok, message in checks:
             if not ok:
@@ -166,6 +168,7 @@ class StudyConfig:
     train: TrainSettings
     search: SearchSettings
     storage: str
+    plan: dict[str, Any] | None = None  # the measured execution plan behind workers = "auto" (recorded only)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
@@ -183,8 +186,11 @@ class StudyConfig:
                 "train": train, "search": search}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "preset": self.preset, "storage": mask_credentials(self.storage),
+        body = {"name": self.name, "preset": self.preset, "storage": mask_credentials(self.storage),
                 **{table: asdict(getattr(self, table)) for table in TABLES}}
+        if self.plan is not None:
+            body["execution_plan"] = self.plan
+        return body
 
     def write(self, folder: Path) -> Path:
         return write_json_atomically(folder / "study.json", self.to_dict())  # never half-written

@@ -95,7 +95,22 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     transform = config.proxy_transform(network)
     check_trainable(to_proxy(network, transform), len(data.train_labels) + len(data.val_labels),
                     config.train.batch_size)
-    return Prepared(config, data, network, transform)
+    return Prepared(with_execution_plan(config, to_proxy(network, transform)), data, network, transform)
+
+
+def with_execution_plan(config: StudyConfig, proxy: NetworkSpec) -> StudyConfig:
+    """``workers = "auto"`` resolved: the machine's measured plan on the CPU (workers, and threads unless set;
+    cached after the first measurement), one worker on a GPU or with data-parallel ``processes`` (whose ranks
+    take the cores). Results do not depend on it."""
+    if config.search.workers != "auto":
+        return config
+    if choose_device(config.train.device).type != "cpu" or config.train.processes > 1:
+        return replace(config, search=replace(config.search, workers=1))
+    from scaling_search.training.plan import machine_plan
+
+    plan = machine_plan(proxy, config.train.batch_size)
+    return replace(config, search=replace(config.search, workers=plan.workers),
+                   train=replace(config.train, threads=config.train.threads or plan.threads), plan=plan.to_dict())
 
 
 def _check_reachable(config: StudyConfig, network: NetworkSpec, budget: Budget, latency: Any) -> None:
@@ -351,6 +366,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
     """All stages: baseline search, coefficient grid (compound and v2 only), export at deployment scale by
     ``strategy`` (compound scaling, or another rule of :mod:`scaling_search.rules`), report."""
     prepared = prepare(config, data, budget)
+    config = prepared.config  # workers = "auto" resolved to this machine's plan
     baseline, info = search_baseline(prepared, trainer, progress)
     if strategy in ("compound", "v2"):
         search_grid(prepared, baseline, trainer, progress)
@@ -381,7 +397,7 @@ def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float
         config = replace(config, deployment=replace(config.deployment, network=str(base_path), resolution=0))
     prepared = prepare(config, data)
     base, transform = prepared.network, prepared.transform
-    config = with_worker_threads(config)
+    config = with_worker_threads(prepared.config)
     coefficients, source = _study_coefficients(config) or (PAPER_COEFFICIENTS, "paper")
     on = f"baseline {Path(base_path).name}" if base_path else ""
     notes = {
@@ -420,7 +436,7 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
 
     prepared = prepare(config, data)
     base, transform = prepared.network, prepared.transform
-    config = with_worker_threads(config)
+    config = with_worker_threads(prepared.config)
     coefficients, source = _study_coefficients(config) or (PAPER_COEFFICIENTS, "paper")
     try:
         rules = [parse_rule(name, coefficients=coefficients, base_resolution=base.resolution,
@@ -452,6 +468,7 @@ def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("
     ``prepared`` is :func:`prepare`'s result for ``config`` where the caller already has it.
     """
     prepared = prepared or prepare(config)
+    config = prepared.config
     reference_config = with_worker_threads(reference.config(config))
     transform = reference.transform(config, prepared.network)  # refused before any training
     baseline, _ = search_baseline(prepared, trainer, progress)

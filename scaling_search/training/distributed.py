@@ -145,8 +145,8 @@ def _rank_main(rank: int, world: int, store_path: str, threads: int, job: dict[s
         dist.destroy_process_group()
 
 
-def _rank_context() -> Any:
-    """Where ranks come from: forked from a server process that has imported torch and the trainer once
+def process_context() -> Any:
+    """Where ranks (and the execution plan's probes) come from: forked from a server process that has imported torch and the trainer once
     (``forkserver``), where the system has one; a fresh interpreter per rank (``spawn``) elsewhere. A spawned
     rank imports torch again before it trains: about 2-3 s a rank on a busy 2-core machine, paid by every
     data-parallel trial. The server forks from a clean, single-threaded state, never from the caller's.
@@ -165,7 +165,7 @@ def _rank_context() -> Any:
 def train_data_parallel(job: dict[str, Any], processes: int, threads_per_process: int,
                         on_epoch: Callable[[int, Any], None] | None, poll_s: float = 0.5) -> Any:
     """Run ``job`` (loop, spec, tensors, settings, progress) on ``processes`` CPU ranks; return rank 0's result."""
-    context = _rank_context()
+    context = process_context()
     messages = context.Queue()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="scaling-search-gloo-") as folder:
@@ -209,4 +209,4 @@ def train_data_parallel(job: dict[str, Any], processes: int, threads_per_process
     return replace(result, wall_s=time.perf_counter() - started)
 
 
-__all__ = ["GRADIENT_SYNC", "DDPGroup", "GlooGroup", "SingleProcess", "train_data_parallel"]
+__all__ = ["GRADIENT_SYNC", "DDPGroup", "GlooGroup", "SingleProcess", "process_context", "train_data_parallel"]

@@ -1,0 +1,162 @@
+"""The execution plan: how many grid points this machine trains at once, and with how many threads each.
+
+Neither changes a study's numbers (each point trains alone, seeded, in one process; tests/test_pipeline_cli.py
+compares a two-worker grid with a one-process one), so the plan is a property of the machine, not of the study:
+``workers = "auto"`` (the quick preset's) measures it once per machine and caches it, where a preset used to
+hard-code two 1-thread workers. Why measure: the best plan flips with the CPU. On a 2-core AVX2 EPYC two
+1-thread processes trained about twice the images/s of one 2-thread process; on a 2-core AVX-512 EPYC one
+process beat two (issue #16: 961 vs 216 images/s for the trainer against a plain loop with one process).
+
+The measurement (:func:`measure_plans`): for every split of the cores into ``workers x threads``, that many
+processes start together and each trains the study's proxy network for a few steps at the study's batch size
+on random images; the plan's throughput is the sum of their images/s. Plans are interleaved over rounds (drift
+on a shared host hits all of them alike) and the median round counts. Data-parallel ``processes`` are not
+chosen here: they change the numbers (each rank normalises its share of a batch), so they stay a setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from scaling_search.spec import NetworkSpec
+
+PLAN_FORMAT = 1
+Measure = Callable[[NetworkSpec, int, list[tuple[int, int]]], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """``workers`` processes of ``threads`` threads each; ``measured`` holds every candidate's images/s."""
+
+    workers: int
+    threads: int
+    machine: str
+    measured: dict[str, float]
+    probe: str  # the network and batch the plans were timed on
+
+    def describe(self) -> str:
+        others = ", ".join(f"{name} {rate:.0f}" for name, rate in sorted(self.measured.items(), key=lambda kv: -kv[1]))
+        return (f"{self.workers} worker(s) x {self.threads} thread(s) (measured images/s, workers x threads: "
+                f"{others}; {self.probe})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def candidate_plans(cores: int) -> list[tuple[int, int]]:
+    """Every split of ``cores`` into workers x threads with no core left idle (at most 8 workers)."""
+    return [(workers, cores // workers) for workers in range(1, min(cores, 8) + 1) if cores % workers == 0]
+
+
+def _probe_process(spec: dict[str, Any], batch_size: int, steps: int, threads: int, barrier: Any,
+                   results: Any) -> None:
+    """One worker of a plan: ``steps`` training steps of ``spec`` on random images, timed after a warm-up."""
+    from scaling_search.model import build_model
+
+    torch.set_num_threads(threads)
+    network = NetworkSpec.from_dict(spec)
+    generator = torch.Generator().manual_seed(0)
+    model = build_model(network).train().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images = torch.randn(batch_size, network.input_channels, network.resolution, network.resolution,
+                         generator=generator).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, network.num_classes, (batch_size,), generator=generator)
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: first-call allocation and kernel selection
+    barrier.wait()  # the plan's workers run side by side, as grid workers do
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    results.put(steps * batch_size / (time.perf_counter() - started))
+
+
+def measure_plans(spec: NetworkSpec, batch_size: int, plans: list[tuple[int, int]], steps: int = 6,
+                  rounds: int = 2) -> dict[str, float]:
+    """Aggregate training images/s of each plan, median over ``rounds`` interleaved rounds."""
+    from scaling_search.training.distributed import process_context
+
+    from tqdm import tqdm
+
+    context = process_context()
+    rates: dict[str, list[float]] = {f"{w}x{t}": [] for w, t in plans}
+    runs = [plan for _ in range(rounds) for plan in plans]
+    for workers, threads in tqdm(runs, desc="measuring this machine's execution plan (once)", leave=False,
+                                 disable=None):
+        barrier, results = context.Barrier(workers), context.Queue()
+        processes = [context.Process(target=_probe_process, args=(spec.to_dict(), batch_size, steps, threads,
+                                                                  barrier, results), daemon=True)
+                     for _ in range(workers)]
+        for process in processes:
+            process.start()
+        try:
+            rates[f"{workers}x{threads}"].append(sum(results.get(timeout=600) for _ in processes))
+        finally:
+            for process in processes:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def machine_name() -> str:
+    """The CPU model, its usable cores and the torch build: what a cached plan is valid for."""
+    from scaling_search.latency.measure import describe_device
+    from scaling_search.training.resources import default_threads
+
+    model = describe_device(torch.device("cpu")).rsplit(":", 1)[0]  # without the current thread count
+    return f"{model}:{default_threads()}cores:torch{torch.__version__}:{torch.backends.cpu.get_cpu_capability()}"
+
+
+def cache_file(cache_dir: Path | None = None) -> Path:
+    root = cache_dir or Path(os.environ.get("SCALING_SEARCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "scaling-search"))
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in machine_name())
+    return root / "plan" / f"{safe}.json"
+
+
+def machine_plan(spec: NetworkSpec, batch_size: int, *, cache_dir: Path | None = None,
+                 measure: Measure | None = None) -> ExecutionPlan:
+    """This machine's plan for training ``spec`` at ``batch_size``: cached once measured (keyed by the machine,
+    the network and the batch), else measured now and cached."""
+    from scaling_search.training.resources import default_threads
+
+    path = cache_file(cache_dir)
+    fingerprint = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    probe = f"the proxy network {fingerprint} at {spec.resolution} px, batch {batch_size}"
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("format") == PLAN_FORMAT and probe in stored.get("plans", {}):
+            return ExecutionPlan(**stored["plans"][probe])
+    except (OSError, ValueError, TypeError):
+        stored = {}
+    measured = (measure or measure_plans)(spec, batch_size, candidate_plans(default_threads()))
+    best = max(measured, key=measured.__getitem__)
+    workers, threads = (int(part) for part in best.split("x"))
+    plan = ExecutionPlan(workers, threads, machine_name(), measured, probe)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plans = {**(stored.get("plans", {}) if stored.get("format") == PLAN_FORMAT else {}), probe: plan.to_dict()}
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"format": PLAN_FORMAT, "plans": plans}, indent=1, sort_keys=True))
+        temporary.replace(path)
+    except OSError:
+        pass  # an unwritable cache: measured again next time
+    return plan
+
+
+__all__ = ["ExecutionPlan", "candidate_plans", "machine_plan", "measure_plans"]
