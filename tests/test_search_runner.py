@@ -260,3 +260,57 @@ def test_run_by_a_rule_on_a_given_baseline_trains_nothing_and_exports_the_rule(t
     assert {body["rule"]["rule"] for body in bodies} == {"width"} and len(bodies) == 2
     assert all(body["multipliers"]["depth"] == body["multipliers"]["resolution"] == 1.0 for body in bodies)
     assert any(body["budget"] and abs(body["macs_ratio"] / 2 - 1) <= 0.05 for body in bodies)
+
+
+def test_racing_spends_extra_seeds_on_the_leaders_only_and_replays_on_a_rerun(tmp_path):
+    """Smoke's 40 validation images cannot separate grid points 0.01 apart: the race spends its whole budget,
+    one new seed per leader per round, never on a point that cannot win; a rerun trains nothing."""
+    seeds_trained = []
+
+    def noisy(spec, data, settings, on_epoch=None):
+        seeds_trained.append((spec.resolution, spec.stages[-1].out_channels, settings.seed))
+        result = fake_trainer(spec, data, settings, on_epoch)
+        wobble = ((settings.seed * 7919) % 11 - 5) / 1000  # seed noise, a few tenths of a point
+        hopeless = -0.3 if spec.num_blocks >= 28 else 0.0  # alpha = 2 (twice B0's 16 blocks) cannot win
+        return TrainResult(result.val_top1 + wobble + hopeless, *[getattr(result, f) for f in list(TrainResult.__dataclass_fields__)[1:]])
+
+    config = _config(tmp_path, race_seeds=5)
+    result = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=noisy, progress=False,
+                        report=False)
+    grid_points = len(result.grid.rows)
+    raced = seeds_trained[grid_points:]
+    assert len(raced) == 5 and all(seed >= 1 for _, _, seed in raced)  # the grid's seed is 0; extras are new
+    assert len(set(raced)) == 5  # no network trained twice under one seed
+    rows = {r["point"]: r for r in result.grid.rows}
+    assert sum(r.get("race_seeds", 0) for r in rows.values()) == 5
+    raced_points = [p for p, r in rows.items() if r.get("race_seeds")]
+    hopeless = [p for p, r in rows.items() if r["accuracy"] < 0.2]
+    assert hopeless and len(raced_points) >= 2  # points that cannot win exist, and the leaders were raced
+    assert not set(hopeless) & set(raced_points)  # ... and got no extra seed
+    assert result.grid.summary["separated"] is False
+    every_point_raced = len(raced_points) == grid_points
+    assert result.grid.summary["noise"] == ("validation images and seeds" if every_point_raced else
+                                            "validation images, and seeds where a point has more than one (raced)")
+    winner = result.grid.summary["winner"]
+    assert winner["seeds"] == 1 + winner.get("race_seeds", 0)
+    assert abs(winner["accuracy"] - sum(winner["accuracy_per_seed"]) / winner["seeds"]) < 1e-12
+    # resumable: the same command trains nothing and finds the same answer
+    seeds_trained.clear()
+    again = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=noisy, progress=False,
+                       report=False)
+    assert seeds_trained == [] and again.grid.coefficients == result.grid.coefficients
+
+
+def test_a_separated_grid_is_not_raced(tmp_path):
+    def clear_winner(spec, data, settings, on_epoch=None):
+        result = fake_trainer(spec, data, settings, on_epoch)
+        best = spec.resolution >= 40  # only the highest-resolution proxies are any good
+        return TrainResult(0.95 if best else 0.05, *[getattr(result, f) for f in list(TrainResult.__dataclass_fields__)[1:]])
+
+    TRAINED.clear()
+    result = runner.run(_config(tmp_path, race_seeds=5), parse_budget("2x"), output=tmp_path / "reports",
+                        trainer=clear_winner, progress=False, report=False)
+    if result.grid.summary["separated"]:
+        assert len(TRAINED) == len(result.grid.rows)  # nothing raced
+    else:  # two points tie at the top: the race can only spend its budget on them
+        assert len(TRAINED) == len(result.grid.rows) + 5

@@ -63,6 +63,9 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pruner", choices=("none", "median", "asha", "hyperband"),
                        help="Optuna pruner on per-epoch accuracy (default: the preset's)")
     group.add_argument("--repeats", type=positive_int, help="training seeds per grid point (default: 1)")
+    group.add_argument("--race", type=int, metavar="N", dest="race_seeds",
+                       help="up to N extra trainings after the grid, each a new seed of a point that could still "
+                            "win, until the winner is separated at 95%% (default: the preset's, 0 = off)")
     group.add_argument("--workers", type=workers_arg,
                        help="processes training grid points at once on this machine, or 'auto' (this machine's "
                             "measured plan, cached; workers and threads) (default: the preset's)")
@@ -133,6 +136,7 @@ def study_config(args: argparse.Namespace) -> Any:
                    "trials": args.trials, "target_macs": args.target_macs, "grid_step": args.grid_step,
                    "grid_max": args.grid_max, "grid_tol": args.grid_tol,
                    "budget_tol": getattr(args, "budget_tol", None), "pruner": args.pruner, "repeats": args.repeats,
+                   "race_seeds": getattr(args, "race_seeds", None),
                    "seed": args.seed, "workers": args.workers},
     }
     if args.data_source not in (None, "synthetic") and args.data_format is None:
@@ -292,8 +296,11 @@ def _print_grid(grid: Any) -> None:
         line += f", {summary['gap']:.4f} ahead of the runner-up"
     if summary.get("p_best") is not None:
         verdict = "separated from the rest" if summary["separated"] else \
-            f"NOT separated at {SEPARATED_AT:.0%} (more seeds: --repeats)"
+            f"NOT separated at {SEPARATED_AT:.0%} (more seeds where they decide it: --race N)"
         line += f"; P(best) {summary['p_best']:.2f}, {verdict}; noise counted: {summary['noise']}"
+        raced = sum(row.get("race_seeds", 0) for row in grid.rows)
+        if raced:
+            line += f"; {raced} extra seed(s) raced on the leaders ({winner['seeds']} on the winner)"
     elif summary.get("runner_up") is not None:
         line += " (no noise known: the trials record neither seeds nor validation size)"
     print(line)

@@ -105,6 +105,8 @@ class SearchSettings:
         budget_tol: relative tolerance of an exported network's cost around its budget.
         pruner: Optuna pruner on per-epoch val accuracy.
         repeats: training seeds per grid point.
+        race_seeds: extra trainings, after the grid, for the points that could still win, round by round until
+            the winner is separated (:mod:`scaling_search.search.race`); 0 turns racing off.
         seed: seed of the sampler and of training.
         heartbeat_s / grace_s: a trial whose process stopped beating for ``grace_s`` is failed and retried.
         workers: processes that train stage-2 grid points at once on this machine, each with
@@ -127,6 +129,7 @@ class SearchSettings:
     budget_tol: float = 0.05
     pruner: str = "median"
     repeats: int = 1
+    race_seeds: int = 0
     seed: int = 0
     heartbeat_s: int = 2
     grace_s: int = 8
@@ -147,6 +150,7 @@ class SearchSettings:
             (0 < self.budget_tol < 1, "budget_tol must be in (0, 1)"),
             (self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}"),
             (self.repeats >= 1, "repeats must be >= 1"),
+            (self.race_seeds >= 0, "race_seeds must be >= 0"),
             (self.heartbeat_s >= 1 and self.grace_s > self.heartbeat_s, "grace_s must exceed heartbeat_s >= 1"),
             (self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1),
              'workers must be >= 1 or "auto"'),
@@ -180,7 +184,7 @@ class StudyConfig:
         for key in ("threads", "device", "eval_batch_size"):
             train.pop(key)
         search = asdict(self.search)
-        for key in ("heartbeat_s", "grace_s", "workers", "budget_tol"):
+        for key in ("heartbeat_s", "grace_s", "workers", "budget_tol", "race_seeds"):  # race: extra, stored apart
             search.pop(key)
         return {"data": asdict(self.data), "deployment": asdict(self.deployment), "proxy": asdict(self.proxy),
                 "train": train, "search": search}

@@ -141,6 +141,7 @@ def grid_table(study: optuna.Study) -> list[dict[str, Any]]:
                "proxy_resolution": attrs.get("proxy_resolution"), "proxy_macs": attrs.get("proxy_macs"),
                "accuracy": attrs.get("accuracy", trial.value if trial.state == TrialState.COMPLETE else None),
                "accuracy_std": attrs.get("accuracy_std"), "seeds": len(attrs.get("accuracy_per_seed") or [None]),
+               "accuracy_per_seed": attrs.get("accuracy_per_seed"),
                "val_images": attrs.get("val_images"), "train_loss": attrs.get("train_loss"),
                "images_per_s": attrs.get("images_per_s")}
         if attrs["point"] not in rows or (row["state"] == "complete" and rows[attrs["point"]]["state"] != "complete"):
@@ -172,8 +173,9 @@ def choose_coefficients(rows: list[dict[str, Any]]) -> dict[str, Any]:
             row["p_best"] = p
         summary["p_best"] = winner["p_best"]
         summary["separated"] = winner["p_best"] >= SEPARATED_AT
-        seeded = min(r.get("seeds", 1) for r in complete) > 1
-        summary["noise"] = "validation images and seeds" if seeded else \
+        seeds = [r.get("seeds", 1) for r in complete]
+        summary["noise"] = "validation images and seeds" if min(seeds) > 1 else \
+            "validation images, and seeds where a point has more than one (raced)" if max(seeds) > 1 else \
             "validation images only (one seed: training noise not measured, so P(best) is overstated)"
     return summary
 

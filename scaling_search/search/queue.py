@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import optuna
@@ -165,14 +166,17 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
                 trial.suggest_float(name, min(low, value), max(high, value))  # the enqueued value
         record(trial, entry["attrs"])
         candidate = Candidate.from_dict(entry)
-        twin = finished_twin(study, entry["proxy"], config.search.repeats)
+        # a raced extra seed (scaling_search.search.race) trains its own seed, never a twin's
+        extra_seed = entry["attrs"].get("seed_offset")
+        twin = None if extra_seed is not None else finished_twin(study, entry["proxy"], config.search.repeats)
         if twin is not None:  # e.g. v2 below its cap is compound: the same network, the same seeds
             record(trial, candidate.cost_attrs())
             record(trial, {key: twin.user_attrs[key] for key in MEASURED_ATTRS if key in twin.user_attrs})
             trial.set_user_attr("same_network_as", twin.number)
             return float(twin.value)
-        measured = measure(trial, candidate, data, config.train, config.search.repeats, trainer,
-                           lambda accuracy: accuracy)
+        settings = config.train if extra_seed is None else replace(config.train, seed=config.train.seed + extra_seed)
+        measured = measure(trial, candidate, data, settings, entry["attrs"].get("seeds", config.search.repeats),
+                           trainer, lambda accuracy: accuracy)
         return measured.mean
 
     def describe_trial(trial: FrozenTrial) -> str:

@@ -28,10 +28,11 @@ from scaling_search.search.config import StudyConfig, mask_credentials
 from scaling_search.search.export import export_models, export_rule_models, fit_budget
 from scaling_search.search.fidelity import (Fidelity, Reference, fidelity_evidence, reference_points, score_fidelity,
                                             stored_fidelities)
-from scaling_search.search.grid import (choose_coefficients, describe_grid_point, grid_of, grid_table, prepare_grid,
+from scaling_search.search.grid import (choose_coefficients, describe_grid_point, grid_of, prepare_grid,
                                         run_grid)
 from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
 from scaling_search.search.queue import prepare_points, train_points
+from scaling_search.search.race import raced_rows, run_race
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
 from scaling_search.spec import NetworkSpec, load_spec
 from scaling_search.training import check_trainable, choose_device, default_threads, train_proxy
@@ -243,9 +244,12 @@ def search_grid(prepared: Prepared, baseline: NetworkSpec, trainer: Trainer = tr
                 progress: bool = True) -> GridResult:
     """Stage 2 on ``search.workers`` processes; every point trained once."""
     config = with_worker_threads(prepared.config)
-    prepare_grid(config, baseline, prepared.transform)  # enqueue the points once, before any worker starts
+    grid = prepare_grid(config, baseline, prepared.transform)  # enqueue the points once, before any worker starts
     _with_workers("grid", config, baseline, trainer,
                   lambda: run_grid(config, prepared.data, baseline, prepared.transform, trainer, progress), progress)
+    load_grid(config)  # refuses an unfinished grid before racing it
+    # extra seeds where they decide the winner: one process, every core (threads never change the numbers)
+    run_race(replace(config, train=replace(config.train, threads=None)), prepared.data, grid, trainer, progress)
     return load_grid(config)
 
 
@@ -255,7 +259,7 @@ def load_grid(config: StudyConfig) -> GridResult:
     if study is None or "points" not in study.user_attrs:
         raise UserError(f"study {config.name!r} has no coefficient grid in {mask_credentials(config.storage)}; "
                         "run 'scaling-search grid' (or 'run') first")
-    rows = grid_table(study)
+    rows = raced_rows(config, study)  # the grid's seeds and the race's extra ones
     expected = len(study.user_attrs["points"])
     if len(rows) < expected:
         raise UserError(f"stage 2 of study {config.name!r} has {len(rows)} of {expected} points finished; "
