@@ -16,6 +16,9 @@ from scaling_search.errors import UserError
 
 #: Images are resized in chunks of this many to bound peak memory.
 _RESIZE_CHUNK = 2048
+#: Part of every resized split's file name in the disk cache: bump it when :meth:`ImageData._resized` changes
+#: what it computes, so that no process maps a split resized the old way.
+RESIZE_FORMAT = 1
 
 
 class Split(NamedTuple):
@@ -52,7 +55,7 @@ class ResizedCache:
 
     def _file(self, key: tuple[str, int]) -> Path:
         assert self.disk is not None
-        return self.disk / f"{key[0]}-{key[1]}px.npy"
+        return self.disk / f"{key[0]}-{key[1]}px-v{RESIZE_FORMAT}.npy"
 
     def load_or_compute(self, key: tuple[str, int], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         """A split's images: from the disk cache, memory-mapped, when a process or an earlier run wrote them;

@@ -175,7 +175,7 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
             trial.set_user_attr("same_network_as", twin.number)
             return float(twin.value)
         settings = config.train if extra_seed is None else replace(config.train, seed=config.train.seed + extra_seed)
-        measured = measure(trial, candidate, data, settings, entry["attrs"].get("seeds", config.search.repeats),
+        measured = measure(trial, candidate, data, settings, entry["attrs"].get("train_seeds", config.search.repeats),
                            trainer, lambda accuracy: accuracy)
         return measured.mean
 

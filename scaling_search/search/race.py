@@ -9,7 +9,7 @@ whose P(best) is at least :data:`LEADER_P`, and never fewer than the two best. P
 more seeds. This is racing in the sense of Maron & Moore (1994) "Hoeffding races", with P(best) in place of
 their bounds.
 
-The extra seeds are trials of the stage ``<study>:race`` (resumable, shared by workers). Each round is decided
+The extra seeds are trials of the stage ``<study>:race`` (resumable; one process trains them). Each round is decided
 from the grid and the race's earlier rounds only, so a rerun after an interruption replays the same decisions
 and trains only what was missing. :func:`with_race_seeds` merges every seed into the grid's rows, which the
 winner, the export and its evidence read.
@@ -39,7 +39,8 @@ def _race_results(race: optuna.Study | None, before_round: int | None = None) ->
     results: dict[int, list[float]] = {}
     if race is None:
         return results
-    for trial in sorted(race.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
+    done = race.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    for trial in sorted(done, key=lambda t: (t.user_attrs.get("race_round", 0), t.user_attrs.get("seed_offset", 0))):
         attrs = trial.user_attrs
         if before_round is not None and attrs.get("race_round", 0) >= before_round:
             continue
@@ -93,7 +94,7 @@ def run_race(config: StudyConfig, data: ImageData, grid: optuna.Study, trainer: 
             entry = grid_points[index]
             offset = seeds_so_far[index]  # the seeds the point already has: settings.seed + 0 .. offset - 1
             attrs = {**entry["attrs"], "grid_point": index, "race_round": round_index, "seed_offset": offset,
-                     "seeds": 1}
+                     "train_seeds": 1}
             entries.append(point(Candidate.from_dict(entry), attrs))
         stored = list(race.user_attrs.get("points", [])) if race is not None else []
         race = prepare_points(config, "race", stored + [e for e in entries if e not in stored],

@@ -10,7 +10,9 @@ process beat two (issue #16: 961 vs 216 images/s for the trainer against a plain
 The measurement (:func:`measure_plans`): for every split of the cores into ``workers x threads``, that many
 processes start together and each trains the study's proxy network for a few steps at the study's batch size
 on random images; the plan's throughput is the sum of their images/s. Plans are interleaved over rounds (drift
-on a shared host hits all of them alike) and the median round counts. Data-parallel ``processes`` are not
+on a shared host hits all of them alike) and the median round counts. On this project's shared 2-core VM two
+measurements of the quick proxy gave 2x1 247 vs 1x2 183 images/s, then 185 vs 186 (2 rounds of 6 steps; now
+3 of 8): where the splits are this close, either is as good, and the cached choice stands until deleted. Data-parallel ``processes`` are not
 chosen here: they change the numbers (each rank normalises its share of a batch), so they stay a setting.
 """
 
@@ -85,8 +87,8 @@ def _probe_process(spec: dict[str, Any], batch_size: int, steps: int, threads: i
     results.put(steps * batch_size / (time.perf_counter() - started))
 
 
-def measure_plans(spec: NetworkSpec, batch_size: int, plans: list[tuple[int, int]], steps: int = 6,
-                  rounds: int = 2) -> dict[str, float]:
+def measure_plans(spec: NetworkSpec, batch_size: int, plans: list[tuple[int, int]], steps: int = 8,
+                  rounds: int = 3) -> dict[str, float]:
     """Aggregate training images/s of each plan, median over ``rounds`` interleaved rounds."""
     from scaling_search.training.distributed import process_context
 
