@@ -6,12 +6,12 @@ from smoke_run import SMOKE, cli
 
 
 @pytest.fixture(scope="session", autouse=True)
-def private_latency_cache(tmp_path_factory):
-    """Every test (and every process it starts) sees an empty latency cache of its own, never the user's
-    calibrated tables: a test that wants a table writes one."""
+def private_cache(tmp_path_factory):
+    """Every test (and every process it starts) sees a cache of its own (latency tables, decoded datasets,
+    execution plans), never the user's: a test that wants a calibrated table or a plan writes one."""
     import os
 
-    folder = tmp_path_factory.mktemp("latency-cache")
+    folder = tmp_path_factory.mktemp("cache")
     before = os.environ.get("SCALING_SEARCH_CACHE")
     os.environ["SCALING_SEARCH_CACHE"] = str(folder)
     yield folder
