@@ -247,7 +247,7 @@ def test_a_dataset_is_decoded_once_per_machine_and_every_process_maps_that_copy(
     assert len(decodes) == 3
     assert not (torch.equal(changed.train_images, first.train_images) and torch.equal(changed.val_images,
                                                                                       first.val_images))
-    assert len([p for p in decoded.cache_root().iterdir() if p.is_dir()]) == 3
+    assert len([p for p in decoded.datasets_root().iterdir() if p.is_dir()]) == 3
 
 
 def test_a_subset_shares_its_resized_splits_and_an_unwritable_cache_is_skipped(tmp_path, monkeypatch):

@@ -43,12 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _add_predicted_latency(rows: list[dict], specs: list) -> None:
     """A ``latency_ms`` column (CPU, batch 1) when a calibrated table predicts every row; no column otherwise."""
-    import os
-    from pathlib import Path
+    from scaling_search.cache import cache_root
 
-    root = os.environ.get("SCALING_SEARCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "scaling-search")
-    if not any((Path(root) / "latency").glob("cpu*_b1.json")):
+    if not any((cache_root() / "latency").glob("cpu*_b1.json")):
         return  # no table: do not pay for importing torch
     from scaling_search.latency import LatencyTable
 

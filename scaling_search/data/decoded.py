@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scaling_search.cache import cache_root
 from scaling_search.data.arrays import exclusive, map_array
 from scaling_search.data.base import ImageData, ResizedCache
 
@@ -34,10 +35,8 @@ CACHE_FORMAT = 1
 _ARRAYS = ("train_images", "train_labels", "val_images", "val_labels")
 
 
-def cache_root() -> Path:
-    root = os.environ.get("SCALING_SEARCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "scaling-search")
-    return Path(root) / "datasets"
+def datasets_root() -> Path:
+    return cache_root() / "datasets"
 
 
 def fingerprint(path: Path) -> list[tuple[str, int, int]]:
@@ -88,7 +87,7 @@ def _write_entry(folder: Path, data: ImageData) -> None:
 def decoded_dataset(kind: str, path: Path, options: dict[str, object], decode: Callable[[], ImageData]) -> ImageData:
     """``decode()``'s dataset, from the machine's cache when an entry for this source exists, else decoded
     and written there, then mapped (so this process shares its pages with the next ones too)."""
-    folder = cache_root() / dataset_key(kind, path, options)
+    folder = datasets_root() / dataset_key(kind, path, options)
     data = _load_entry(folder)
     if data is not None:
         return data
@@ -104,4 +103,4 @@ def decoded_dataset(kind: str, path: Path, options: dict[str, object], decode: C
     return _load_entry(folder) or data
 
 
-__all__ = ["CACHE_FORMAT", "cache_root", "dataset_key", "decoded_dataset", "fingerprint"]
+__all__ = ["CACHE_FORMAT", "dataset_key", "datasets_root", "decoded_dataset", "fingerprint"]

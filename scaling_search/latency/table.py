@@ -26,7 +26,6 @@ source lacks is measured here and stored divided by the correction's slope, i.e.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -36,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from scaling_search.cache import cache_root
 from scaling_search.errors import UserError
 from scaling_search.latency.measure import (Runner, check_runtime, describe_device, measure_latencies,
                                             prepare_runner, robust_ms, synchronizer, time_interleaved)
@@ -142,9 +142,7 @@ class LatencyTable:
 
     @staticmethod
     def cache_dir() -> Path:
-        root = os.environ.get("SCALING_SEARCH_CACHE") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "scaling-search")
-        return Path(root) / "latency"
+        return cache_root() / "latency"
 
     @classmethod
     def open(cls, device: str = "cpu", batch: int = 1, cache_dir: Path | None = None,

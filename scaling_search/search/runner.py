@@ -247,10 +247,12 @@ def search_grid(prepared: Prepared, baseline: NetworkSpec, trainer: Trainer = tr
     grid = prepare_grid(config, baseline, prepared.transform)  # enqueue the points once, before any worker starts
     _with_workers("grid", config, baseline, trainer,
                   lambda: run_grid(config, prepared.data, baseline, prepared.transform, trainer, progress), progress)
-    load_grid(config)  # refuses an unfinished grid before racing it
-    # extra seeds where they decide the winner: one process, every core (threads never change the numbers)
-    run_race(replace(config, train=replace(config.train, threads=None)), prepared.data, grid, trainer, progress)
-    return load_grid(config)
+    result = load_grid(config)  # refuses an unfinished grid before racing it
+    if config.search.race_seeds:
+        # extra seeds where they decide the winner: one process, every core (threads never change the numbers)
+        run_race(replace(config, train=replace(config.train, threads=None)), prepared.data, grid, trainer, progress)
+        result = load_grid(config)
+    return result
 
 
 def load_grid(config: StudyConfig) -> GridResult:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +28,8 @@ from typing import Any, Callable
 
 import torch
 
+from scaling_search.atomic import write_json_atomically
+from scaling_search.cache import cache_root
 from scaling_search.spec import NetworkSpec
 
 PLAN_FORMAT = 1
@@ -44,11 +45,6 @@ class ExecutionPlan:
     machine: str
     measured: dict[str, float]
     probe: str  # the network and batch the plans were timed on
-
-    def describe(self) -> str:
-        others = ", ".join(f"{name} {rate:.0f}" for name, rate in sorted(self.measured.items(), key=lambda kv: -kv[1]))
-        return (f"{self.workers} worker(s) x {self.threads} thread(s) (measured images/s, workers x threads: "
-                f"{others}; {self.probe})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,8 +121,7 @@ def machine_name() -> str:
 
 
 def cache_file(cache_dir: Path | None = None) -> Path:
-    root = cache_dir or Path(os.environ.get("SCALING_SEARCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "scaling-search"))
+    root = cache_dir or cache_root()
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in machine_name())
     return root / "plan" / f"{safe}.json"
 
@@ -151,11 +146,8 @@ def machine_plan(spec: NetworkSpec, batch_size: int, *, cache_dir: Path | None =
     workers, threads = (int(part) for part in best.split("x"))
     plan = ExecutionPlan(workers, threads, machine_name(), measured, probe)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         plans = {**(stored.get("plans", {}) if stored.get("format") == PLAN_FORMAT else {}), probe: plan.to_dict()}
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"format": PLAN_FORMAT, "plans": plans}, indent=1, sort_keys=True))
-        temporary.replace(path)
+        write_json_atomically(path, {"format": PLAN_FORMAT, "plans": plans})
     except OSError:
         pass  # an unwritable cache: measured again next time
     return plan
