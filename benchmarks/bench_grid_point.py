@@ -34,8 +34,11 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1.2)
     parser.add_argument("--beta", type=float, default=1.1)
     parser.add_argument("--gamma", type=float, default=1.15)
+    parser.add_argument("--cuda-graph", default="auto", choices=("auto", "on", "off"),
+                        help="capture the training step as a CUDA graph (auto: on CUDA)")
     args = parser.parse_args()
-    config = load_study_config(args.preset, {"train": {"device": args.device}}, name="bench-grid-point",
+    config = load_study_config(args.preset, {"train": {"device": args.device, "cuda_graph": args.cuda_graph}},
+                               name="bench-grid-point",
                                storage="sqlite:///:memory:")
     device = choose_device(config.train.device)
     started = time.perf_counter()
@@ -53,7 +56,7 @@ def main() -> None:
     print(f"point alpha {args.alpha} beta {args.beta} gamma {args.gamma}: deployment "
           f"{candidate.deployment.resolution} px {count_cost(candidate.deployment).macs / 1e6:.0f}M MACs; proxy "
           f"{candidate.proxy.resolution} px {proxy_macs / 1e6:.1f}M MACs; {config.train.epochs} epochs, batch "
-          f"{config.train.batch_size}, {config.search.repeats} seed(s)")
+          f"{config.train.batch_size}, {config.search.repeats} seed(s), cuda_graph {args.cuda_graph}")
 
     walls, rates = [], []
     for repeat in range(config.search.repeats):

@@ -5,13 +5,16 @@ images, NCHW, fp32, default threads, SGD, cross-entropy (on CUDA, each batch cop
 pre-resized cached tensors, batched augmentation, channels_last, explicit threads; on the CPU in one process
 and data-parallel over ``--processes`` single-threaded processes (:mod:`scaling_search.training.distributed`), with
 DistributedDataParallel's bucketed all-reduce and, side by side, with one flat all-reduce after backward; on CUDA with
-AMP (bf16) and the images on the GPU (:func:`scaling_search.training.place_images`). Each side trains
+AMP (bf16), the images on the GPU (:func:`scaling_search.training.place_images`) and each step's forward and backward
+pass replayed as one CUDA graph (:mod:`scaling_search.training.cuda_graph`). Each side trains
 ``--epochs`` epochs, interleaved so that machine noise hits all of them alike; the median epoch throughput
 (training steps only, as for the plain loop) is printed with the ratios.
 
 On CUDA the first round is a warm-up (CUDA context, cuDNN heuristics) and is dropped, and more lines say where
-a difference comes from: the plain loop with bf16 autocast, then with channels_last too; the trainer with the
-images in host memory instead of on the GPU, and with channels_last on (auto leaves it off on CUDA).
+a difference comes from: the plain loop with bf16 autocast, then with channels_last too; the trainer without the
+CUDA graph (every kernel launched from Python), with the images in host memory instead of on the GPU, and with
+channels_last on (auto leaves it off on CUDA). The first epoch's training loss of the trainer with and without the
+graph is printed side by side: the graph must not change what is trained.
 
     python benchmarks/bench_train.py [--data ../shared/data/cifar10.npz] [--subset 3000] [--width 0.5]
     python benchmarks/bench_train.py --device cuda   # 64 px, batch 256, 10000 images unless given
@@ -104,22 +107,27 @@ def main() -> None:
     settings = TrainSettings(epochs=1, batch_size=batch_size, lr=0.05, device=args.device)
     names = ["plain loop", "trainer, 1 process"]
     if cuda:
-        names += ["plain loop + bf16", "plain loop + bf16 + channels_last", "trainer, images in host memory",
-                  "trainer, channels_last on"]
+        names += ["plain loop + bf16", "plain loop + bf16 + channels_last", "trainer, no CUDA graph",
+                  "trainer, images in host memory", "trainer, channels_last on"]
     else:  # data-parallel with DistributedDataParallel (the trainer's default), then with a flat all-reduce
         names += [f"trainer, {args.processes} processes x 1 thread", "  same, flat all-reduce after backward"]
     rates: dict[str, list[float]] = {name: [] for name in names}
     parallel_wall: list[float] = []
+    losses: list[tuple[float, float]] = []  # CUDA: the trainer's loss with and without the CUDA graph
     warmup = 1 if cuda else 0
     for seed in range(args.epochs + warmup):
         torch.set_num_threads(default_threads)
         seeded = replace(settings, seed=seed)
+        graphed = trainer_epoch(spec, data, seeded)
         epoch = {"plain loop": plain_epoch(spec, images.clone(), labels, batch_size, seed, device),
-                 "trainer, 1 process": trainer_epoch(spec, data, seeded).images_per_s}
+                 "trainer, 1 process": graphed.images_per_s}
         if cuda:
             epoch["plain loop + bf16"] = plain_epoch(spec, images.clone(), labels, batch_size, seed, device, True)
             epoch["plain loop + bf16 + channels_last"] = plain_epoch(spec, images.clone(), labels, batch_size, seed,
                                                                      device, True, True)
+            eager = trainer_epoch(spec, data, replace(seeded, cuda_graph="off"))
+            epoch["trainer, no CUDA graph"] = eager.images_per_s
+            losses.append((graphed.train_loss, eager.train_loss))
             epoch["trainer, images in host memory"] = trainer_epoch(spec, data, seeded, False).images_per_s
             epoch["trainer, channels_last on"] = trainer_epoch(spec, data, replace(seeded, channels_last="on")).images_per_s
         else:
@@ -141,6 +149,8 @@ def main() -> None:
     base = medians["plain loop"]
     for name in names[1:]:
         print(f"ratio, {name:<31}: {medians[name] / base:.2f}x")
+    for seed, (with_graph, without) in enumerate(losses):
+        print(f"seed {seed}: training loss with the CUDA graph {with_graph:.5f}, without {without:.5f}")
     if parallel_wall:
         print(f"{args.processes}-process run wall time: median {statistics.median(parallel_wall):.1f} s per epoch-run "
               f"(one epoch, evaluation and process start-up included)")

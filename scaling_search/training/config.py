@@ -50,6 +50,9 @@ class TrainSettings:
             share of every batch and ``threads // processes`` threads, gradients are averaged. On a small CPU
             two 1-thread processes train much faster than one 2-thread process. Results depend on it (each
             process normalises its share of the batch), so it is part of a study's settings. CPU only.
+        cuda_graph: ``"auto"`` (on for CUDA in one process), ``"on"`` or ``"off"``: capture each step's forward
+            and backward pass once as a CUDA graph and replay it (:mod:`scaling_search.training.cuda_graph`); at
+            proxy sizes a GPU step is bound by kernel launches.
     """
 
     epochs: int = 3
@@ -72,6 +75,7 @@ class TrainSettings:
     threads: int | None = None
     channels_last: str = "auto"
     processes: int = 1
+    cuda_graph: str = "auto"
 
     def __post_init__(self) -> None:
         checks = [
@@ -91,6 +95,7 @@ class TrainSettings:
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
             (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
             (self.processes >= 1, "processes must be >= 1"),
+            (self.cuda_graph in ("auto", "on", "off"), "cuda_graph must be auto, on or off"),
             (self.processes < 1 or (self.batch_size % self.processes == 0 and self.batch_size // self.processes >= 2),
              f"batch_size {self.batch_size} must split into {self.processes} equal shares of at least 2 images "
              f"(one per process); use a multiple of {self.processes}"),

@@ -34,6 +34,7 @@ from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.model import build_model
 from scaling_search.spec import NetworkSpec
 from scaling_search.training.config import TrainSettings
+from scaling_search.training.cuda_graph import GraphedStep, use_cuda_graph
 from scaling_search.training.distributed import SingleProcess, train_data_parallel
 from scaling_search.training.resources import (check_trainable, choose_device, default_threads,
                                                describe_device)
@@ -232,6 +233,9 @@ def train_proxy(
     check_trainable(spec, len(data.train_labels) + len(data.val_labels), settings.batch_size)
     device = choose_device(settings.device)
     threads = settings.threads or default_threads()
+    if settings.cuda_graph == "on" and (device.type != "cuda" or settings.processes > 1):
+        raise UserError(f"train settings: cuda_graph = on needs CUDA in one process (here {device.type}, "
+                        f"{settings.processes} process(es)); use auto or off")
     tensors = (*data.split("train", spec.resolution), *data.split("val", spec.resolution))
     if settings.processes > 1:
         if device.type != "cpu":
@@ -287,6 +291,8 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
     total_steps = steps_per_epoch * settings.epochs
     warmup_steps = min(total_steps - 1, int(round(settings.warmup_epochs * steps_per_epoch)))
     padding = int(round(settings.crop_padding * spec.resolution))
+    graphed = use_cuda_graph(settings.cuda_graph, device, ranks.world)
+    graphed_step: GraphedStep | None = None
 
     history: list[EpochMetrics] = []
     train_seconds = 0.0
@@ -310,11 +316,17 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
             lr = learning_rate(step, total_steps, warmup_steps, settings.lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits = stepped(images)
-                loss = criterion(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if graphed:
+                if graphed_step is None:
+                    graphed_step = GraphedStep(model, criterion, images, labels, autocast)
+                logits, loss = graphed_step(images, labels)
+                loss = loss.detach().clone()  # the next replay overwrites the graph's loss
+            else:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    logits = stepped(images)
+                    loss = criterion(logits.float(), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             # the mean over all ranks (every rank sees the same); one process: the loss itself, still on the device
             losses.add(ranks.average_step(model, loss) if ranks.world > 1 else loss, epoch, step)
             optimizer.step()
