@@ -182,25 +182,6 @@ def test_latency_budget_run_records_predicted_and_measured_latency(tmp_path):
     assert latency["measured_ms"] > 0 and config["budget"]["kind"] == "ratio" and config["budget"]["unit"] == "ms"
 
 
-def test_trial_killed_before_its_first_heartbeat_is_failed_and_requeued(tmp_path):
-    """A process killed between a trial turning RUNNING and its first heartbeat leaves no heartbeat row."""
-    import optuna
-
-    from scaling_search.search import storage
-    from scaling_search.search.config import load_study_config
-
-    config = load_study_config("smoke", {}, "orphan", f"sqlite:///{tmp_path}/orphan.db")
-    study = storage.open_study(config, storage.open_storage(config), "grid")
-    study.enqueue_trial({}, user_attrs={"point": 0})
-    trial = study.ask()  # RUNNING, no heartbeat thread ever started
-    assert trial.user_attrs["point"] == 0
-    storage._fail_trials_without_heartbeat(study, grace_s=0.0)
-    states = {t.number: t.state for t in study.get_trials()}
-    assert states[trial.number] == optuna.trial.TrialState.FAIL
-    retried = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.WAITING]
-    assert len(retried) == 1 and retried[0].user_attrs["point"] == 0
-
-
 @pytest.mark.slow
 def test_ablate_scales_a_given_config(tmp_path, finished_run):
     import pandas as pd

@@ -3,6 +3,15 @@
 Candidates are sampled at deployment scale (:func:`scaling_search.search_space.suggest_spec`), costed there,
 and trained through the study's proxy. The reward is ``acc * (cost / target) ** w`` with w = -0.07 (paper
 Section 4), cost and target in deployment MACs (or predicted deployment latency).
+
+Stage 1 is sequential by design: TPE's next sample depends on every earlier result, so a second worker could only
+sample without them and the baseline would depend on timing. Any number of processes may run it; one trains at
+a time (the others wait), and each trial is sampled by a TPE seeded from the count of trials before it. A run
+killed at any moment and started again therefore samples and trains exactly what an uninterrupted run does: a
+killed or interrupted trial fails (:mod:`scaling_search.search.trial_claims`) and is not counted, so the next
+trial is sampled from the same seed and the same history, which gives it the same params again. (It is not
+re-enqueued: a trial killed while suggesting holds only part of its params, and a retry would sample the rest
+from another state.)
 """
 
 from __future__ import annotations
@@ -22,8 +31,13 @@ from scaling_search.search.candidate import Candidate, Trainer, measure
 from scaling_search.search.config import StudyConfig
 from scaling_search.search.queue import Progress, outcome
 from scaling_search.search.storage import is_done, open_storage, open_study, running_elsewhere
+from scaling_search.search.trial_claims import with_heartbeat
 from scaling_search.search_space import reward, suggest_spec
 from scaling_search.spec import NetworkSpec
+
+
+class YieldedTrial(Exception):
+    """A stage-1 trial that found another process's trial running, begun first: it fails before sampling."""
 
 
 def cost_function(config: StudyConfig) -> Callable[[NetworkSpec], float]:
@@ -40,7 +54,8 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
     """Stage 1: the deployment-scale baseline with the best reward (or ``network`` itself), and its evidence."""
     if config.search.baseline == "network":
         return network, {"source": f"the deployment network ({config.deployment.network}) as given"}
-    study = open_study(config, open_storage(config), "baseline")
+    storage = open_storage(config)
+    study = open_study(config, storage, "baseline")
     cost_of = cost_function(config)
     latency = config.search.cost == "latency"
     target = (config.search.target_latency_ms if latency else config.search.target_macs) or cost_of(network)
@@ -48,6 +63,11 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
     study.set_user_attr("cost", config.search.cost)
 
     def objective(trial: optuna.Trial) -> float:
+        earlier = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.number < trial.number]
+        if earlier:  # another process started a trial at the same moment: one trains at a time
+            trial.set_user_attr("yielded_to", earlier[0])
+            raise YieldedTrial(f"stage 1 trains one trial at a time; trial {earlier[0]} started first")
         candidate = Candidate.of(suggest_spec(trial, network), transform)
         cost = cost_of(candidate.deployment)
         if latency:
@@ -67,21 +87,19 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
     try:
         while True:
             trials = study.get_trials(deepcopy=False)
-            done = sum(is_done(t) for t in trials)
-            if done >= total:
+            if sum(is_done(t) for t in trials) >= total:
                 break
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            waiting = any(t.state == TrialState.WAITING for t in trials)
-            if done + running >= total and not waiting:
-                if running_elsewhere(study, config.search.grace_s):
-                    time.sleep(config.search.heartbeat_s)
+            if running_elsewhere(study, storage, config.search.grace_s, retry_failed=False):
+                time.sleep(config.search.heartbeat_s)  # one process trains at a time
                 continue
             # Reseeding from the history makes a resumed study sample exactly what an uninterrupted one would:
-            # failed trials (killed or interrupted) do not count, and TPE ignores them too.
+            # failed trials (killed, interrupted or yielded) do not count, and TPE ignores them too.
+            trials = study.get_trials(deepcopy=False)
             history = sum(t.state != TrialState.FAIL for t in trials)
             study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + history,
                                                        n_startup_trials=max(2, total // 2))
-            study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), callbacks=[bar])
+            study.optimize(with_heartbeat(objective, config.search.heartbeat_s), n_trials=1,
+                           catch=(NonFiniteLossError, YieldedTrial), callbacks=[bar])
     finally:
         bar.close()
     best = max((t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
@@ -94,4 +112,4 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
     return NetworkSpec.from_dict(best.user_attrs["spec"]), info
 
 
-__all__ = ["cost_function", "run_baseline"]
+__all__ = ["YieldedTrial", "cost_function", "run_baseline"]

@@ -1,11 +1,12 @@
 """The work queue: a fixed set of candidates enqueued once in a study and trained exactly once each.
 
-Grid points (stage 2), ablation points and compared rules are such sets. A point whose proxy network a
-finished point already trained under the same seeds takes that point's measurements instead of training it
-again, and names it (``same_network_as``). Every worker process runs
-:func:`train_points` on the same storage; each takes the next WAITING trial (Optuna hands a waiting trial to one
-worker), so N workers share the points and a killed worker's trial is failed by its stale heartbeat and
-retried.
+Grid points (stage 2), ablation points and compared rules are such sets. Each point is one enqueued trial whose
+Optuna params are its identity (alpha, beta, gamma; figure, method, multiplier), so ``trials_dataframe``,
+``best_params``, the plot functions and optuna-dashboard show them. A point whose proxy network a finished point
+already trained under the same seeds takes that point's measurements instead of training it again, and names it
+(``same_network_as``). Every worker process runs :func:`train_points` on the same storage; each claims the next
+WAITING trial (:func:`~scaling_search.search.trial_claims.claim_waiting`: never a fresh trial), so N workers share
+the points and a killed worker's trial is failed by its stale heartbeat and retried with the same params.
 """
 
 from __future__ import annotations
@@ -23,34 +24,83 @@ from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.search.candidate import MEASURED_ATTRS, Candidate, Trainer, measure, record
 from scaling_search.search.config import StudyConfig
-from scaling_search.search.storage import DONE, is_done, normalise, open_storage, open_study, running_elsewhere
+from scaling_search.search.storage import DONE, create_or_load, is_done, normalise, open_storage, running_elsewhere
+from scaling_search.search.trial_claims import claim_waiting, run_claimed
 
 
-def point(candidate: Candidate, attrs: dict[str, Any], params: dict[str, float] | None = None) -> dict[str, Any]:
-    """A queue entry: the attributes its trial records, its Optuna params, and the candidate it trains."""
-    return {"attrs": attrs, "params": params or {}, **candidate.to_dict()}
+# The attributes that identify a point, as Optuna params: the grid's coefficients, a raced seed, an ablation's or a
+# comparison's figure, method or dimension, and its multiplier, phi or budget.
+PARAM_KEYS = ("alpha", "beta", "gamma", "seed_offset", "figure", "method", "dimension", "base_depth",
+              "base_resolution", "multiplier", "phi", "budget")
+
+
+def point(candidate: Candidate, attrs: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A queue entry: the attributes its trial records, its Optuna params (by default those of
+    :data:`PARAM_KEYS` it has), and the candidate it trains."""
+    if params is None:
+        params = {key: attrs[key] for key in PARAM_KEYS if attrs.get(key) is not None}
+    return {"attrs": attrs, "params": params, **candidate.to_dict()}
+
+
+def param_space(points: list[dict[str, Any]], bounds: dict[str, tuple[float, float]] | None = None,
+                choices: dict[str, list[str]] | None = None) -> dict[str, dict[str, Any]]:
+    """Each param's Optuna distribution over a stage's points, as a stored attribute: ``{"low", "high"}`` for
+    numbers (``bounds`` overrides), ``{"choices"}`` for names (``choices`` overrides: a stage that can grow
+    must name every choice it may ever hold, since Optuna refuses a categorical param whose choices change)."""
+    values: dict[str, list[Any]] = {}
+    for entry in points:
+        for name, value in entry["params"].items():
+            values.setdefault(name, []).append(value)
+    space: dict[str, dict[str, Any]] = {}
+    for name, seen in values.items():
+        if name in (choices or {}):
+            space[name] = {"choices": list(choices[name])}  # type: ignore[index]
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seen):
+            low, high = (bounds or {}).get(name, (min(seen), max(seen)))
+            space[name] = {"low": float(low), "high": float(high)}
+        else:
+            space[name] = {"choices": sorted({str(v) for v in seen})}
+    return space
+
+
+def suggest_point(trial: optuna.Trial, params: dict[str, Any], space: dict[str, dict[str, Any]]) -> None:
+    """Ask for the enqueued params through ``suggest_*``, so Optuna records them with their distributions."""
+    for name, value in params.items():
+        dist = space.get(name, {"low": value, "high": value}) if not isinstance(value, str) else space[name]
+        if "choices" in dist:
+            trial.suggest_categorical(name, dist["choices"])
+        else:
+            trial.suggest_float(name, min(dist["low"], value), max(dist["high"], value))
 
 
 def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]], identity: dict[str, Any],
                    param_bounds: dict[str, tuple[float, float]] | None = None,
-                   growable: tuple[str, ...] = ()) -> optuna.Study:
+                   growable: tuple[str, ...] = (), choices: dict[str, list[str]] | None = None) -> optuna.Study:
     """Create ``<name>:<stage>`` and enqueue every point once; on reload, check ``identity`` is unchanged.
 
-    ``param_bounds`` gives each param's (low, high), so grid trials carry alpha, beta, gamma as Optuna params
-    (``trials_dataframe``, ``best_params`` and the plot functions see them). Where ``growable`` names identity
-    keys (compare's rules and budgets), a reload may add points: those keys grow, points already stored keep
-    their index and their trials, only the new points are enqueued, and dropping a stored point is refused.
+    Of the processes that start a new stage at the same moment, the one whose study creation lands enqueues the
+    points; the others wait for it. ``param_bounds`` and ``choices`` shape the params' distributions
+    (:func:`param_space`). Where ``growable`` names identity keys (compare's rules and budgets), a reload may
+    add points: those keys grow, points already stored keep their index and their trials, only the new points
+    are enqueued, and dropping a stored point is refused.
     """
-    study = open_study(config, open_storage(config), stage)
-    if "points" not in study.user_attrs:
+    storage = open_storage(config)
+    study, created = create_or_load(config, storage, stage)
+    if not created and "points" not in study.user_attrs:
+        _wait_for_points(study, config.search.grace_s)
+    if "points" not in study.user_attrs:  # this process created the stage (or its creator died filling it)
         for key, value in identity.items():
             study.set_user_attr(key, normalise(value))
-        study.set_user_attr("param_bounds", normalise(param_bounds or {}))
-        study.set_user_attr("points", points)
+        study.set_user_attr("param_space", normalise(param_space(points, param_bounds, choices)))
+        enqueued = {t.user_attrs.get("point") for t in study.get_trials(deepcopy=False)}
         for index, entry in enumerate(points):
-            study.enqueue_trial(entry["params"], user_attrs={"point": index}, skip_if_exists=False)
+            if index not in enqueued:
+                study.enqueue_trial(entry["params"], user_attrs={"point": index}, skip_if_exists=False)
+        study.set_user_attr("points", points)  # last: other workers wait for it
         return study
-    stored, wanted = study.user_attrs["points"], normalise(points)
+    # params are compared apart: studies made before points had params store none
+    stored = [_without_params(e) for e in study.user_attrs["points"]]
+    wanted = [_without_params(e) for e in normalise(points)]
     fixed_changed = any(study.user_attrs.get(key) != normalise(value) for key, value in identity.items()
                         if key not in growable)
     if fixed_changed:
@@ -62,15 +112,27 @@ def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]]
         held = " and ".join(f"{key} {', '.join(_listed(v) for v in study.user_attrs.get(key, []))}" for key in growable)
         raise UserError(f"study {config.name!r} ({stage}) already holds {held}: name them all to "
                         "extend it, or choose a new --study name to start again")
-    added = [entry for entry in wanted if entry not in stored]
+    added = [entry for entry, bare in zip(normalise(points), wanted) if bare not in stored]
     if added:
         for offset, entry in enumerate(added):
             study.enqueue_trial(entry["params"], user_attrs={"point": len(stored) + offset}, skip_if_exists=False)
-        study.set_user_attr("points", stored + added)
+        study.set_user_attr("points", study.user_attrs["points"] + added)
         for key in growable:
             before = study.user_attrs.get(key) or []
             study.set_user_attr(key, before + [v for v in normalise(identity[key]) if v not in before])
     return study
+
+
+def _without_params(entry: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in entry.items() if key != "params"}
+
+
+def _wait_for_points(study: optuna.Study, grace_s: float) -> None:
+    """Wait while the worker that created the stage enqueues its points (a second or so); after ``grace_s``
+    without them, the caller takes over."""
+    deadline = time.monotonic() + grace_s
+    while "points" not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _listed(value: Any) -> str:
@@ -138,32 +200,19 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
                  bar: bool = True) -> optuna.Study:
     """Train every enqueued point of ``study`` to completion (or pruning) exactly once, sharing the work with
     any other process running the same call on the same storage."""
+    storage = open_storage(config)
     points = study.user_attrs["points"]
-    bounds = study.user_attrs.get("param_bounds", {})
+    space = study.user_attrs.get("param_space") or {  # studies before categorical params stored float bounds
+        name: {"low": low, "high": high} for name, (low, high) in study.user_attrs.get("param_bounds", {}).items()}
 
     def finished_points() -> set[int]:
         return {t.user_attrs["point"] for t in study.get_trials(deepcopy=False)
                 if "point" in t.user_attrs and is_done(t)}
 
-    def claimed_points() -> set[int]:
-        return {t.user_attrs["point"] for t in study.get_trials(deepcopy=False)
-                if "point" in t.user_attrs and t.state in (TrialState.RUNNING, TrialState.WAITING)}
-
     def objective(trial: optuna.Trial) -> float:
-        index = trial.user_attrs.get("point")
-        enqueued = index is not None  # its params are fixed by enqueue_trial; a free-point trial has none
-        if index is None:  # not an enqueued trial: take a point nobody finished or holds
-            free = sorted(set(range(len(points))) - finished_points() - claimed_points())
-            if not free:
-                trial.set_user_attr("idle", True)
-                raise optuna.TrialPruned()
-            index = free[0]
-            trial.set_user_attr("point", index)
+        index = trial.user_attrs["point"]
         entry = points[index]
-        if enqueued:
-            for name, value in entry.get("params", {}).items():
-                low, high = bounds.get(name, (value, value))
-                trial.suggest_float(name, min(low, value), max(high, value))  # the enqueued value
+        suggest_point(trial, entry.get("params", {}), space)  # the enqueued values, with their distributions
         record(trial, entry["attrs"])
         candidate = Candidate.from_dict(entry)
         # a raced extra seed (scaling_search.search.race) trains its own seed, never a twin's
@@ -189,16 +238,27 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
             log.sync(len(finished))  # count points other workers finished too
             if len(finished) >= len(points):
                 break
-            trials = study.get_trials(deepcopy=False)
-            waiting = any(t.state == TrialState.WAITING for t in trials)
-            free = set(range(len(points))) - finished - claimed_points()
-            if waiting or free:
-                study.optimize(objective, n_trials=1, catch=(NonFiniteLossError,), callbacks=[log])
-            elif running_elsewhere(study, config.search.grace_s):
+            trial = claim_waiting(study, storage)
+            if trial is not None:
+                log(study, run_claimed(study, storage, trial, objective, config.search.heartbeat_s,
+                                       (NonFiniteLossError,)))
+            elif running_elsewhere(study, storage, config.search.grace_s):
                 time.sleep(config.search.heartbeat_s)
+            else:  # unfinished points with no trial waiting or running: their retries ran out
+                _enqueue_again(study, points, finished)
     finally:
         log.close()
     return study
 
 
-__all__ = ["Progress", "finished_twin", "outcome", "point", "prepare_points", "train_points"]
+def _enqueue_again(study: optuna.Study, points: list[dict[str, Any]], finished: set[int]) -> None:
+    """Enqueue the unfinished points that no trial waits for or runs (each was killed or interrupted more
+    often than Optuna's retry callback retries), with their params, so a rerun finishes them."""
+    held = {t.user_attrs.get("point") for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+    for index in sorted(set(range(len(points))) - finished - held):
+        study.enqueue_trial(points[index]["params"], user_attrs={"point": index}, skip_if_exists=False)
+
+
+__all__ = ["PARAM_KEYS", "Progress", "finished_twin", "outcome", "param_space", "point", "prepare_points",
+           "suggest_point", "train_points"]

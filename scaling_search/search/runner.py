@@ -437,7 +437,7 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     in the storage, else the paper's."""
     from scaling_search.family import PAPER_COEFFICIENTS
     from scaling_search.report import build_report
-    from scaling_search.rules import parse_rule
+    from scaling_search.rules import RULES, parse_rule
     from scaling_search.search.compare import compare_points, point_latencies
 
     prepared = prepare(config, data)
@@ -454,7 +454,8 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
             f"{config.search.repeats} seed(s) per point")
     study = prepare_points(config, "compare", points, {"baseline": base.to_dict(), "note": note,
                                                        "rules": list(rule_names), "budgets": list(budgets)},
-                           growable=("rules", "budgets"))  # another budget or rule extends the comparison
+                           growable=("rules", "budgets"),  # another budget or rule extends the comparison
+                           choices={"figure": ["compare"], "method": ["baseline", *RULES]})
     study.set_user_attr("predicted_latency", point_latencies(study.user_attrs["points"],
                                                              config.search.latency_device,
                                                              config.search.latency_runtime))

@@ -1,26 +1,33 @@
 """Optuna storages and studies for the search: open once, refuse a study made with other settings.
 
-Every stage of a study is its own Optuna study ``<name>:<stage>`` in one storage. Heartbeats fail trials of
-killed processes, and Optuna's retry callback re-enqueues them.
+Every stage of a study is its own Optuna study ``<name>:<stage>`` in one storage: any Optuna RDB URL (SQLite,
+PostgreSQL through the ``postgres`` extra, MySQL, ...) or a journal file (``journal:PATH`` or a path ending in
+``.log``: Optuna's JournalStorage, for a shared filesystem without a database server). Heartbeats
+(:mod:`scaling_search.search.trial_claims`) fail trials of killed processes, which are retried once each.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
+import random
 import re
-import warnings
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from scaling_search.errors import UserError
 from scaling_search.search.config import StudyConfig, mask_credentials
+from scaling_search.search.trial_claims import fail_stale_trials
+
+# Errors of workers creating the same schema at the same moment (SQLite, PostgreSQL): the loser tries again.
+SCHEMA_RACES = ("already exists", "UNIQUE constraint failed", "UniqueViolation", "duplicate key")
+# The Python driver each database's URL needs, and the extra that installs it.
+DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres"}
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -37,40 +44,76 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-def open_storage(config: StudyConfig) -> RDBStorage:
-    """The study's RDB storage with heartbeats (stale trials are failed and retried); one-line errors."""
+def journal_path(url: str) -> Path | None:
+    """The journal file of a ``journal:PATH`` storage or of a plain path ending in ``.log`` (else None)."""
+    if url.startswith("journal:"):
+        return Path(url[len("journal:"):]).expanduser()
+    if "://" not in url and url.endswith(".log"):
+        return Path(url).expanduser()
+    return None
+
+
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal storage lives in (None for database servers and in-memory SQLite)."""
+    return sqlite_path(url) or journal_path(url)
+
+
+def open_storage(config: StudyConfig) -> BaseStorage:
+    """The study's storage; one-line errors naming the problem (password masked) and the fix."""
     url = config.storage
+    journal = journal_path(url)
+    if journal is not None:
+        check_journal_path(journal, create=True)
+        return _journal_storage(journal)
     engine_kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
     if path is not None:
         check_sqlite_path(path, create=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    # Optuna 4.9 renamed the stale-trial callback; heartbeats are flagged experimental but are its documented
-    # way to recover trials of killed processes.
-    new_name = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
-    key = "heartbeat_stale_trial_callback" if new_name else "failed_trial_callback"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _rdb_storage(url, "open", engine_kwargs=engine_kwargs, heartbeat_interval=config.search.heartbeat_s,
-                            grace_period=config.search.grace_s, **{key: retry_callback()})
+    return _rdb_storage(url, "open", engine_kwargs=engine_kwargs)
+
+
+def _journal_storage(path: Path) -> JournalStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    # The default lock is a symlink, which NFS creates atomically (Optuna's advice for shared filesystems).
+    return JournalStorage(JournalFileBackend(str(path)))
 
 
 def _rdb_storage(url: str, verb: str, **kwargs: Any) -> RDBStorage:
-    """Optuna's RDBStorage for ``url``; a missing driver or an unreachable database is one line, password masked."""
-    try:
-        return RDBStorage(url, **kwargs)
-    except ImportError as error:  # the URL names a database whose Python driver is not installed
-        raise UserError(f"storage {mask_credentials(url)!r} needs the Python module {_missing_module(error)!r}, "
-                        "which is not installed; pip install it (PostgreSQL: psycopg2-binary)") from None
-    except Exception as error:  # SQLAlchemy raises many kinds; all mean the same to the user
-        reason = mask_credentials(str(error).splitlines()[0][:200])
-        raise UserError(f"cannot {verb} storage {mask_credentials(url)!r} ({reason}); check the URL") from None
+    """Optuna's RDBStorage for ``url``. Workers that create the schema of a fresh database at the same moment
+    collide (a duplicate table, type or version row); the loser waits a moment and tries again, and finds it
+    made. A missing driver or an unreachable database is one line, password masked."""
+    for attempt in range(8):
+        try:
+            return RDBStorage(url, **kwargs)
+        except ImportError as error:  # the URL names a database whose Python driver is not installed
+            module = _missing_module(error)
+            extra = DRIVER_EXTRAS.get(module.split(".")[0])
+            fix = f'pip install "scaling-search[{extra}]"' if extra else f"pip install {module.split('.')[0]}"
+            raise UserError(f"storage {mask_credentials(url)!r} needs the Python module {module!r}, which is not "
+                            f"installed: {fix}") from None
+        except Exception as error:  # SQLAlchemy raises many kinds; all mean the same to the user
+            if attempt < 7 and any(race in str(error) for race in SCHEMA_RACES):
+                time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+                continue
+            reason = mask_credentials(str(error).splitlines()[0][:200])
+            raise UserError(f"cannot {verb} storage {mask_credentials(url)!r} ({reason}); check the URL, and that "
+                            "the database server is running") from None
+    raise AssertionError("unreachable")
 
 
 def _missing_module(error: ImportError) -> str:
-    """The module an ImportError is about (SQLAlchemy re-raises driver errors without ``name``)."""
-    found = re.search(r"No module named '([^']+)'", str(error))
-    return error.name or (found.group(1) if found else str(error))
+    """The module an ImportError is about. Optuna re-raises a driver's ImportError as its own (no ``name``, the
+    driver's error as the cause); SQLAlchemy's name the module only in the message."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ImportError):
+            found = re.search(r"No module named '([^']+)'", str(cause))
+            if cause.name or found:
+                return cause.name or found.group(1)  # type: ignore[union-attr]
+        cause = cause.__cause__ or cause.__context__
+    return str(error)
 
 
 def would_create(path: Path) -> None:
@@ -108,11 +151,25 @@ def check_sqlite_path(path: Path, create: bool) -> None:
                         "--storage") from None
 
 
-def retry_callback() -> Callable[[optuna.Study, FrozenTrial], None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-        return (retry or optuna.storages.RetryFailedTrialCallback)(max_retry=3)
+def check_journal_path(path: Path, create: bool) -> None:
+    """A journal storage file must hold Optuna's log (or, with ``create``, be creatable in a writable folder)."""
+    if path.is_dir():
+        raise UserError(f"storage path {path} is a folder; give a file such as journal:{path}/study.log")
+    if path.exists():
+        with open(path, "rb") as handle:
+            first = handle.read(1)
+        if first not in (b"", b"{"):
+            raise UserError(f"storage file {path} is not an Optuna journal (it does not hold JSON lines); "
+                            "give another --storage or --study")
+        return
+    if not create:
+        raise UserError(f"no study journal at {path}; give --storage or run the study first")
+    would_create(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create the storage folder {path.parent} ({error.strerror}); choose another "
+                        "--storage") from None
 
 
 def _pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
@@ -130,7 +187,7 @@ def normalise(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def check_stored_settings(config: StudyConfig, storage: RDBStorage, study_name: str) -> None:
+def check_stored_settings(config: StudyConfig, storage: BaseStorage, study_name: str) -> None:
     """Refuse (one line, nothing written) when ``study_name`` exists with other result-relevant settings."""
     settings = normalise(config.result_settings())
     try:
@@ -151,7 +208,7 @@ def check_stored_settings(config: StudyConfig, storage: RDBStorage, study_name: 
 def check_existing(config: StudyConfig, stages: tuple[str, ...] = ("baseline", "grid")) -> None:
     """Before any work: the storage can be reached (or a SQLite file made), and the stored stages were made
     with these settings. Creates no SQLite file or folder."""
-    path = sqlite_path(config.storage)
+    path = storage_file(config.storage)
     if path is not None and not path.exists():
         would_create(path)
         return  # nothing stored yet, and nothing to create before the run starts
@@ -160,23 +217,38 @@ def check_existing(config: StudyConfig, stages: tuple[str, ...] = ("baseline", "
         check_stored_settings(config, storage, f"{config.name}:{stage}")
 
 
-def open_study(config: StudyConfig, storage: RDBStorage, stage: str,
+def open_study(config: StudyConfig, storage: BaseStorage, stage: str,
                sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     """Create or load ``<name>:<stage>``; refuse (one line, study untouched) if it was made with other settings."""
+    return create_or_load(config, storage, stage, sampler)[0]
+
+
+def create_or_load(config: StudyConfig, storage: BaseStorage, stage: str,
+                   sampler: optuna.samplers.BaseSampler | None = None) -> tuple[optuna.Study, bool]:
+    """``(study, created)``: ``created`` is True in exactly one of the processes that open a new stage at the
+    same moment (the storage refuses a second study of the same name), so that one alone fills it."""
     study_name = f"{config.name}:{stage}"
     check_stored_settings(config, storage, study_name)
-    study = optuna.create_study(
-        study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=sampler or optuna.samplers.RandomSampler(seed=config.search.seed),
-        pruner=_pruner(config.search.pruner, config.train.epochs),
-    )
+    sampler = sampler or optuna.samplers.RandomSampler(seed=config.search.seed)
+    pruner = _pruner(config.search.pruner, config.train.epochs)
+    try:
+        study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
+                                    pruner=pruner)
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+        created = False
     if "settings" not in study.user_attrs:
         study.set_user_attr("settings", normalise(config.result_settings()))
-    return study
+    return study, created
 
 
-def open_for_reading(url: str) -> optuna.storages.BaseStorage:
+def open_for_reading(url: str) -> BaseStorage:
     """An existing storage opened to read a study (``report``): never creates a file; one-line errors."""
+    journal = journal_path(url)
+    if journal is not None:
+        check_journal_path(journal, create=False)
+        return _journal_storage(journal)
     path = sqlite_path(url)
     if path is not None:
         check_sqlite_path(path, create=False)
@@ -185,7 +257,7 @@ def open_for_reading(url: str) -> optuna.storages.BaseStorage:
 
 def load_stage(config: StudyConfig, stage: str) -> optuna.Study | None:
     """An existing stage study, or None (creates nothing)."""
-    path = sqlite_path(config.storage)
+    path = storage_file(config.storage)
     if path is not None and not path.exists():
         return None
     try:
@@ -194,43 +266,13 @@ def load_stage(config: StudyConfig, stage: str) -> optuna.Study | None:
         return None
 
 
-def _fail_trials_without_heartbeat(study: optuna.Study, grace_s: float) -> None:
-    """Fail (and re-enqueue) RUNNING trials that never sent a heartbeat and started over ``grace_s`` ago.
-
-    Optuna starts a trial's heartbeat thread just after the trial becomes RUNNING; a process killed in between
-    leaves a trial that ``fail_stale_trials`` never sees as stale, and a stage waiting on it would wait forever.
-    """
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    storage = study._storage
-    # Optuna wraps an RDBStorage in a caching layer; the heartbeat table lives behind it.
-    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
-    if not running or engine is None:
-        return
-    from sqlalchemy import text
-
-    with engine.connect() as connection:
-        beating = {row[0] for row in connection.execute(text("select trial_id from trial_heartbeats"))}
-    now = datetime.datetime.now()
-    for trial in running:
-        started = trial.datetime_start
-        if trial._trial_id in beating or started is None or (now - started).total_seconds() <= grace_s:
-            continue
-        try:
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except RuntimeError:  # finished meanwhile by its owner
-            continue
-        retry_callback()(study, storage.get_trial(trial._trial_id))
-
-
-def running_elsewhere(study: optuna.Study, grace_s: float) -> bool:
-    """Fail stale trials (re-enqueueing them); True if some trial is still RUNNING in a live process."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    _fail_trials_without_heartbeat(study, grace_s)
+def running_elsewhere(study: optuna.Study, storage: BaseStorage, grace_s: float, retry_failed: bool = True) -> bool:
+    """Fail trials of dead processes (re-enqueueing them with ``retry_failed``); True if some trial is still
+    RUNNING in a live one."""
+    fail_stale_trials(study, storage, grace_s, retry_failed)
     return any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False))
 
 
-__all__ = ["DONE", "check_existing", "check_sqlite_path", "open_for_reading", "check_stored_settings", "is_done", "load_stage", "normalise", "open_storage",
-           "open_study", "retry_callback", "running_elsewhere", "sqlite_path"]
+__all__ = ["DONE", "check_existing", "check_journal_path", "check_sqlite_path", "check_stored_settings",
+           "create_or_load", "is_done", "journal_path", "load_stage", "normalise", "open_for_reading", "open_storage",
+           "open_study", "running_elsewhere", "sqlite_path", "storage_file"]
