@@ -156,3 +156,32 @@ def test_an_interrupted_trial_fails_and_is_retried_then_the_interrupt_goes_on(ur
     [retried] = study.get_trials(states=(TrialState.WAITING,))
     assert retried.user_attrs["point"] == 5
     assert claim_waiting(study, storage).suggest_float("alpha", 1.0, 2.0) == 1.4
+
+
+def _claim_all(url, ready, claimed):
+    study, storage = _opened(url)
+    ready.wait()
+    while (trial := claim_waiting(study, storage)) is not None:
+        study.tell(trial, 1.0)
+        claimed.put(trial.number)
+
+
+def test_six_processes_claiming_at_once_share_the_trials_without_an_error(url):
+    """SQLite's lazy transactions made two readers-then-writers deadlock ("database is locked"): see
+    scaling_search.search.storage.sqlite_engine_kwargs."""
+    study, _ = _opened(url)
+    for point in range(30):
+        study.enqueue_trial({}, user_attrs={"point": point})
+    context = multiprocessing.get_context("spawn")
+    ready, claimed = context.Event(), context.Queue()
+    workers = [context.Process(target=_claim_all, args=(url, ready, claimed)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    time.sleep(2.0)  # every worker has opened the storage
+    ready.set()
+    for worker in workers:
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0] * 6
+    numbers = [claimed.get(timeout=5) for _ in range(30)]
+    assert sorted(numbers) == list(range(30)) and claimed.empty()
+    assert {t.state for t in study.get_trials()} == {TrialState.COMPLETE}

@@ -65,12 +65,43 @@ def open_storage(config: StudyConfig) -> BaseStorage:
     if journal is not None:
         check_journal_path(journal, create=True)
         return _journal_storage(journal)
-    engine_kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
-    if path is not None:
-        check_sqlite_path(path, create=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-    return _rdb_storage(url, "open", engine_kwargs=engine_kwargs)
+    if path is None:
+        return _rdb_storage(url, "open")
+    check_sqlite_path(path, create=True)
+    # The schema first (Optuna's set-up opens nested connections, which immediate transactions would deadlock),
+    # then the storage the study uses.
+    _rdb_storage(url, "open", engine_kwargs={"connect_args": {"timeout": 60}})
+    return _rdb_storage(url, "open", engine_kwargs=sqlite_engine_kwargs(), skip_table_creation=True,
+                        skip_compatibility_check=True)
+
+
+def sqlite_engine_kwargs() -> dict[str, Any]:
+    """SQLite shared by several processes, without "database is locked" errors.
+
+    pysqlite begins a transaction lazily, at its first write: two processes that both read, then both write, hold
+    a shared lock each and wait for the other (SQLite answers one of them "database is locked" at once, whatever
+    the busy timeout). Two workers claiming the same waiting trial do exactly that. Here every transaction
+    begins with ``BEGIN IMMEDIATE`` (SQLAlchemy's recipe for pysqlite: no implicit BEGIN, an explicit one on the
+    ``begin`` event), so one process at a time holds the database and the others wait up to the timeout."""
+    _begin_sqlite_transactions_immediately()
+    return {"connect_args": {"timeout": 60, "isolation_level": None}, "execution_options": {IMMEDIATE: True}}
+
+
+IMMEDIATE = "scaling_search_begin_immediate"  # the execution option of the engines made by sqlite_engine_kwargs
+
+
+def _begin_sqlite_transactions_immediately() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "begin", _begin_immediately):
+        event.listen(Engine, "begin", _begin_immediately)  # acts on engines with the option only
+
+
+def _begin_immediately(connection: Any) -> None:
+    if connection.get_execution_options().get(IMMEDIATE):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _journal_storage(path: Path) -> JournalStorage:
@@ -250,9 +281,12 @@ def open_for_reading(url: str) -> BaseStorage:
         check_journal_path(journal, create=False)
         return _journal_storage(journal)
     path = sqlite_path(url)
-    if path is not None:
-        check_sqlite_path(path, create=False)
-    return _rdb_storage(url, "read", skip_table_creation=path is not None)
+    if path is None:
+        return _rdb_storage(url, "read")
+    check_sqlite_path(path, create=False)
+    _rdb_storage(url, "read", skip_table_creation=True, engine_kwargs={"connect_args": {"timeout": 60}})  # checks
+    return _rdb_storage(url, "read", skip_table_creation=True, skip_compatibility_check=True,
+                        engine_kwargs=sqlite_engine_kwargs())
 
 
 def load_stage(config: StudyConfig, stage: str) -> optuna.Study | None:
