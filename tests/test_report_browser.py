@@ -71,3 +71,64 @@ def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path, 
     for page in ("fig8.html", "family.html"):  # each figure also stands alone
         dom = _dump_dom(chromium, folder / page, tmp_path / "profile")
         assert dom.count('class="main-svg"') >= 1 and "scatterlayer" in dom, page
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_dashboard_serves_the_grid_with_its_params(tmp_path):
+    """`scaling-search dashboard` on a study (fake trainer: no training), opened in headless Chromium."""
+    import sys
+    import time
+    import urllib.request
+
+    import optuna
+
+    from scaling_search.budget import parse_budget
+    from scaling_search.search import runner
+    from scaling_search.search.config import load_study_config
+    from test_search_runner import fake_trainer
+
+    chromium = _chromium()
+    url = f"sqlite:///{tmp_path}/dash.db"
+    config = load_study_config("smoke", {"search": {"baseline": "network", "pruner": "none"}}, "dash", url)
+    runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer, progress=False,
+               report=False)
+    grid_id = optuna.storages.RDBStorage(url).get_study_id_from_name("dash:grid")
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "scaling_search", "dashboard", "dash", "--storage", url,
+                               "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as answer:
+                    studies = json.loads(answer.read())["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None and time.time() < deadline, server.stderr.read()[-2000:]
+                time.sleep(0.2)
+        assert {s["study_name"] for s in studies} == {"dash:grid"}
+        page = f"http://127.0.0.1:{port}/dashboard/studies/{grid_id}"
+        artifacts = Path(__file__).parent / "artifacts"
+        artifacts.mkdir(exist_ok=True)
+        proc = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--window-size=1400,1200",
+             f"--screenshot={artifacts / 'dashboard-grid.png'}", "--dump-dom", page],
+            capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-1000:]
+        dom = proc.stdout
+        assert "dash:grid" in dom
+        # the grid's params, drawn by the dashboard's own plots (hyperparameter importance)
+        assert all(re.search(rf">\s*{name}\s*<", dom) for name in ("alpha", "beta", "gamma")), dom[-3000:]
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -4,6 +4,7 @@ scaling rules at equal cost on your data) and ``scaling-search report``."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from scaling_search.cli.search_cmd import add_study_args
@@ -102,6 +103,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "needs pip install 'scaling-search[static]' and Chrome or Chromium (default: none)")
     parser.set_defaults(handler=run_report)
 
+    parser = subparsers.add_parser("dashboard", help="serve a study's stages in optuna-dashboard on this machine",
+                                   description="Serve every stage of a study (baseline, grid, figures, comparisons) "
+                                               "in optuna-dashboard, on localhost: trials, params (alpha, beta, gamma; "
+                                               "figure, method, multiplier), plots. Needs pip install "
+                                               "'scaling-search[dashboard]'. Ctrl-C stops it.")
+    parser.add_argument("study", help="study name")
+    parser.add_argument("--storage", help="Optuna storage URL or journal file (default: sqlite:///studies/<study>.db)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    parser.set_defaults(handler=run_dashboard)
+
 
 def run_ablate(args: argparse.Namespace) -> int:
     from scaling_search.cli.search_cmd import _quiet_optuna, study_config
@@ -142,4 +154,29 @@ def run_report(args: argparse.Namespace) -> int:
 
     storage = args.storage or f"sqlite:///studies/{args.study}.db"
     print(f"report: {build_report(args.study, storage, Path(args.output), args.static)}")
+    return 0
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    import optuna
+
+    from scaling_search.errors import UserError
+    from scaling_search.search.config import mask_credentials
+    from scaling_search.search.storage import open_for_reading
+
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise UserError("the dashboard needs optuna-dashboard: pip install 'scaling-search[dashboard]'") from None
+    url = args.storage or f"sqlite:///studies/{args.study}.db"
+    storage = open_for_reading(url)
+    stages = sorted(name for name in optuna.get_all_study_names(storage) if name.startswith(f"{args.study}:"))
+    if not stages:
+        raise UserError(f"no study {args.study!r} in {mask_credentials(url)}; give its --storage or run it first")
+    print(f"dashboard: http://{args.host}:{args.port}/dashboard ({', '.join(stages)}); Ctrl-C stops it",
+          file=sys.stderr, flush=True)
+    try:
+        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    except OSError as error:
+        raise UserError(f"cannot serve on {args.host}:{args.port} ({error.strerror}); choose another --port") from None
     return 0
