@@ -12,7 +12,7 @@ from scaling_search.search import runner
 from scaling_search.search.config import load_study_config
 from scaling_search.training import EpochMetrics, TrainResult
 
-SECONDS_PER_TRAINING = 0.3  # long enough for a kill to land mid-trial
+SECONDS_PER_TRAINING = 0.2  # long enough for a kill to land mid-trial
 
 
 def slow_fake_trainer(spec, data, settings, on_epoch=None):

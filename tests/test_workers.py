@@ -1,6 +1,6 @@
-"""Several worker processes on one study, on each kind of storage: started at the same moment on a fresh storage,
-one killed mid-trial in stage 1 and another in stage 2, each restarted. Every point must end COMPLETE exactly
-once and every worker must give the answer of one worker alone.
+"""Several worker processes on one study, on each kind of storage: three started at the same moment on a fresh
+storage, one killed mid-trial and restarted (SQLite: in stage 1; journal: in stage 2; PostgreSQL: one in each).
+Every point must end COMPLETE exactly once and every worker must give the answer of one worker alone.
 
 Workers are ``tests/queue_worker.py`` (the real pipeline, a slow fake trainer). PostgreSQL: a real server whose
 URL is in ``SCALING_SEARCH_TEST_POSTGRES`` (``.ci/run`` starts one with ``.ci/postgres.sh``); without it that
@@ -94,16 +94,17 @@ def postgres_url():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
-def test_three_workers_killed_and_restarted_give_the_answer_of_one(kind, tmp_path, alone, request):
+@pytest.mark.parametrize("kind, kills", [("sqlite", ("baseline",)), ("journal", ("grid",)),
+                                         ("postgresql", ("baseline", "grid"))])
+def test_three_workers_killed_and_restarted_give_the_answer_of_one(kind, kills, tmp_path, alone, request):
     url = {"sqlite": f"sqlite:///{tmp_path}/shared.db", "journal": f"journal:{tmp_path}/shared.log"}.get(kind)
     if kind == "postgresql":
         url = request.getfixturevalue("postgres_url")
     workers = [_start(url, tmp_path / f"w{i}") for i in range(3)]  # a cold start: the storage does not exist yet
-    killed = [_kill_running(url, "baseline", workers)]
-    workers.append(_start(url, tmp_path / "restarted-1"))
-    killed.append(_kill_running(url, "grid", workers))
-    workers.append(_start(url, tmp_path / "restarted-2"))
+    killed = []
+    for stage in kills:
+        killed.append(_kill_running(url, stage, workers))
+        workers.append(_start(url, tmp_path / f"restarted-{stage}"))
     answers = [_answer(p) for p in workers if p not in killed]
     assert len(answers) == 3 and all(answer == alone for answer in answers)
 
@@ -112,7 +113,8 @@ def test_three_workers_killed_and_restarted_give_the_answer_of_one(kind, tmp_pat
     points = {t.user_attrs["point"] for t in grid}
     assert set(complete) == points and set(complete.values()) == {1}, complete  # every point once
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in grid)  # no placeholder, none left running
-    assert any(t.state == TrialState.FAIL and "retry_of" not in t.user_attrs for t in grid)  # the killed one
+    for stage in kills:  # the killed trial, failed once its process was found gone
+        assert any(t.state == TrialState.FAIL and "yielded_to" not in t.user_attrs for t in _trials(url, stage))
     assert all(set(t.params) == {"alpha", "beta", "gamma"} for t in grid if t.state == TrialState.COMPLETE)
     baseline = _trials(url, "baseline")
     assert sum(t.state == TrialState.COMPLETE for t in baseline) == 4
