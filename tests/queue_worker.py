@@ -12,7 +12,7 @@ from scaling_search.search import runner
 from scaling_search.search.config import load_study_config
 from scaling_search.training import EpochMetrics, TrainResult
 
-SECONDS_PER_TRAINING = 0.2  # long enough for a kill to land mid-trial
+SECONDS_PER_TRAINING = 0.15  # long enough for a kill to land mid-trial (the test looks every 0.05 s)
 
 
 def slow_fake_trainer(spec, data, settings, on_epoch=None):
@@ -25,13 +25,17 @@ def slow_fake_trainer(spec, data, settings, on_epoch=None):
     return TrainResult(accuracy, accuracy, 1.0, 1, 0.01, 1000.0, cost.macs, cost.params, spec.resolution, "fake", 1)
 
 
-def main() -> None:
-    url, output = sys.argv[1], Path(sys.argv[2])
+def answer(url: str, output: Path) -> dict:
+    """Run the study on ``url`` as a worker does: the grid's coefficients and stage 1's baseline."""
     overrides = {"search": {"baseline": "search", "trials": 4, "pruner": "none", "heartbeat_s": 1, "grace_s": 3}}
     config = load_study_config("smoke", overrides, "shared", url)
     result = runner.run(config, parse_budget("2x"), output=output, trainer=slow_fake_trainer, progress=False,
                         report=False)
-    print(json.dumps({"coefficients": list(result.grid.coefficients), "baseline": result.baseline.to_dict()}))
+    return {"coefficients": list(result.grid.coefficients), "baseline": result.baseline.to_dict()}
+
+
+def main() -> None:
+    print(json.dumps(answer(sys.argv[1], Path(sys.argv[2]))))
 
 
 if __name__ == "__main__":

@@ -185,3 +185,20 @@ def test_four_processes_claiming_at_once_share_the_trials_without_an_error(url):
     numbers = [claimed.get(timeout=5) for _ in range(24)]
     assert sorted(numbers) == list(range(24)) and claimed.empty()
     assert {t.state for t in study.get_trials()} == {TrialState.COMPLETE}
+
+
+def test_a_trial_failed_by_another_worker_while_it_ran_does_not_crash_its_worker(url):
+    """A heartbeat later than the grace period (a loaded machine): another worker fails and retries the trial."""
+    study, storage = _opened(url)
+    study.enqueue_trial({"alpha": 1.0}, user_attrs={"point": 0})
+    trial = claim_waiting(study, storage)
+    other_study, other = _opened(url)
+
+    def objective(trial):
+        assert fail_stale_trials(other_study, other, grace_s=-1.0) == [trial.number]
+        return 0.5
+
+    with pytest.warns(RuntimeWarning, match="failed by another worker"):
+        frozen = run_claimed(study, storage, trial, objective, interval_s=60.0, catch=())
+    assert frozen.state == TrialState.FAIL
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]  # its retry

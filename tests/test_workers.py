@@ -73,9 +73,12 @@ def _kill_running(url: str, stage: str, processes: list[subprocess.Popen]) -> su
 
 @pytest.fixture(scope="module")
 def alone(tmp_path_factory):
-    """The answer of one worker on its own storage."""
+    """The answer of one worker on its own storage (in this process: the same code as a worker's, without
+    another interpreter importing torch)."""
+    from queue_worker import answer
+
     folder = tmp_path_factory.mktemp("alone")
-    return _answer(_start(f"sqlite:///{folder}/alone.db", folder / "out"))
+    return json.loads(json.dumps(answer(f"sqlite:///{folder}/alone.db", folder / "out")))
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -123,14 +124,27 @@ def run_claimed(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial,
         with Heartbeat(trial, interval_s):
             value = objective(trial)
     except optuna.TrialPruned:
-        return study.tell(trial, state=TrialState.PRUNED)
+        return _tell(study, storage, trial, state=TrialState.PRUNED)
     except catch:
-        return study.tell(trial, state=TrialState.FAIL)
+        return _tell(study, storage, trial, state=TrialState.FAIL)
     except BaseException:
-        study.tell(trial, state=TrialState.FAIL)
-        retry(study, storage, trial.number)
+        if _tell(study, storage, trial, state=TrialState.FAIL).state == TrialState.FAIL:
+            retry(study, storage, trial.number)
         raise
-    return study.tell(trial, value)
+    return _tell(study, storage, trial, value)
+
+
+def _tell(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, value: float | None = None,
+          state: TrialState | None = None) -> FrozenTrial:
+    """``study.tell``, unless another worker failed the trial meanwhile (its heartbeat came later than the grace
+    period on a loaded machine): then the trial stays failed, its retry runs elsewhere, and this result is
+    dropped with a warning rather than a crash."""
+    frozen = storage.get_trial(_trial_id(storage, study, trial.number))
+    if frozen.state.is_finished():
+        warnings.warn(f"trial {trial.number} was failed by another worker while this one ran it (its heartbeat "
+                      "came late); its retry runs instead", RuntimeWarning, stacklevel=2)
+        return frozen
+    return study.tell(trial, value, state=state)
 
 
 def _owner_died(trial: FrozenTrial) -> bool:
