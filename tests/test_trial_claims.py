@@ -202,3 +202,22 @@ def test_a_trial_failed_by_another_worker_while_it_ran_does_not_crash_its_worker
         frozen = run_claimed(study, storage, trial, objective, interval_s=60.0, catch=())
     assert frozen.state == TrialState.FAIL
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.WAITING]  # its retry
+
+
+def test_workers_wait_for_a_live_creator_to_enqueue_and_take_over_from_a_dead_one(url, monkeypatch):
+    from scaling_search.search import queue
+
+    study, _ = _opened(url)
+    dead = multiprocessing.get_context("spawn").Process(target=_exit_at_once)
+    dead.start()
+    dead.join()
+    study.set_user_attr(queue.ENQUEUER, f"{socket.gethostname()}:{dead.pid}")
+    started = time.monotonic()
+    queue._wait_for_points(study, grace_s=30.0)
+    assert time.monotonic() - started < 1.0  # gone: take over at once
+
+    monkeypatch.setattr(queue, "CREATOR_PATIENCE_S", 1.5)
+    study.set_user_attr(queue.ENQUEUER, "another-machine:123")  # alive as far as anyone here can tell
+    started = time.monotonic()
+    queue._wait_for_points(study, grace_s=0.1)
+    assert time.monotonic() - started >= 1.5  # no take-over before the patience runs out (was: the grace period)

@@ -25,7 +25,10 @@ from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.search.candidate import MEASURED_ATTRS, Candidate, Trainer, measure, record
 from scaling_search.search.config import StudyConfig
 from scaling_search.search.storage import DONE, create_or_load, is_done, normalise, open_storage, running_elsewhere
-from scaling_search.search.trial_claims import claim_waiting, run_claimed
+from scaling_search.search.trial_claims import claim_waiting, process_gone, run_claimed, worker_id
+
+ENQUEUER = "enqueued_by"  # study attribute: the worker ("host:pid") that created a stage and enqueues its points
+CREATOR_PATIENCE_S = 120.0  # how long others wait for a creator on another machine before they take over
 
 
 # The attributes that identify a point, as Optuna params: the grid's coefficients, a raced seed, an ablation's or a
@@ -86,7 +89,9 @@ def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]]
     """
     storage = open_storage(config)
     study, created = create_or_load(config, storage, stage)
-    if not created and "points" not in study.user_attrs:
+    if created:
+        study.set_user_attr(ENQUEUER, worker_id())
+    elif "points" not in study.user_attrs:
         _wait_for_points(study, config.search.grace_s)
     if "points" not in study.user_attrs:  # this process created the stage (or its creator died filling it)
         for key, value in identity.items():
@@ -128,10 +133,13 @@ def _without_params(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _wait_for_points(study: optuna.Study, grace_s: float) -> None:
-    """Wait while the worker that created the stage enqueues its points (a second or so); after ``grace_s``
-    without them, the caller takes over."""
-    deadline = time.monotonic() + grace_s
+    """Wait while the process that created the stage enqueues its points (about a second; longer on a loaded
+    machine). Return early, for the caller to take over, only if that process is gone from this machine, or,
+    for one on another machine, after ``CREATOR_PATIENCE_S`` (and at least 10 heartbeat grace periods)."""
+    deadline = time.monotonic() + max(CREATOR_PATIENCE_S, 10 * grace_s)
     while "points" not in study.user_attrs and time.monotonic() < deadline:
+        if process_gone(str(study.user_attrs.get(ENQUEUER, ""))):
+            return
         time.sleep(0.2)
 
 

@@ -147,13 +147,10 @@ def _tell(study: optuna.Study, storage: BaseStorage, trial: optuna.Trial, value:
     return study.tell(trial, value, state=state)
 
 
-def _owner_died(trial: FrozenTrial) -> bool:
-    """True if the trial's recorded owner is a process of this machine that no longer exists. An owner copied
-    from an earlier attempt (a retried trial before its first beat) does not count."""
-    started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
-    if float(trial.user_attrs.get(BEAT, 0.0)) < started:
-        return False
-    host, _, pid = str(trial.user_attrs.get(OWNER, "")).rpartition(":")
+def process_gone(owner: str) -> bool:
+    """True if ``owner`` ("host:pid", :func:`worker_id`) is a process of this machine that no longer exists;
+    False for a live one and for any process of another machine (their liveness is told by heartbeats)."""
+    host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:
@@ -163,6 +160,15 @@ def _owner_died(trial: FrozenTrial) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
+
+
+def _owner_died(trial: FrozenTrial) -> bool:
+    """True if the trial's recorded owner is a process of this machine that no longer exists. An owner copied
+    from an earlier attempt (a retried trial before its first beat) does not count."""
+    started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+    if float(trial.user_attrs.get(BEAT, 0.0)) < started:
+        return False
+    return process_gone(str(trial.user_attrs.get(OWNER, "")))
 
 
 def last_alive(trial: FrozenTrial) -> float:
@@ -197,5 +203,5 @@ def fail_stale_trials(study: optuna.Study, storage: BaseStorage, grace_s: float,
     return failed
 
 
-__all__ = ["BEAT", "Heartbeat", "MAX_RETRY", "OWNER", "claim_waiting", "fail_stale_trials", "last_alive", "retry",
-           "run_claimed", "with_heartbeat", "worker_id"]
+__all__ = ["BEAT", "Heartbeat", "MAX_RETRY", "OWNER", "claim_waiting", "fail_stale_trials", "last_alive",
+           "process_gone", "retry", "run_claimed", "with_heartbeat", "worker_id"]
