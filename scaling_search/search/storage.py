@@ -13,6 +13,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,39 +164,29 @@ def would_create(path: Path) -> None:
 
 def check_sqlite_path(path: Path, create: bool) -> None:
     """A SQLite storage file must be a database (or, with ``create``, creatable in a writable folder)."""
-    if path.is_dir():
-        raise UserError(f"storage path {path} is a folder; give a file such as sqlite:///{path}/study.db")
-    if path.exists():
-        with open(path, "rb") as handle:
-            header = handle.read(16)
-        if header != b"SQLite format 3\x00":
-            raise UserError(f"storage file {path} is not a SQLite database (empty or another format); "
-                            "give another --storage or --study")
-        return
-    if not create:
-        raise UserError(f"no study database at {path}; give --storage or run the study first")
-    would_create(path)  # the nearest existing folder is a writable folder
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create the storage folder {path.parent} ({error.strerror}); choose another "
-                        "--storage") from None
+    _check_storage_file(path, create, f"sqlite:///{path}/study.db", "no study database",
+                        lambda head: head[:16] == b"SQLite format 3\x00", "a SQLite database (empty or another format)")
 
 
 def check_journal_path(path: Path, create: bool) -> None:
     """A journal storage file must hold Optuna's log (or, with ``create``, be creatable in a writable folder)."""
+    _check_storage_file(path, create, f"journal:{path}/study.log", "no study journal",
+                        lambda head: head[:1] in (b"", b"{"), "an Optuna journal (it does not hold JSON lines)")
+
+
+def _check_storage_file(path: Path, create: bool, example: str, missing: str, valid: Callable[[bytes], bool],
+                        kind: str) -> None:
     if path.is_dir():
-        raise UserError(f"storage path {path} is a folder; give a file such as journal:{path}/study.log")
+        raise UserError(f"storage path {path} is a folder; give a file such as {example}")
     if path.exists():
         with open(path, "rb") as handle:
-            first = handle.read(1)
-        if first not in (b"", b"{"):
-            raise UserError(f"storage file {path} is not an Optuna journal (it does not hold JSON lines); "
-                            "give another --storage or --study")
+            head = handle.read(16)
+        if not valid(head):
+            raise UserError(f"storage file {path} is not {kind}; give another --storage or --study")
         return
     if not create:
-        raise UserError(f"no study journal at {path}; give --storage or run the study first")
-    would_create(path)
+        raise UserError(f"{missing} at {path}; give --storage or run the study first")
+    would_create(path)  # the nearest existing folder is a writable folder
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
