@@ -37,7 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 BEAT = "heartbeat_at"  # user attribute: the last time (time.time()) the trial's process was alive
 OWNER = "worker"  # user attribute: "host:pid" of the process running the trial
-MAX_RETRY = 3  # a point killed this many times is given up (its last trial stays FAIL)
+MAX_RETRY = 3  # retries of one trial by the workers that find it dead (a queue re-enqueues a point left with none)
 
 
 def worker_id() -> str:
