@@ -3,7 +3,7 @@
 Every stage of a study is its own Optuna study ``<name>:<stage>`` in one storage: any Optuna RDB URL (SQLite,
 PostgreSQL through the ``postgres`` extra, MySQL, ...) or a journal file (``journal:PATH`` or a path ending in
 ``.log``: Optuna's JournalStorage, for a shared filesystem without a database server). Heartbeats
-(:mod:`scaling_search.search.trial_claims`) fail trials of killed processes, which are retried once each.
+(:mod:`scaling_search.search.trial_claims`) fail trials of killed processes, which are retried.
 """
 
 from __future__ import annotations
