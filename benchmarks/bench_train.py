@@ -13,8 +13,9 @@ pass replayed as one CUDA graph (:mod:`scaling_search.training.cuda_graph`). Eac
 On CUDA the first round is a warm-up (CUDA context, cuDNN heuristics) and is dropped, and more lines say where
 a difference comes from: the plain loop with bf16 autocast, then with channels_last too; the trainer without the
 CUDA graph (every kernel launched from Python), with the images in host memory instead of on the GPU, and with
-channels_last off (auto turns it on where the step is a CUDA graph). The first epoch's training loss of the trainer with and without the
-graph, both in NCHW, is printed side by side: the graph must not change what is trained.
+channels_last off (auto turns it on where the step is a CUDA graph). The first epoch's training loss of the
+trainer with and without the graph, both in NCHW, is printed side by side: the graph must not change what is
+trained.
 
     python benchmarks/bench_train.py [--data ../shared/data/cifar10.npz] [--subset 3000] [--width 0.5]
     python benchmarks/bench_train.py --device cuda   # 64 px, batch 256, 10000 images unless given

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -272,7 +273,7 @@ def test_racing_spends_extra_seeds_on_the_leaders_only_and_replays_on_a_rerun(tm
         result = fake_trainer(spec, data, settings, on_epoch)
         wobble = ((settings.seed * 7919) % 11 - 5) / 1000  # seed noise, a few tenths of a point
         hopeless = -0.3 if spec.num_blocks >= 28 else 0.0  # alpha = 2 (twice B0's 16 blocks) cannot win
-        return TrainResult(result.val_top1 + wobble + hopeless, *[getattr(result, f) for f in list(TrainResult.__dataclass_fields__)[1:]])
+        return replace(result, val_top1=result.val_top1 + wobble + hopeless)
 
     config = _config(tmp_path, race_seeds=5)
     result = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=noisy, progress=False,
@@ -305,7 +306,7 @@ def test_a_separated_grid_is_not_raced(tmp_path):
     def clear_winner(spec, data, settings, on_epoch=None):
         result = fake_trainer(spec, data, settings, on_epoch)
         best = spec.resolution >= 40  # only the highest-resolution proxies are any good
-        return TrainResult(0.95 if best else 0.05, *[getattr(result, f) for f in list(TrainResult.__dataclass_fields__)[1:]])
+        return replace(result, val_top1=0.95 if best else 0.05)
 
     TRAINED.clear()
     result = runner.run(_config(tmp_path, race_seeds=5), parse_budget("2x"), output=tmp_path / "reports",

@@ -110,7 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                "'scaling-search[dashboard]'. Ctrl-C stops it.")
     parser.add_argument("study", help="study name")
     parser.add_argument("--storage", help="Optuna storage URL or journal file (default: sqlite:///studies/<study>.db)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
     parser.set_defaults(handler=run_dashboard)
 

@@ -179,7 +179,8 @@ class StudyConfig:
             raise UserError(f"study name {self.name!r} must be letters, digits, '.', '_' or '-'")
 
     def result_settings(self) -> dict[str, Any]:
-        """The settings that change trial results (not storage, threads, device or CUDA graphs): the study's fingerprint."""
+        """The settings that change trial results (not storage, threads, device or CUDA graphs): the study's
+        fingerprint."""
         train = asdict(self.train)
         for key in ("threads", "device", "eval_batch_size", "cuda_graph"):
             train.pop(key)

@@ -146,8 +146,9 @@ def _rank_main(rank: int, world: int, store_path: str, threads: int, job: dict[s
 
 
 def process_context() -> Any:
-    """Where ranks (and the execution plan's probes) come from: forked from a server process that has imported torch and the trainer once
-    (``forkserver``), where the system has one; a fresh interpreter per rank (``spawn``) elsewhere. A spawned
+    """Where ranks (and the execution plan's probes) come from: forked from a server process that has imported
+    torch and the trainer once (``forkserver``), where the system has one; a fresh interpreter per rank
+    (``spawn``) elsewhere. A spawned
     rank imports torch again before it trains: about 2-3 s a rank on a busy 2-core machine, paid by every
     data-parallel trial. The server forks from a clean, single-threaded state, never from the caller's.
     Measured (AMD EPYC, 2 cores; /tmp-style script timing a 1-epoch 2-rank training 4 times each): start-up
