@@ -167,18 +167,23 @@ def test_latency_budget_run_records_predicted_and_measured_latency(tmp_path):
     # Without a calibrated table the same command is refused: tests/test_bad_input.py. A table calibrated on
     # three B0s here stands in for 'scaling-search latency calibrate' (35-50 s); the 128 px one's parts are the
     # run's baseline's.
+    # --budget-tol 0.3, not the default 5%: parts a prediction lacks are measured when it asks for them, so on a
+    # loaded host one width step of a stage (240 -> 248 channels) moved a CI run's prediction from 34.3 to 45.3 ms
+    # (+32%) and the command refused a 1.5x budget that fell in between. That refusal is the tool's designed
+    # answer to a noisy table (tests/test_budget.py covers it); this test is about what a run records.
     from scaling_search.latency import LatencyTable
 
     table = LatencyTable.open("cpu", 1, cache_dir=tmp_path / "cache" / "latency")
     table.calibrate([replace(EFFICIENTNET_B0, resolution=r) for r in (64, 96, 128)], rounds=2, runs=3)
     proc = subprocess.run([sys.executable, "-m", "scaling_search", "run", *SMOKE, "--resolution", "128", "--cost",
-                           "latency", "--budget", "1.5x"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env=env)
+                           "latency", "--budget", "1.5x", "--budget-tol", "0.3"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     [config] = [json.loads(p.read_text()) for p in (tmp_path / "reports" / "smoke-synthetic").glob("model-phi*.json")
                 if json.loads(p.read_text())["budget"]]
     latency = config["latency"]
-    assert abs(latency["predicted_ms"] / (1.5 * latency["baseline_predicted_ms"]) - 1) <= 0.05
+    assert config["budget"]["tolerance"] == 0.3
+    assert abs(latency["predicted_ms"] / (1.5 * latency["baseline_predicted_ms"]) - 1) <= 0.3
     assert latency["measured_ms"] > 0 and config["budget"]["kind"] == "ratio" and config["budget"]["unit"] == "ms"
 
 
