@@ -91,6 +91,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("MACs budget with latency cost", ["run", "--budget", "800M", "--cost", "latency", "--study", "lat", *FLAGS],
      "run 'scaling-search latency calibrate"),
     ("budget tolerance out of range", ["run", "--budget-tol", "2", *FRESH], "budget_tol must be in (0, 1)"),
+    ("negative screen", ["run", "--screen", "-5", *FRESH], "screen must be >= 0 (0: no screen)"),
     ("budget rounding cannot meet", ["export", "--budget", "3x", "--budget-tol", "0.000001", *FLAGS],
      "no scaled network lands within"),
     ("bad family", ["export", "--family", "5:1", *FLAGS], "cannot read --family '5:1'"),

@@ -54,6 +54,9 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
                        help="the runtime whose calibrated table predicts latency (--cost latency): torch (default) or "
                             "onnxruntime (pip install \"scaling-search[onnx]\")")
     group.add_argument("--trials", type=positive_int, help="stage-1 trials (default: the preset's)")
+    group.add_argument("--screen", type=int, metavar="N",
+                       help="stage 1 scores N sampled candidates untrained (NASWOT) and trains the --trials best "
+                            "instead of sampling each trial (default: the preset's, 0 = off)")
     group.add_argument("--target-macs", type=positive_int,
                        help="stage-1 reward target in deployment MACs (default: the deployment network's)")
     group.add_argument("--grid-step", type=positive_float, help="spacing of alpha, beta, gamma (default: the preset's)")
@@ -133,7 +136,8 @@ def study_config(args: argparse.Namespace) -> Any:
         "search": {"baseline": None if baseline is None else ("search" if baseline == "search" else "network"),
                    "cost": args.cost, "target_latency_ms": args.target_latency,
                    "latency_runtime": args.latency_runtime,
-                   "trials": args.trials, "target_macs": args.target_macs, "grid_step": args.grid_step,
+                   "trials": args.trials, "screen": args.screen, "target_macs": args.target_macs,
+                   "grid_step": args.grid_step,
                    "grid_max": args.grid_max, "grid_tol": args.grid_tol,
                    "budget_tol": getattr(args, "budget_tol", None), "pruner": args.pruner, "repeats": args.repeats,
                    "race_seeds": getattr(args, "race_seeds", None),
@@ -228,7 +232,8 @@ def run_all(args: argparse.Namespace) -> int:
     _quiet_optuna()
     prepared = runner.prepare(config, budget=budget)
     print(_describe_scales(prepared), file=sys.stderr)
-    baseline, _ = runner.search_baseline(prepared, progress=not args.no_progress)
+    baseline, info = runner.search_baseline(prepared, progress=not args.no_progress)
+    print(_describe_baseline(info))
     if args.strategy in ("compound", "v2"):
         runner.search_grid(prepared, baseline, progress=not args.no_progress)
     if args.strategy == "compound":
@@ -244,6 +249,22 @@ def run_all(args: argparse.Namespace) -> int:
     index = build_report(prepared.config.name, prepared.config.storage, Path(args.output)) if trained else None
     _print_summary(grid, paths, index, args)
     return 0
+
+
+def _describe_baseline(info: dict[str, Any]) -> str:
+    """One line on where the baseline came from: stage 1's best trial (and its screen), or the network as given."""
+    if info.get("source") != "stage 1 search":
+        return f"baseline: {info.get('source', 'as given')}"
+    cost = (f"{info['target']:.1f} ms target" if info.get("cost") == "latency"
+            else f"{info['macs'] / 1e6:,.0f}M deployment MACs")
+    line = (f"baseline: stage 1 trial {info['trial']}, reward {info['reward']:.4f} (proxy val top-1 "
+            f"{info['accuracy']:.2%}, {cost})")
+    screen = info.get("screen")
+    if screen:
+        line += (f"; screened {screen['sampled']} candidates untrained ({screen['signal']} score, "
+                 f"{screen['in_band']} within {screen['band']:.0%} of the target's MACs, {screen['seconds']:.0f} s) "
+                 f"and trained the best {screen['trained']}")
+    return line
 
 
 def _check_strategy(args: argparse.Namespace, budget: Any, config: Any) -> None:

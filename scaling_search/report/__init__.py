@@ -15,10 +15,11 @@ import pandas as pd
 from scaling_search.errors import UserError
 from scaling_search.report.figures import (draw_baseline_history, draw_baseline_scatter, draw_comparison, draw_family,
                                            draw_figure3, draw_figure4, draw_figure8, draw_grid,
-                                           draw_grid_accuracy, family_frame,
-                                           load_configs, trials_frame, write_pages, write_static)
+                                           draw_grid_accuracy, draw_screen, family_frame,
+                                           load_configs, screen_frame, trials_frame, write_pages, write_static)
 from scaling_search.report.page import write_index
 from scaling_search.search.fidelity import stored_fidelities
+from scaling_search.search.screen import ATTR as SCREEN_ATTR
 
 
 def with_predicted_latency(frame: pd.DataFrame, latency: dict) -> pd.DataFrame:
@@ -62,6 +63,10 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
         if stage == "baseline":
             figures["baseline_history"] = draw_baseline_history(frame)
             figures["baseline_scatter"] = draw_baseline_scatter(frame)
+            screen = study.user_attrs.get(SCREEN_ATTR)
+            if screen and screen.get("rows"):
+                tables["baseline_screen"] = screen_frame(screen, study.get_trials(deepcopy=False))
+                figures["baseline_screen"] = draw_screen(tables["baseline_screen"], screen["signal"])
         elif stage == "grid":
             figures["grid"] = draw_grid(frame)
             figures["grid_accuracy"] = draw_grid_accuracy(frame)

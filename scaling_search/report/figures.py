@@ -155,6 +155,35 @@ def draw_baseline_scatter(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def screen_frame(screen: dict, trials: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    """Stage 1's screen, one row per scored candidate (best score first): its sample index, deployment MACs,
+    score, and for the candidates stage 1 trained, the trial and its proxy accuracy."""
+    frame = pd.DataFrame([{"rank": rank + 1, "sample": row["index"], "macs": row["macs"], "score": row["score"],
+                           "trial": None, "accuracy": None} for rank, row in enumerate(screen["rows"])])
+    by_params = {tuple(sorted(row["params"].items())): rank for rank, row in enumerate(screen["rows"])}
+    for trial in trials:
+        rank = by_params.get(tuple(sorted(trial.params.items())))
+        if rank is not None and trial.state in _FINISHED:
+            frame.at[rank, "trial"] = trial.number
+            frame.at[rank, "accuracy"] = trial.user_attrs.get("accuracy")
+    return frame
+
+
+def draw_screen(frame: pd.DataFrame, signal: str) -> go.Figure:
+    """Every screened candidate's score against its deployment MACs; the trained ones ringed, with accuracy."""
+    trained = frame[frame["trial"].notna()]
+    figure = go.Figure(go.Scatter(x=frame["macs"], y=frame["score"], mode="markers", name="scored, untrained",
+                                  marker={"color": "lightgray"}, customdata=frame["sample"],
+                                  hovertemplate="sample %{customdata}<br>%{x:.3s} MACs<br>score %{y:.1f}"))
+    figure.add_trace(go.Scatter(
+        x=trained["macs"], y=trained["score"], mode="markers+text", name="trained (proxy val top-1)",
+        text=[f"{a:.1%}" if a is not None and a == a else "" for a in trained["accuracy"]],
+        textposition="top center", marker={"size": 11, "symbol": "circle-open", "line": {"width": 2}}))
+    figure.update_layout(title=f"Stage 1: the screen ({signal} score of each untrained candidate)",
+                         xaxis_title="deployment MACs", yaxis_title=f"{signal} score")
+    return figure
+
+
 def draw_grid(frame: pd.DataFrame) -> go.Figure:
     data = _points(frame)
     figure = px.parallel_coordinates(data, dimensions=["alpha", "beta", "gamma", "achieved_ratio", "accuracy"],

@@ -316,6 +316,12 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
         parts.append("<h2>Stage 1: the baseline search</h2>")
         parts.append(_figure("baseline_history", figures["baseline_history"]))
         parts.append(_figure("baseline_scatter", figures["baseline_scatter"]))
+    if "baseline_screen" in figures:
+        screen = tables["baseline_screen"]
+        parts.append(f"<p>Stage 1 scored {len(screen)} candidates untrained and trained the "
+                     f"{int(screen['trial'].notna().sum())} best-scored: "
+                     "<a href='baseline_screen.csv'>baseline_screen.csv</a>.</p>")
+        parts.append(_figure("baseline_screen", figures["baseline_screen"]))
     for name, title in (("fig3", "Figure 3: scaling one dimension"), ("fig4", "Figure 4: width on other bases")):
         if name in figures:
             parts.append(f"<h2>{title}</h2>{_figure(name, figures[name])}")

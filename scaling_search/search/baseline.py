@@ -11,12 +11,17 @@ killed at any moment and started again therefore samples and trains exactly what
 killed or interrupted trial fails (:mod:`scaling_search.search.trial_claims`) and is not counted, so the next
 trial is sampled from the same seed and the same history, which gives it the same params again. (It is not
 re-enqueued: a trial killed while suggesting holds only part of its params, and a retry would sample the rest
-from another state.)
+from another state.) A trial whose training diverged (a non-finite loss) is a result, not an interruption: it
+counts, so the next trial samples another network instead of the same one again.
+
+With ``screen > 0`` the trials do not sample: :mod:`scaling_search.search.screen` scores many candidates untrained
+first, and trial k trains the k-th best-scored one (its params fixed through Optuna's PartialFixedSampler).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +34,7 @@ from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.proxy import ProxyTransform
 from scaling_search.search.candidate import Candidate, Trainer, measure
 from scaling_search.search.config import StudyConfig
+from scaling_search.search import screen as screening
 from scaling_search.search.queue import Progress, outcome
 from scaling_search.search.storage import is_done, open_storage, open_study, running_elsewhere
 from scaling_search.search.trial_claims import with_heartbeat
@@ -61,6 +67,16 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
     target = (config.search.target_latency_ms if latency else config.search.target_macs) or cost_of(network)
     study.set_user_attr("target", target)
     study.set_user_attr("cost", config.search.cost)
+    screened = None
+    if config.search.screen:  # the band is in deployment MACs whatever the reward's cost (no latency per sample)
+        screened = screening.stored_or_run(
+            study, network, transform, data, count=config.search.screen, band=config.search.screen_band,
+            batch=config.search.screen_batch, seed=config.search.seed,
+            target_macs=float(config.search.target_macs or count_cost(network).macs), progress=progress)
+        if not screened["rows"]:
+            raise UserError(f"stage 1's screen kept none of its {config.search.screen} candidates: none lies within "
+                            f"{config.search.screen_band:.0%} of the target's deployment MACs; raise screen or "
+                            "screen_band in the preset")
 
     def objective(trial: optuna.Trial) -> float:
         earlier = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -94,10 +110,11 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
                 continue
             # Reseeding from the history makes a resumed study sample exactly what an uninterrupted one would:
             # failed trials (killed, interrupted or yielded) do not count, and TPE ignores them too.
-            trials = study.get_trials(deepcopy=False)
-            history = sum(t.state != TrialState.FAIL for t in trials)
+            history = sum(counts(t) for t in study.get_trials(deepcopy=False))
             study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + history,
                                                        n_startup_trials=max(2, total // 2))
+            if screened is not None and history < len(screened["rows"]):
+                study.sampler = fixed_sampler(screened["rows"][history]["params"], study.sampler)
             study.optimize(with_heartbeat(objective, config.search.heartbeat_s), n_trials=1,
                            catch=(NonFiniteLossError, YieldedTrial), callbacks=[bar])
     finally:
@@ -109,7 +126,23 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
     info = {"source": "stage 1 search", "trial": best.number, "reward": best.value,
             "accuracy": best.user_attrs["accuracy"], "macs": best.user_attrs["macs"],
             "proxy_macs": best.user_attrs["proxy_macs"], "cost": config.search.cost, "target": target}
+    if screened is not None:
+        info["screen"] = screening.summary(screened, total)
     return NetworkSpec.from_dict(best.user_attrs["spec"]), info
+
+
+def fixed_sampler(params: dict[str, Any], base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+    """Optuna's PartialFixedSampler with every stage-1 param fixed (its experimental-API warning silenced: the
+    tests pin what this module relies on, that each suggested param takes its fixed value)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.PartialFixedSampler(params, base)
+
+
+def counts(trial: FrozenTrial) -> bool:
+    """Whether a stage-1 trial is part of the history the next sample depends on: every trial but one that
+    failed without a result (killed, interrupted, yielded); a diverged training (its ``error``) is a result."""
+    return trial.state != TrialState.FAIL or "error" in trial.user_attrs
 
 
 __all__ = ["YieldedTrial", "cost_function", "run_baseline"]

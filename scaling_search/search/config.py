@@ -95,7 +95,11 @@ class SearchSettings:
         target_latency_ms: stage-1 reward target with ``cost = "latency"``; 0 means the baseline's prediction.
         latency_device: the device whose latency table is used (``"cpu"``, ``"cuda"``).
         latency_runtime: the runtime of that table: ``"torch"`` (eager) or ``"onnxruntime"`` (the ``onnx`` extra).
-        trials: stage-1 trials (TPE, seeded).
+        trials: stage-1 trials (TPE, seeded; with a screen, the best-scored candidates in order).
+        screen: stage-1 candidates scored untrained before any is trained (:mod:`scaling_search.search.screen`:
+            the NASWOT score of each proxy at initialisation); the ``trials`` best are trained. 0: no screen.
+        screen_band: the screen keeps candidates whose deployment MACs are within this of the reward's target.
+        screen_batch: training images each screened candidate is scored on.
         target_macs: stage-1 reward target in deployment MACs; 0 means the deployment network's.
         reward_exponent: w in ``acc * (macs / target) ** w`` (paper Section 4: -0.07).
         grid_step: spacing of alpha, beta, gamma values from 1.
@@ -121,6 +125,9 @@ class SearchSettings:
     latency_device: str = "cpu"
     latency_runtime: str = "torch"
     trials: int = 4
+    screen: int = 0
+    screen_band: float = 0.1
+    screen_batch: int = 64
     target_macs: int = 0
     reward_exponent: float = -0.07
     grid_step: float = 0.1
@@ -142,6 +149,9 @@ class SearchSettings:
             (self.target_latency_ms >= 0, "target_latency_ms must be >= 0"),
             (self.latency_runtime in RUNTIMES, f"latency_runtime must be one of {', '.join(RUNTIMES)}"),
             (self.trials >= 1, "trials must be >= 1"),
+            (self.screen >= 0, "screen must be >= 0 (0: no screen)"),
+            (0 < self.screen_band <= 1, "screen_band must be in (0, 1]"),
+            (self.screen_batch >= 2, "screen_batch must be >= 2 (the score compares images with each other)"),
             (self.target_macs >= 0, "target_macs must be >= 0"),
             (self.reward_exponent <= 0, "reward_exponent must be <= 0"),
             (0 < self.grid_step <= 1, "grid_step must be in (0, 1]"),
@@ -187,6 +197,9 @@ class StudyConfig:
         search = asdict(self.search)
         for key in ("heartbeat_s", "grace_s", "workers", "budget_tol", "race_seeds"):  # race: extra, stored apart
             search.pop(key)
+        if not self.search.screen:  # studies made before the screen existed keep their fingerprint
+            for key in ("screen", "screen_band", "screen_batch"):
+                search.pop(key)
         return {"data": asdict(self.data), "deployment": asdict(self.deployment), "proxy": asdict(self.proxy),
                 "train": train, "search": search}
 
