@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from scaling_search.cli.search_cmd import _describe_scales, _quiet_optuna, add_study_args, study_config
+from scaling_search.errors import UserError
 
 _DESCRIPTION = (
     "Train the grid's candidates (stage 2, shared with 'run') under the study's proxy and again under a reference "
@@ -27,8 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the reference proxy's resolution for the baseline, in pixels (default: the study's)")
     parser.add_argument("--reference-width", type=float, default=None,
                         help="the reference proxy's width factor, in (0, 1] (default: the study's)")
+    parser.add_argument("--candidates", nargs="+", metavar="REGIME", default=(),
+                        help="cheaper proxies to compare against the same reference, each key=value pairs joined by "
+                             "commas (keys epochs, resolution, width), e.g. epochs=1 resolution=32 "
+                             "epochs=2,width=0.25; the cheapest reaching --target-tau is written as a preset, "
+                             "reports/<study>/recommended-proxy.toml")
+    parser.add_argument("--target-tau", type=float, default=None,
+                        help="Kendall tau a recommended proxy must reach against the reference (default: 0.8)")
     parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="text lines (default) or the JSON of fidelity.json on stdout")
+                        help="text lines (default) or the JSON of fidelity.json on stdout (with --candidates: "
+                             "{\"fidelity\": ..., \"proxies\": ...})")
     parser.set_defaults(handler=run_fidelity)
 
 
@@ -37,15 +46,34 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from scaling_search.search import runner
     from scaling_search.search.fidelity import Reference, describe_fidelity
 
+    from scaling_search.search.proxy_candidates import TARGET_TAU, CandidateRegime, describe_recommendation
+
     reference = Reference(args.reference_epochs, args.reference_resolution, args.reference_width)
     reference.config(config)  # a reference equal to the proxy, or a bad width, is refused before anything loads
+    candidates = [CandidateRegime.parse(text) for text in args.candidates]
+    for candidate in candidates:
+        candidate.config(config)
+    target_tau = TARGET_TAU if args.target_tau is None else args.target_tau
+    if not -1 <= target_tau <= 1:
+        raise UserError(f"--target-tau must be a Kendall tau in [-1, 1], got {target_tau:g}")
     _quiet_optuna()
     prepared = runner.prepare(config)
     reference.transform(config, prepared.network)
     print(_describe_scales(prepared), file=sys.stderr)
-    result = runner.fidelity(config, reference, output=Path(args.output), progress=not args.no_progress,
-                             prepared=prepared)
-    print(json.dumps(result.to_dict(), indent=2) if args.format == "json" else describe_fidelity(result))
+    if not candidates:
+        result = runner.fidelity(config, reference, output=Path(args.output), progress=not args.no_progress,
+                                 prepared=prepared)
+        print(json.dumps(result.to_dict(), indent=2) if args.format == "json" else describe_fidelity(result))
+    else:
+        compared = runner.compare_proxies(config, reference, candidates, target_tau=target_tau,
+                                          output=Path(args.output), progress=not args.no_progress, prepared=prepared)
+        own = compared.scored[0]
+        if args.format == "json":
+            print(json.dumps({"fidelity": own.to_dict(), "proxies": compared.to_dict()}, indent=2))
+        else:
+            print(describe_fidelity(own))
+            print(describe_recommendation(compared))
+        print(f"preset: {Path(args.output) / config.name / 'recommended-proxy.toml'}", file=sys.stderr)
     from scaling_search.report import build_report
 
     print(f"report: {build_report(config.name, config.storage, Path(args.output))}", file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import optuna
 
-from scaling_search.atomic import write_json_atomically
+from scaling_search.atomic import write_json_atomically, write_text_atomically
 from scaling_search.budget import Budget, BudgetMiss
 from scaling_search.confidence import SEPARATED_AT
 from scaling_search.data.base import ImageData
@@ -31,6 +31,8 @@ from scaling_search.search.fidelity import (Fidelity, Reference, fidelity_eviden
 from scaling_search.search.grid import (choose_coefficients, describe_grid_point, grid_of, prepare_grid,
                                         run_grid)
 from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
+from scaling_search.search.proxy_candidates import (TARGET_TAU, CandidateRegime, Recommendation, preset_text,
+                                                    recommend)
 from scaling_search.search.queue import prepare_points, train_points
 from scaling_search.search.race import raced_rows, run_race
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
@@ -491,6 +493,37 @@ def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("
     folder = output / config.name
     config.write(folder)
     write_json_atomically(folder / "fidelity.json", result.to_dict())
+    return result
+
+
+def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[CandidateRegime], *,
+                    target_tau: float = TARGET_TAU, output: Path = Path("reports"), trainer: Trainer = train_proxy,
+                    progress: bool = True, prepared: Prepared | None = None) -> Recommendation:
+    """:func:`fidelity`, then every candidate regime trained on the same grid candidates (stage
+    ``candidate-<regime>``) and scored against the same reference; the cheapest reaching ``target_tau`` is
+    recommended (:mod:`scaling_search.search.proxy_candidates`). Writes ``proxies.json`` and
+    ``recommended-proxy.toml`` beside ``fidelity.json``."""
+    prepared = prepared or prepare(config)
+    config = prepared.config
+    transforms = [candidate.config(config).proxy_transform(prepared.network) for candidate in candidates]  # refused
+    own = fidelity(config, reference, output=output, trainer=trainer, progress=progress, prepared=prepared)
+    grid, reference_study = load_stage(config, "grid"), load_stage(config, reference.stage(config))
+    assert grid is not None and reference_study is not None  # fidelity() just finished both
+    baseline = grid.user_attrs["baseline"]
+    scored = [own]
+    for candidate, transform in zip(candidates, transforms):
+        candidate_config = with_worker_threads(candidate.config(config))
+        stage = candidate.stage(config)
+        study = prepare_points(candidate_config, stage, reference_points(grid, transform), {"baseline": baseline})
+        _with_workers(stage, candidate_config, None, trainer,
+                      lambda: train_points(candidate_config, prepared.data, study, _stage_label(stage),
+                                           describe_grid_point, trainer, progress),
+                      progress)
+        scored.append(score_fidelity(study, reference_study))
+    result = recommend(scored, target_tau)
+    folder = output / config.name
+    write_json_atomically(folder / "proxies.json", result.to_dict())
+    write_text_atomically(folder / "recommended-proxy.toml", preset_text(config, result))
     return result
 
 

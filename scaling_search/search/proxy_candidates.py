@@ -1,0 +1,163 @@
+"""Several proxies compared against one reference, and the cheapest faithful one written as a preset.
+
+Issue #13 item 3, after EcoNAS (Zhou et al., 2020, "EcoNAS: Finding Proxies for Economical Neural Architecture
+Search"), which compared reduced-training proxies (fewer epochs, lower resolution, fewer channels) by how they
+rank networks against full training. Each candidate regime changes the study's proxy in one or more of: the
+epochs, the proxy resolution of the baseline, the proxy width. It trains the grid's deployment-scale candidates
+as a stage of the study (``<name>:candidate-<regime>``: resumable, shared by workers, never pruned) and is
+scored against the reference exactly as the study's own proxy is (:func:`scaling_search.search.fidelity.
+score_fidelity`): Kendall's tau with its bootstrap interval, and its training time as a share of the
+reference's. The recommendation is the cheapest regime, the study's own proxy included, whose tau reaches the
+target; where none does, the one with the highest tau is reported as the best found, never as a recommendation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from scaling_search.errors import UserError
+from scaling_search.search.config import TABLES, StudyConfig
+from scaling_search.search.fidelity import Fidelity, describe_tau, regime_text
+
+#: The tau a recommended proxy must reach (issue #13: tau >= 0.8).
+TARGET_TAU = 0.8
+_KEYS = {"epochs": int, "resolution": int, "width": float}
+
+
+@dataclass(frozen=True)
+class CandidateRegime:
+    """A proxy regime to compare: the study's proxy with some of epochs, resolution and width changed."""
+
+    epochs: int | None = None
+    resolution: int | None = None
+    width: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> CandidateRegime:
+        """``"epochs=1"``, ``"resolution=32,width=0.25"``: one clear error for anything else."""
+        values: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, _, value = item.partition("=")
+            if key not in _KEYS or not value:
+                raise UserError(f"cannot read candidate proxy {text!r}: write key=value pairs joined by commas, keys "
+                                f"{', '.join(_KEYS)} (e.g. epochs=1 or resolution=32,width=0.25)")
+            try:
+                values[key] = _KEYS[key](value)
+            except ValueError:
+                raise UserError(f"candidate proxy {text!r}: {key} must be {'a whole number' if _KEYS[key] is int else 'a number'}, "
+                                f"got {value!r}") from None
+        if not values:
+            raise UserError(f"candidate proxy {text!r} changes nothing: give epochs=, resolution= or width=")
+        return cls(**values)
+
+    def config(self, config: StudyConfig) -> StudyConfig:
+        """The study's config trained under this regime (never pruned: every candidate is compared)."""
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"candidate proxy: epochs must be >= 1, got {self.epochs}")
+        proxy = replace(config.proxy, resolution=self.resolution or config.proxy.resolution,
+                        width=self.width or config.proxy.width)  # ProxySettings refuses a bad width or resolution
+        return replace(config, proxy=proxy, train=replace(config.train, epochs=self.epochs or config.train.epochs),
+                       search=replace(config.search, pruner="none"))
+
+    def stage(self, config: StudyConfig) -> str:
+        """``candidate-e1-r40-w0.5``: the regime's stage, named by its absolute settings."""
+        trained = self.config(config)
+        return f"candidate-e{trained.train.epochs}-r{trained.proxy.resolution}-w{trained.proxy.width:g}"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Every compared proxy's score against one reference, and the cheapest that reaches ``target_tau``."""
+
+    target_tau: float
+    scored: list[Fidelity]  # the study's own proxy first, then each candidate regime
+    chosen: int | None  # index into ``scored`` of the recommendation; None: no regime reached the target
+
+    @property
+    def best(self) -> int:
+        """Index of the highest tau (undefined taus last), the answer when nothing reaches the target."""
+        return max(range(len(self.scored)), key=lambda i: (_tau(self.scored[i]), -self.scored[i].cost_ratio))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target_tau": self.target_tau, "chosen": self.chosen, "best": self.best,
+                "reference": self.scored[0].reference,
+                "proxies": [{"regime": f.proxy, "signals": {"proxy accuracy": f.signals["proxy accuracy"].to_dict()},
+                             "candidates": len(f.candidates), "train_s": f.proxy_train_s,
+                             "reference_train_s": f.reference_train_s, "cost_ratio": f.cost_ratio}
+                            for f in self.scored]}
+
+
+def _tau(result: Fidelity) -> float:
+    tau = result.signals["proxy accuracy"].kendall_tau
+    return -math.inf if tau is None else tau
+
+
+def recommend(scored: list[Fidelity], target_tau: float = TARGET_TAU) -> Recommendation:
+    """The cheapest (measured training time over the reference's) of ``scored`` whose tau reaches the target."""
+    reaching = [i for i, result in enumerate(scored) if _tau(result) >= target_tau]
+    chosen = min(reaching, key=lambda i: (scored[i].cost_ratio, i)) if reaching else None
+    return Recommendation(target_tau, scored, chosen)
+
+
+def describe_recommendation(result: Recommendation) -> str:
+    """One line per compared proxy, then the verdict."""
+    lines = [f"proxies against the reference {regime_text(result.scored[0].reference)}, over "
+             f"{len(result.scored[0].candidates)} grid candidates:"]
+    for index, scored in enumerate(result.scored):
+        score = scored.signals["proxy accuracy"]
+        tau = describe_tau(score.kendall_tau, score.kendall_interval) if score.defined else "tau undefined"
+        label = "(the study's proxy) " if index == 0 else ""
+        lines.append(f"  {regime_text(scored.proxy):<34} {label}{tau}; cost {scored.cost_ratio:.2f} of the "
+                     "reference's training time")
+    if result.chosen is not None:
+        lines.append(f"recommended: {regime_text(result.scored[result.chosen].proxy)}, the cheapest with tau >= "
+                     f"{result.target_tau:g}")
+    else:
+        best = result.scored[result.best]
+        lines.append(f"no proxy reaches tau >= {result.target_tau:g}; the best found is {regime_text(best.proxy)} "
+                     f"(not a recommendation: read its interval)")
+    return "\n".join(lines)
+
+
+def preset_text(config: StudyConfig, result: Recommendation) -> str:
+    """A preset file (TOML) of ``config`` trained under the recommended regime, or the best found, with what it
+    was measured to be worth in its header; ``scaling-search run --preset FILE`` reads it."""
+    index = result.chosen if result.chosen is not None else result.best
+    scored = result.scored[index]
+    regime = scored.proxy
+    proxied = replace(config, proxy=replace(config.proxy, resolution=regime["proxy_resolution"],
+                                            width=regime["proxy_width"]),
+                      train=replace(config.train, epochs=regime["epochs"]))
+    score = scored.signals["proxy accuracy"]
+    tau = describe_tau(score.kendall_tau, score.kendall_interval) if score.defined else "tau undefined"
+    verdict = (f"the cheapest proxy with tau >= {result.target_tau:g}" if result.chosen is not None else
+               f"NOT a recommendation: no compared proxy reached tau >= {result.target_tau:g}; the best found")
+    lines = [f"# Proxy chosen by 'scaling-search fidelity --candidates' for study {config.name!r}: {verdict}.",
+             f"# {regime_text(regime)}: {tau} against {regime_text(scored.reference)} over "
+             f"{len(scored.candidates)} grid candidates; training cost {scored.cost_ratio:.2f} of the reference's.",
+             ""]
+    body = proxied.to_dict()
+    for table in TABLES:
+        lines.append(f"[{table}]")
+        for key, value in body[table].items():
+            if value is None:  # TOML has no null: the setting's default applies
+                continue
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+    raise TypeError(f"no TOML form for a setting of type {type(value).__name__}: {value!r}")
+
+
+__all__ = ["CandidateRegime", "Recommendation", "TARGET_TAU", "describe_recommendation", "preset_text", "recommend"]

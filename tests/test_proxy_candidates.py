@@ -1,0 +1,114 @@
+"""fidelity --candidates: several proxies scored against one reference, the cheapest faithful one as a preset."""
+
+import json
+import tomllib
+
+import pytest
+
+from scaling_search.errors import UserError
+from scaling_search.search import runner
+from scaling_search.search.config import load_study_config
+from scaling_search.search.fidelity import Reference
+from scaling_search.search.proxy_candidates import CandidateRegime, describe_recommendation
+from scaling_search.training import EpochMetrics, TrainResult
+
+from smoke_run import SMOKE, cli_in_process
+
+
+def _config(tmp_path):
+    overrides = {"search": {"baseline": "network", "pruner": "none"}}
+    return load_study_config("smoke", overrides, "prox", f"sqlite:///{tmp_path}/prox.db")
+
+
+def regime_trainer(calls: list, reverse_reference: bool = False):
+    """Accuracy grows with the proxy's resolution and last-stage width. Proxies with a head under 240 channels
+    (width 0.125 of B0's 1280, whatever the grid's beta <= 1.42) rank the candidates backwards (a cheap proxy
+    that lies); the reference (3 epochs) ranks them backwards too with ``reverse_reference``. Wall time grows
+    with epochs, pixels and stem width."""
+    def train(spec, data, settings, on_epoch=None):
+        calls.append((spec.resolution, spec.stem_channels, settings.epochs))
+        score = spec.resolution / 1000 + spec.stages[-1].out_channels / 10_000
+        if spec.head_channels < 240 or (reverse_reference and settings.epochs == 3):
+            score = -score
+        accuracy = 0.5 + score
+        history = tuple(EpochMetrics(e, 2.0 - score, accuracy, accuracy, 0.1, 0.0) for e in range(1, settings.epochs + 1))
+        for metrics in history:
+            if on_epoch is not None:
+                on_epoch(metrics.epoch, metrics)
+        wall = settings.epochs * spec.resolution**2 * spec.stem_channels * 1e-6
+        return TrainResult(accuracy, accuracy, 2.0 - score, settings.epochs, wall, 1000.0, 1, 1, spec.resolution,
+                           "fake", 1, history)
+    return train
+
+
+@pytest.mark.parametrize(("text", "regime"), [
+    ("epochs=1", CandidateRegime(epochs=1)),
+    ("resolution=32,width=0.25", CandidateRegime(resolution=32, width=0.25)),
+    (" epochs=2 , width=0.5 ", CandidateRegime(epochs=2, width=0.5)),
+])
+def test_a_regime_is_read_from_key_value_pairs(text, regime):
+    assert CandidateRegime.parse(text) == regime
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("depth=0.5", "keys epochs, resolution, width"),
+    ("epochs", "keys epochs, resolution, width"),
+    ("epochs=two", "epochs must be a whole number, got 'two'"),
+    ("width=wide", "width must be a number"),
+    (",", "changes nothing"),
+])
+def test_a_bad_regime_is_one_clear_error(text, message):
+    with pytest.raises(UserError, match=message):
+        CandidateRegime.parse(text)
+
+
+def test_the_cheapest_proxy_that_ranks_like_the_reference_is_recommended_and_written_as_a_preset(tmp_path):
+    calls: list = []
+    config = _config(tmp_path)
+    candidates = [CandidateRegime(width=0.125), CandidateRegime(width=0.2)]
+    result = runner.compare_proxies(config, Reference(epochs=3), candidates, output=tmp_path / "reports",
+                                    trainer=regime_trainer(calls), progress=False)
+    own, lying, narrow = result.scored
+    points = len(own.candidates)
+    assert points >= 3 and len(lying.candidates) == len(narrow.candidates) == points
+    assert [s.signals["proxy accuracy"].kendall_tau for s in result.scored] == pytest.approx([1.0, -1.0, 1.0])
+    assert lying.proxy["proxy_width"] == 0.125 and narrow.proxy["proxy_width"] == 0.2
+    assert lying.cost_ratio < narrow.cost_ratio < own.cost_ratio  # narrower stems train faster on the fake's clock
+    assert result.chosen == 2 and "recommended: 1 epoch(s) at 32 px, width x0.2" in describe_recommendation(result)
+    assert len(calls) == 4 * points  # grid, reference and two candidates, each point once
+    folder = tmp_path / "reports" / "prox"
+    stored = json.loads((folder / "proxies.json").read_text())
+    assert stored["chosen"] == 2 and stored["proxies"][1]["signals"]["proxy accuracy"]["kendall_tau"] == -1.0
+    text = (folder / "recommended-proxy.toml").read_text()
+    assert text.startswith("# Proxy chosen by 'scaling-search fidelity --candidates' for study 'prox': the cheapest")
+    preset = tomllib.loads(text)
+    assert preset["proxy"]["width"] == 0.2 and preset["proxy"]["resolution"] == config.proxy.resolution
+    assert preset["train"]["epochs"] == config.train.epochs and preset["search"]["baseline"] == "network"
+    reread = load_study_config(str(folder / "recommended-proxy.toml"), {}, "again", "sqlite:///:memory:")
+    assert reread.proxy.width == 0.2 and reread.train == config.train and reread.data == config.data
+    calls.clear()  # a rerun reads every stage back: nothing is trained again
+    again = runner.compare_proxies(config, Reference(epochs=3), candidates, output=tmp_path / "reports",
+                                   trainer=regime_trainer(calls), progress=False)
+    assert calls == [] and again.chosen == 2
+
+
+def test_no_proxy_reaching_the_target_is_reported_as_the_best_found_not_recommended(tmp_path):
+    result = runner.compare_proxies(_config(tmp_path), Reference(epochs=3), [CandidateRegime(width=0.2)],
+                                    output=tmp_path / "reports", progress=False,
+                                    trainer=regime_trainer([], reverse_reference=True))
+    assert [s.signals["proxy accuracy"].kendall_tau for s in result.scored] == pytest.approx([-1.0, -1.0])
+    assert result.chosen is None and result.best == 1  # equal taus: the cheaper
+    assert "no proxy reaches tau >= 0.8; the best found is 1 epoch(s) at 32 px, width x0.2" in \
+        describe_recommendation(result)
+    text = (tmp_path / "reports" / "prox" / "recommended-proxy.toml").read_text()
+    assert "NOT a recommendation: no compared proxy reached tau >= 0.8" in text
+    assert tomllib.loads(text)["proxy"]["width"] == 0.2
+
+
+@pytest.mark.slow
+def test_the_command_compares_candidates_on_the_smoke_preset(tmp_path):
+    out = cli_in_process(tmp_path, "fidelity", *SMOKE, "--candidates", "width=0.125", "--format", "json")
+    body = json.loads(out)
+    assert set(body) == {"fidelity", "proxies"} and len(body["proxies"]["proxies"]) == 2
+    assert body["proxies"]["proxies"][1]["regime"]["proxy_width"] == 0.125
+    assert (tmp_path / "reports" / "smoke-synthetic" / "recommended-proxy.toml").exists()
