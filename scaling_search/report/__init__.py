@@ -19,6 +19,7 @@ from scaling_search.report.figures import (draw_baseline_history, draw_baseline_
                                            load_configs, screen_frame, trials_frame, write_pages, write_static)
 from scaling_search.report.page import write_index
 from scaling_search.search.fidelity import stored_fidelities
+from scaling_search.search.proxy_candidates import stored_comparisons
 from scaling_search.search.screen import ATTR as SCREEN_ATTR
 
 
@@ -74,6 +75,7 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
             figures[stage] = {"fig3": draw_figure3, "fig4": draw_figure4, "fig8": draw_figure8,
                               "compare": draw_comparison}[stage](frame, note)
     fidelities = stored_fidelities(name, storage)
+    comparisons = stored_comparisons(name, storage)
     for fidelity in fidelities:
         tables[f"fidelity_e{fidelity.reference['epochs']}_r{fidelity.reference['proxy_resolution']}"] = \
             pd.DataFrame(fidelity.candidates)
@@ -86,7 +88,7 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
     write_pages(folder, figures, tables)
     if static:
         write_static(folder, figures, static)
-    return write_index(folder, name, figures, tables, configs, fidelities)
+    return write_index(folder, name, figures, tables, configs, fidelities, comparisons)
 
 
 __all__ = ["build_report", "draw_baseline_history", "draw_baseline_scatter", "draw_comparison", "draw_family", "draw_figure3",

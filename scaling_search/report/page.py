@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 
 from scaling_search.confidence import SEPARATED_AT, Z95, accuracy_variance
 from scaling_search.search.fidelity import Fidelity, describe_fidelity, fidelity_sentence
+from scaling_search.search.proxy_candidates import Recommendation, describe_recommendation
 
 _NO_FIDELITY = ("Proxy fidelity (how the proxy's ranking holds in a longer regime) is not measured in this study: "
                 "'scaling-search fidelity' measures it.")
@@ -248,7 +249,8 @@ def _figure(name: str, figure: go.Figure) -> str:
 
 
 def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame],
-                configs: list[dict[str, Any]], fidelities: Sequence[Fidelity] = ()) -> Path:
+                configs: list[dict[str, Any]], fidelities: Sequence[Fidelity] = (),
+                comparisons: Sequence[Recommendation] = ()) -> Path:
     """Write ``index.html``: the answer, the family, Figure 8's verdict, the grid, the proxy's fidelity, the
     baseline search, the ablations, the settings and links to every file (``plotly.min.js`` must lie beside
     it)."""
@@ -312,6 +314,11 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
             lines = describe_fidelity(result).splitlines()
             parts.append(f"<p class='verdict'>{_e(lines[0])}</p><ul>"
                          + "".join(f"<li>{_e(line.strip())}</li>" for line in lines[1:]) + "</ul>")
+        for comparison in comparisons:  # fidelity --candidates
+            lines = describe_recommendation(comparison).splitlines()
+            parts.append(f"<p class='verdict' id='proxies'>Cheaper {_e(lines[0])}</p><ul>"
+                         + "".join(f"<li>{_e(line.strip())}</li>" for line in lines[1:-1]) + "</ul>"
+                         + f"<p class='verdict'>{_e(lines[-1])}</p>")
     if "baseline_history" in figures:
         parts.append("<h2>Stage 1: the baseline search</h2>")
         parts.append(_figure("baseline_history", figures["baseline_history"]))

@@ -18,9 +18,11 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import optuna
+
 from scaling_search.errors import UserError
 from scaling_search.search.config import TABLES, StudyConfig
-from scaling_search.search.fidelity import Fidelity, describe_tau, regime_text
+from scaling_search.search.fidelity import Fidelity, describe_tau, fidelity_stages, regime_text, score_fidelity
 
 #: The tau a recommended proxy must reach (issue #13: tau >= 0.8).
 TARGET_TAU = 0.8
@@ -102,6 +104,39 @@ def recommend(scored: list[Fidelity], target_tau: float = TARGET_TAU) -> Recomme
     return Recommendation(target_tau, scored, chosen)
 
 
+def candidate_stages(storage: Any, name: str) -> list[str]:
+    """The candidate-proxy stages (``candidate-<regime>``) of study ``name`` in ``storage``, in name order."""
+    prefix = f"{name}:candidate-"
+    return sorted(s.split(":", 1)[1] for s in optuna.get_all_study_names(storage) if s.startswith(prefix))
+
+
+def stored_comparisons(name: str, storage: Any) -> list[Recommendation]:
+    """Every comparison of candidate proxies stored for study ``name``: per reference stage, the study's proxy
+    and every candidate stage scored against it (those with fewer than three shared candidates left out), the
+    target tau the command was given (stored on each candidate stage)."""
+    candidates = candidate_stages(storage, name)
+    if not candidates:
+        return []
+    grid = optuna.load_study(study_name=f"{name}:grid", storage=storage)
+    comparisons = []
+    for stage in fidelity_stages(storage, name):
+        reference = optuna.load_study(study_name=f"{name}:{stage}", storage=storage)
+        scored, target = [], TARGET_TAU
+        for candidate_stage in [None, *candidates]:
+            study = grid if candidate_stage is None else \
+                optuna.load_study(study_name=f"{name}:{candidate_stage}", storage=storage)
+            try:
+                scored.append(score_fidelity(study, reference))
+            except UserError:
+                if candidate_stage is None:
+                    break  # the study's own proxy is not scored against this reference: nothing to compare with
+                continue
+            target = study.user_attrs.get("target_tau", target)
+        if len(scored) > 1:
+            comparisons.append(recommend(scored, target))
+    return comparisons
+
+
 def describe_recommendation(result: Recommendation) -> str:
     """One line per compared proxy, then the verdict."""
     lines = [f"proxies against the reference {regime_text(result.scored[0].reference)}, over "
@@ -160,4 +195,5 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for a setting of type {type(value).__name__}: {value!r}")
 
 
-__all__ = ["CandidateRegime", "Recommendation", "TARGET_TAU", "describe_recommendation", "preset_text", "recommend"]
+__all__ = ["CandidateRegime", "Recommendation", "TARGET_TAU", "candidate_stages", "describe_recommendation",
+           "preset_text", "recommend", "stored_comparisons"]

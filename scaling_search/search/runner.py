@@ -515,6 +515,7 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
         candidate_config = with_worker_threads(candidate.config(config))
         stage = candidate.stage(config)
         study = prepare_points(candidate_config, stage, reference_points(grid, transform), {"baseline": baseline})
+        study.set_user_attr("target_tau", target_tau)  # the report's recommendation uses the command's target
         _with_workers(stage, candidate_config, None, trainer,
                       lambda: train_points(candidate_config, prepared.data, study, _stage_label(stage),
                                            describe_grid_point, trainer, progress),
