@@ -89,7 +89,7 @@ def test_the_cheapest_proxy_that_ranks_like_the_reference_is_recommended_and_wri
     reread = load_study_config(str(folder / "recommended-proxy.toml"), {}, "again", "sqlite:///:memory:")
     assert reread.proxy.width == 0.2 and reread.train == config.train and reread.data == config.data
     page = html.unescape(build_report("prox", config.storage, tmp_path / "reports").read_text())  # storage alone
-    section = " ".join(page[page.index("Cheaper proxies against the reference"):].split())
+    section = " ".join(page[page.index("Candidate proxies against the reference"):].split())
     assert "width x0.125 Kendall tau -1.00" in section and "recommended: 1 epoch(s) at 32 px, width x0.2" in section
     calls.clear()  # a rerun reads every stage back: nothing is trained again
     again = runner.compare_proxies(config, Reference(epochs=3), candidates, output=tmp_path / "reports",

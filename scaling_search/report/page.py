@@ -316,7 +316,7 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
                          + "".join(f"<li>{_e(line.strip())}</li>" for line in lines[1:]) + "</ul>")
         for comparison in comparisons:  # fidelity --candidates
             lines = describe_recommendation(comparison).splitlines()
-            parts.append(f"<p class='verdict' id='proxies'>Cheaper {_e(lines[0])}</p><ul>"
+            parts.append(f"<p class='verdict' id='proxies'>Candidate {_e(lines[0])}</p><ul>"
                          + "".join(f"<li>{_e(line.strip())}</li>" for line in lines[1:-1]) + "</ul>"
                          + f"<p class='verdict'>{_e(lines[-1])}</p>")
     if "baseline_history" in figures:
