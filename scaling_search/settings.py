@@ -31,6 +31,8 @@ class DataSettings:
         subset: class-balanced number of training images to keep (0 keeps all).
         val_fraction: held-out share of each class when the source has no validation split.
         seed: data seed (synthetic rendering, subsets, hold-out).
+        train_share: share of the training images a proxy trains on (class-balanced, seeded; the validation
+            split is kept whole): a proxy of less data, as EcoNAS compared (``fidelity --candidates data=0.5``).
         synthetic_train_per_class / synthetic_val_per_class: size of the synthetic dataset.
     """
 
@@ -41,6 +43,7 @@ class DataSettings:
     seed: int = 0
     synthetic_train_per_class: int = 400
     synthetic_val_per_class: int = 100
+    train_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.format and self.format not in FORMATS:
@@ -51,11 +54,13 @@ class DataSettings:
             raise UserError(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         if self.synthetic_train_per_class < 1 or self.synthetic_val_per_class < 1:
             raise UserError("synthetic dataset sizes must be >= 1 per class")
+        if not 0 < self.train_share <= 1:
+            raise UserError(f"train_share must be in (0, 1], got {self.train_share}")
 
     def load(self) -> ImageData:
         from scaling_search.data.loading import load_dataset
 
-        return load_dataset(
+        data = load_dataset(
             self.source,
             data_format=self.format or None,
             subset=self.subset or None,
@@ -64,6 +69,7 @@ class DataSettings:
             synthetic_train_per_class=self.synthetic_train_per_class,
             synthetic_val_per_class=self.synthetic_val_per_class,
         )
+        return data if self.train_share == 1.0 else data.with_train_share(self.train_share, self.seed)
 
 
 _TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",

@@ -1,5 +1,6 @@
 """fidelity --candidates: several proxies scored against one reference, the cheapest faithful one as a preset."""
 
+import dataclasses
 import html
 import json
 import tomllib
@@ -46,6 +47,7 @@ def regime_trainer(calls: list, reverse_reference: bool = False):
 @pytest.mark.parametrize(("text", "regime"), [
     ("epochs=1", CandidateRegime(epochs=1)),
     ("resolution=32,width=0.25", CandidateRegime(resolution=32, width=0.25)),
+    ("data=0.5", CandidateRegime(data=0.5)),
     (" epochs=2 , width=0.5 ", CandidateRegime(epochs=2, width=0.5)),
 ])
 def test_a_regime_is_read_from_key_value_pairs(text, regime):
@@ -53,8 +55,8 @@ def test_a_regime_is_read_from_key_value_pairs(text, regime):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("depth=0.5", "keys epochs, resolution, width"),
-    ("epochs", "keys epochs, resolution, width"),
+    ("depth=0.5", "keys epochs, resolution, width, data"),
+    ("epochs", "keys epochs, resolution, width, data"),
     ("epochs=two", "epochs must be a whole number, got 'two'"),
     ("width=wide", "width must be a number"),
     (",", "changes nothing"),
@@ -117,3 +119,31 @@ def test_the_command_compares_candidates_on_the_smoke_preset(tmp_path):
     assert set(body) == {"fidelity", "proxies"} and len(body["proxies"]["proxies"]) == 2
     assert body["proxies"]["proxies"][1]["regime"]["proxy_width"] == 0.125
     assert (tmp_path / "reports" / "smoke-synthetic" / "recommended-proxy.toml").exists()
+
+
+def test_a_proxy_of_less_data_trains_on_a_share_of_the_training_images_and_the_whole_validation_split(tmp_path):
+    seen = []
+
+    def trainer(spec, data, settings, on_epoch=None):
+        seen.append((len(data.train_labels), len(data.val_labels), data.name))
+        result = regime_trainer([])(spec, data, settings, on_epoch)
+        return dataclasses.replace(result, wall_s=result.wall_s * len(data.train_labels))  # time grows with images
+
+    config = _config(tmp_path)
+    full = config.data.load()
+    result = runner.compare_proxies(config, Reference(epochs=3), [CandidateRegime(data=0.5)],
+                                    output=tmp_path / "reports", trainer=trainer, progress=False)
+    points = len(result.scored[0].candidates)
+    half = [entry for entry in seen if "[train x0.5]" in entry[2]]
+    assert len(half) == points and len(seen) == 3 * points  # grid, reference, the candidate
+    counts = full.train_labels.bincount()
+    assert {n for n, _, _ in half} == {round(len(full.train_labels) / 2) // len(counts) * len(counts)}
+    assert {v for _, v, _ in seen} == {len(full.val_labels)}  # every regime is scored on the same images
+    assert result.scored[1].proxy["train_share"] == 0.5
+    assert result.scored[1].cost_ratio == pytest.approx(result.scored[0].cost_ratio / 2, rel=0.02)
+    assert result.chosen == 1 and "recommended: 1 epoch(s) at 32 px, width x0.25, x0.5 of the training images" in \
+        describe_recommendation(result)
+    preset = tomllib.loads((tmp_path / "reports" / "prox" / "recommended-proxy.toml").read_text())
+    assert preset["data"]["train_share"] == 0.5
+    with pytest.raises(UserError, match="train_share must be in"):
+        CandidateRegime(data=1.5).config(config)

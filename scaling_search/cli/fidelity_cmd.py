@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the reference proxy's width factor, in (0, 1] (default: the study's)")
     parser.add_argument("--candidates", nargs="+", metavar="REGIME", default=(),
                         help="cheaper proxies to compare against the same reference, each key=value pairs joined by "
-                             "commas (keys epochs, resolution, width), e.g. epochs=1 resolution=32 "
-                             "epochs=2,width=0.25; the cheapest reaching --target-tau is written as a preset, "
+                             "commas (keys epochs, resolution, width, data: the share of the training images), "
+                             "e.g. epochs=1 resolution=32 data=0.5 epochs=2,width=0.25; the cheapest reaching "
+                             "--target-tau is written as a preset, "
                              "reports/<study>/recommended-proxy.toml")
     parser.add_argument("--target-tau", type=float, default=None,
                         help="Kendall tau a recommended proxy must reach against the reference (default: 0.8)")

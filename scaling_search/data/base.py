@@ -133,6 +133,16 @@ class ImageData:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def with_train_share(self, share: float, seed: int) -> ImageData:
+        """The same data with ``share`` of the training images (the same count from every class, seeded) and the
+        whole validation split: a proxy of less data, scored on the same validation images."""
+        keep = class_balanced_subset(self.train_labels, round(share * len(self.train_labels)), self.num_classes, seed)
+        if len(keep) < self.num_classes:
+            raise DataError(f"{self.name}: a train share of {share:g} keeps {len(keep)} images, fewer than the "
+                            f"{self.num_classes} classes; raise it")
+        return ImageData(f"{self.name}[train x{share:g}]", self.classes, self.train_images[keep],
+                         self.train_labels[keep], self.val_images, self.val_labels)
+
     @property
     def channels(self) -> int:
         return int(self.train_images.shape[1])

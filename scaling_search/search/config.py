@@ -200,7 +200,10 @@ class StudyConfig:
         if not self.search.screen:  # studies made before the screen existed keep their fingerprint
             for key in ("screen", "screen_band", "screen_batch"):
                 search.pop(key)
-        return {"data": asdict(self.data), "deployment": asdict(self.deployment), "proxy": asdict(self.proxy),
+        data = asdict(self.data)
+        if self.data.train_share == 1.0:  # studies made before the key existed keep their fingerprint
+            data.pop("train_share")
+        return {"data": data, "deployment": asdict(self.deployment), "proxy": asdict(self.proxy),
                 "train": train, "search": search}
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Issue #13 item 3, after EcoNAS (Zhou et al., 2020, "EcoNAS: Finding Proxies for Economical Neural Architecture
 Search"), which compared reduced-training proxies (fewer epochs, lower resolution, fewer channels) by how they
 rank networks against full training. Each candidate regime changes the study's proxy in one or more of: the
-epochs, the proxy resolution of the baseline, the proxy width. It trains the grid's deployment-scale candidates
+epochs, the proxy resolution of the baseline, the proxy width, the share of the training images. It trains the grid's deployment-scale candidates
 as a stage of the study (``<name>:candidate-<regime>``: resumable, shared by workers, never pruned) and is
 scored against the reference exactly as the study's own proxy is (:func:`scaling_search.search.fidelity.
 score_fidelity`): Kendall's tau with its bootstrap interval, and its training time as a share of the
@@ -26,16 +26,18 @@ from scaling_search.search.fidelity import Fidelity, describe_tau, fidelity_stag
 
 #: The tau a recommended proxy must reach (issue #13: tau >= 0.8).
 TARGET_TAU = 0.8
-_KEYS = {"epochs": int, "resolution": int, "width": float}
+_KEYS = {"epochs": int, "resolution": int, "width": float, "data": float}
 
 
 @dataclass(frozen=True)
 class CandidateRegime:
-    """A proxy regime to compare: the study's proxy with some of epochs, resolution and width changed."""
+    """A proxy regime to compare: the study's proxy with some of epochs, resolution, width and the share of the
+    training images (``data``; the validation split stays whole) changed."""
 
     epochs: int | None = None
     resolution: int | None = None
     width: float | None = None
+    data: float | None = None
 
     @classmethod
     def parse(cls, text: str) -> CandidateRegime:
@@ -45,14 +47,14 @@ class CandidateRegime:
             key, _, value = item.partition("=")
             if key not in _KEYS or not value:
                 raise UserError(f"cannot read candidate proxy {text!r}: write key=value pairs joined by commas, keys "
-                                f"{', '.join(_KEYS)} (e.g. epochs=1 or resolution=32,width=0.25)")
+                                f"{', '.join(_KEYS)} (e.g. epochs=1, resolution=32,width=0.25 or data=0.5)")
             try:
                 values[key] = _KEYS[key](value)
             except ValueError:
                 raise UserError(f"candidate proxy {text!r}: {key} must be {'a whole number' if _KEYS[key] is int else 'a number'}, "
                                 f"got {value!r}") from None
         if not values:
-            raise UserError(f"candidate proxy {text!r} changes nothing: give epochs=, resolution= or width=")
+            raise UserError(f"candidate proxy {text!r} changes nothing: give epochs=, resolution=, width= or data=")
         return cls(**values)
 
     def config(self, config: StudyConfig) -> StudyConfig:
@@ -61,13 +63,17 @@ class CandidateRegime:
             raise UserError(f"candidate proxy: epochs must be >= 1, got {self.epochs}")
         proxy = replace(config.proxy, resolution=self.resolution or config.proxy.resolution,
                         width=self.width or config.proxy.width)  # ProxySettings refuses a bad width or resolution
-        return replace(config, proxy=proxy, train=replace(config.train, epochs=self.epochs or config.train.epochs),
+        data = replace(config.data, train_share=self.data or config.data.train_share)  # refuses a share beyond (0, 1]
+        return replace(config, data=data, proxy=proxy,
+                       train=replace(config.train, epochs=self.epochs or config.train.epochs),
                        search=replace(config.search, pruner="none"))
 
     def stage(self, config: StudyConfig) -> str:
         """``candidate-e1-r40-w0.5``: the regime's stage, named by its absolute settings."""
         trained = self.config(config)
-        return f"candidate-e{trained.train.epochs}-r{trained.proxy.resolution}-w{trained.proxy.width:g}"
+        share = trained.data.train_share
+        return (f"candidate-e{trained.train.epochs}-r{trained.proxy.resolution}-w{trained.proxy.width:g}"
+                + (f"-d{share:g}" if share != 1.0 else ""))
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,8 @@ def preset_text(config: StudyConfig, result: Recommendation) -> str:
     regime = scored.proxy
     proxied = replace(config, proxy=replace(config.proxy, resolution=regime["proxy_resolution"],
                                             width=regime["proxy_width"]),
-                      train=replace(config.train, epochs=regime["epochs"]))
+                      train=replace(config.train, epochs=regime["epochs"]),
+                      data=replace(config.data, train_share=regime.get("train_share", 1.0)))
     score = scored.signals["proxy accuracy"]
     tau = describe_tau(score.kendall_tau, score.kendall_interval) if score.defined else "tau undefined"
     verdict = (f"the cheapest proxy with tau >= {result.target_tau:g}" if result.chosen is not None else

@@ -514,10 +514,11 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
     for candidate, transform in zip(candidates, transforms):
         candidate_config = with_worker_threads(candidate.config(config))
         stage = candidate.stage(config)
+        data = prepared.data if candidate_config.data == config.data else candidate_config.data.load()
         study = prepare_points(candidate_config, stage, reference_points(grid, transform), {"baseline": baseline})
         study.set_user_attr("target_tau", target_tau)  # the report's recommendation uses the command's target
         _with_workers(stage, candidate_config, None, trainer,
-                      lambda: train_points(candidate_config, prepared.data, study, _stage_label(stage),
+                      lambda: train_points(candidate_config, data, study, _stage_label(stage),
                                            describe_grid_point, trainer, progress),
                       progress)
         scored.append(score_fidelity(study, reference_study))
