@@ -6,8 +6,8 @@ samples of the stage-1 space, those within ``--band`` of the deployment network'
 preset's proxy and training, and scores the screen's ranking against their proxy accuracy the way
 ``scaling-search fidelity`` scores a proxy: Kendall's tau and Spearman's rho with 95% bootstrap intervals,
 top-1/top-3 agreement. Deployment MACs and parameters, the signals every user already has, are scored on the
-same candidates beside it (within a +-10% MACs band they rank little by construction). Also printed: the screen's seconds per
-candidate against the training's.
+same candidates beside it (within a +-10% MACs band they rank little by construction). Also printed: the
+screen's seconds per candidate against the training's.
 
     python benchmarks/bench_screen.py --data ../shared/data/cifar10.npz --subset 5000 [--preset quick]
 """
@@ -79,7 +79,8 @@ def main() -> None:
         per_seed = []
         for repeat in range(args.seeds or config.search.repeats):
             started = time.perf_counter()
-            result = train_proxy(to_proxy(spec, transform), data, replace(config.train, seed=config.train.seed + repeat))
+            seeded = replace(config.train, seed=config.train.seed + repeat)
+            result = train_proxy(to_proxy(spec, transform), data, seeded)
             walls.append(time.perf_counter() - started)
             per_seed.append(result.val_top1)
         accuracy = statistics.fmean(per_seed)

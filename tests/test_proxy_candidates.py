@@ -145,5 +145,9 @@ def test_a_proxy_of_less_data_trains_on_a_share_of_the_training_images_and_the_w
         describe_recommendation(result)
     preset = tomllib.loads((tmp_path / "reports" / "prox" / "recommended-proxy.toml").read_text())
     assert preset["data"]["train_share"] == 0.5
-    with pytest.raises(UserError, match="train_share must be in"):
-        CandidateRegime(data=1.5).config(config)
+    for wrong, message in ((CandidateRegime(data=1.5), "train_share must be in"),
+                           (CandidateRegime(data=0.0), "train_share must be in"),
+                           (CandidateRegime(width=0.0), r"width must be in \(0, 1\]"),
+                           (CandidateRegime(epochs=0), "epochs must be >= 1")):
+        with pytest.raises(UserError, match=message):  # a zero is refused, never read as "unchanged"
+            wrong.config(config)

@@ -46,7 +46,6 @@ def run_fidelity(args: argparse.Namespace) -> int:
     config = study_config(args)  # flags and preset checked before torch and Optuna load
     from scaling_search.search import runner
     from scaling_search.search.fidelity import Reference, describe_fidelity
-
     from scaling_search.search.proxy_candidates import TARGET_TAU, CandidateRegime, describe_recommendation
 
     reference = Reference(args.reference_epochs, args.reference_resolution, args.reference_width)

@@ -3,11 +3,11 @@
 Issue #13 item 3, after EcoNAS (Zhou et al., 2020, "EcoNAS: Finding Proxies for Economical Neural Architecture
 Search"), which compared reduced-training proxies (fewer epochs, lower resolution, fewer channels) by how they
 rank networks against full training. Each candidate regime changes the study's proxy in one or more of: the
-epochs, the proxy resolution of the baseline, the proxy width, the share of the training images. It trains the grid's deployment-scale candidates
-as a stage of the study (``<name>:candidate-<regime>``: resumable, shared by workers, never pruned) and is
-scored against the reference exactly as the study's own proxy is (:func:`scaling_search.search.fidelity.
-score_fidelity`): Kendall's tau with its bootstrap interval, and its training time as a share of the
-reference's. The recommendation is the cheapest regime, the study's own proxy included, whose tau reaches the
+epochs, the proxy resolution of the baseline, the proxy width, the share of the training images. It trains the
+grid's deployment-scale candidates as a stage of the study (``<name>:candidate-<regime>``: resumable, shared by
+workers, never pruned) and is scored against the reference exactly as the study's own proxy is
+(:func:`scaling_search.search.fidelity.score_fidelity`): Kendall's tau with its bootstrap interval, and its
+training time as a share of the reference's. The recommendation is the cheapest regime, the study's own proxy included, whose tau reaches the
 target; where none does, the one with the highest tau is reported as the best found, never as a recommendation.
 """
 
@@ -51,8 +51,8 @@ class CandidateRegime:
             try:
                 values[key] = _KEYS[key](value)
             except ValueError:
-                raise UserError(f"candidate proxy {text!r}: {key} must be {'a whole number' if _KEYS[key] is int else 'a number'}, "
-                                f"got {value!r}") from None
+                kind = "a whole number" if _KEYS[key] is int else "a number"
+                raise UserError(f"candidate proxy {text!r}: {key} must be {kind}, got {value!r}") from None
         if not values:
             raise UserError(f"candidate proxy {text!r} changes nothing: give epochs=, resolution=, width= or data=")
         return cls(**values)
@@ -61,11 +61,15 @@ class CandidateRegime:
         """The study's config trained under this regime (never pruned: every candidate is compared)."""
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"candidate proxy: epochs must be >= 1, got {self.epochs}")
-        proxy = replace(config.proxy, resolution=self.resolution or config.proxy.resolution,
-                        width=self.width or config.proxy.width)  # ProxySettings refuses a bad width or resolution
-        data = replace(config.data, train_share=self.data or config.data.train_share)  # refuses a share beyond (0, 1]
+        def given(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        # ProxySettings refuses a bad width or resolution, DataSettings a share outside (0, 1]
+        proxy = replace(config.proxy, resolution=given(self.resolution, config.proxy.resolution),
+                        width=given(self.width, config.proxy.width))
+        data = replace(config.data, train_share=given(self.data, config.data.train_share))
         return replace(config, data=data, proxy=proxy,
-                       train=replace(config.train, epochs=self.epochs or config.train.epochs),
+                       train=replace(config.train, epochs=given(self.epochs, config.train.epochs)),
                        search=replace(config.search, pruner="none"))
 
     def stage(self, config: StudyConfig) -> str:
@@ -123,7 +127,10 @@ def stored_comparisons(name: str, storage: Any) -> list[Recommendation]:
     candidates = candidate_stages(storage, name)
     if not candidates:
         return []
-    grid = optuna.load_study(study_name=f"{name}:grid", storage=storage)
+    try:
+        grid = optuna.load_study(study_name=f"{name}:grid", storage=storage)
+    except KeyError:  # candidate stages without their grid: nothing to score them with
+        return []
     comparisons = []
     for stage in fidelity_stages(storage, name):
         reference = optuna.load_study(study_name=f"{name}:{stage}", storage=storage)

@@ -505,7 +505,8 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
     ``recommended-proxy.toml`` beside ``fidelity.json``."""
     prepared = prepared or prepare(config)
     config = prepared.config
-    transforms = [candidate.config(config).proxy_transform(prepared.network) for candidate in candidates]  # refused
+    # a regime no proxy can have (below the network's stride, say) is refused before anything trains
+    transforms = [candidate.config(config).proxy_transform(prepared.network) for candidate in candidates]
     own = fidelity(config, reference, output=output, trainer=trainer, progress=progress, prepared=prepared)
     grid, reference_study = load_stage(config, "grid"), load_stage(config, reference.stage(config))
     assert grid is not None and reference_study is not None  # fidelity() just finished both
