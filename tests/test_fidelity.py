@@ -22,6 +22,18 @@ def _config(tmp_path, **train):
     return load_study_config("smoke", overrides, "fid", f"sqlite:///{tmp_path}/fid.db")
 
 
+def ranked_result(score, spec, settings, on_epoch, wall_s):
+    """A fake training whose accuracy is 0.5 + ``score`` after every epoch (reported to ``on_epoch``) and whose
+    training loss falls as the score grows."""
+    accuracy = 0.5 + score
+    history = tuple(EpochMetrics(e, 2.0 - score, accuracy, accuracy, 0.1, 0.0) for e in range(1, settings.epochs + 1))
+    for metrics in history:
+        if on_epoch is not None:
+            on_epoch(metrics.epoch, metrics)
+    return TrainResult(accuracy, accuracy, 2.0 - score, settings.epochs, wall_s, 1000.0, 1, 1, spec.resolution,
+                       "fake", 1, history)
+
+
 def regime_trainer(reference_order: str, calls: list):
     """Accuracy grows with the proxy's resolution and width; a reference (more than one epoch) ranks the same
     way or the reverse. Training loss falls as accuracy grows."""
@@ -30,13 +42,7 @@ def regime_trainer(reference_order: str, calls: list):
         score = spec.resolution / 1000 + spec.stages[-1].out_channels / 10_000
         if settings.epochs > 1 and reference_order == "reversed":
             score = -score
-        accuracy = 0.5 + score
-        history = tuple(EpochMetrics(e, 2.0 - score, accuracy, accuracy, 0.1, 0.0) for e in range(1, settings.epochs + 1))
-        for metrics in history:
-            if on_epoch is not None:
-                on_epoch(metrics.epoch, metrics)
-        return TrainResult(accuracy, accuracy, 2.0 - score, settings.epochs, 0.01 * settings.epochs, 1000.0, 1, 1,
-                           spec.resolution, "fake", 1, history)
+        return ranked_result(score, spec, settings, on_epoch, 0.01 * settings.epochs)
     return train
 
 

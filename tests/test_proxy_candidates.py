@@ -13,9 +13,9 @@ from scaling_search.search import runner
 from scaling_search.search.config import load_study_config
 from scaling_search.search.fidelity import Reference
 from scaling_search.search.proxy_candidates import CandidateRegime, describe_recommendation
-from scaling_search.training import EpochMetrics, TrainResult
 
 from smoke_run import SMOKE, cli_in_process
+from test_fidelity import ranked_result
 
 
 def _config(tmp_path):
@@ -33,14 +33,8 @@ def regime_trainer(calls: list, reverse_reference: bool = False):
         score = spec.resolution / 1000 + spec.stages[-1].out_channels / 10_000
         if spec.head_channels < 240 or (reverse_reference and settings.epochs == 3):
             score = -score
-        accuracy = 0.5 + score
-        history = tuple(EpochMetrics(e, 2.0 - score, accuracy, accuracy, 0.1, 0.0) for e in range(1, settings.epochs + 1))
-        for metrics in history:
-            if on_epoch is not None:
-                on_epoch(metrics.epoch, metrics)
         wall = settings.epochs * spec.resolution**2 * spec.stem_channels * 1e-6
-        return TrainResult(accuracy, accuracy, 2.0 - score, settings.epochs, wall, 1000.0, 1, 1, spec.resolution,
-                           "fake", 1, history)
+        return ranked_result(score, spec, settings, on_epoch, wall)
     return train
 
 

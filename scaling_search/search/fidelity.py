@@ -84,9 +84,10 @@ def regime(settings: dict[str, Any]) -> dict[str, Any]:
             "seeds": settings["search"]["repeats"], "train_share": settings["data"].get("train_share", 1.0)}
 
 
-def fidelity_stages(storage: Any, name: str) -> list[str]:
-    """The reference stages (``fidelity-<regime>``) of study ``name`` in ``storage``, in name order."""
-    prefix = f"{name}:fidelity-"
+def fidelity_stages(storage: Any, name: str, kind: str = "fidelity") -> list[str]:
+    """The reference stages (``fidelity-<regime>``) of study ``name`` in ``storage``, in name order; with
+    ``kind="candidate"`` the candidate-proxy stages (``candidate-<regime>``) instead."""
+    prefix = f"{name}:{kind}-"
     return sorted(s.split(":", 1)[1] for s in optuna.get_all_study_names(storage) if s.startswith(prefix))
 
 

@@ -114,17 +114,11 @@ def recommend(scored: list[Fidelity], target_tau: float = TARGET_TAU) -> Recomme
     return Recommendation(target_tau, scored, chosen)
 
 
-def candidate_stages(storage: Any, name: str) -> list[str]:
-    """The candidate-proxy stages (``candidate-<regime>``) of study ``name`` in ``storage``, in name order."""
-    prefix = f"{name}:candidate-"
-    return sorted(s.split(":", 1)[1] for s in optuna.get_all_study_names(storage) if s.startswith(prefix))
-
-
 def stored_comparisons(name: str, storage: Any) -> list[Recommendation]:
     """Every comparison of candidate proxies stored for study ``name``: per reference stage, the study's proxy
     and every candidate stage scored against it (those with fewer than three shared candidates left out), the
     target tau the command was given (stored on each candidate stage)."""
-    candidates = candidate_stages(storage, name)
+    candidates = fidelity_stages(storage, name, kind="candidate")
     if not candidates:
         return []
     try:
@@ -209,5 +203,5 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for a setting of type {type(value).__name__}: {value!r}")
 
 
-__all__ = ["CandidateRegime", "Recommendation", "TARGET_TAU", "candidate_stages", "describe_recommendation",
-           "preset_text", "recommend", "stored_comparisons"]
+__all__ = ["CandidateRegime", "Recommendation", "TARGET_TAU", "describe_recommendation", "preset_text", "recommend",
+           "stored_comparisons"]
