@@ -104,6 +104,30 @@ def test_retries_stop_after_max_retry(url):
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * (MAX_RETRY + 1)
 
 
+def test_a_point_is_enqueued_again_only_when_its_retries_ran_out_and_never_twice(url):
+    """The queue's last resort (queue._enqueue_again) decides on one fresh read: a point another worker finished
+    is not enqueued again, and a point whose trial was failed a moment ago without a retry yet is left to the
+    worker that failed it (failing and retrying are two storage calls; a CI run trained such a point twice)."""
+    from scaling_search.search.queue import _enqueue_again
+
+    study, storage = _opened(url)
+    points = [{"params": {"alpha": 1.0 + index / 10}} for index in range(3)]
+    for index in range(3):
+        study.enqueue_trial(points[index]["params"], user_attrs={"point": index})
+    done = claim_waiting(study, storage)
+    study.tell(done, 0.5)  # point 0 finished
+    dying = claim_waiting(study, storage)  # point 1: its worker dies, another fails it but has not retried yet
+    storage.set_trial_state_values(dying._trial_id, TrialState.FAIL)
+    claim_waiting(study, storage)  # point 2 runs
+    assert _enqueue_again(study, points, grace_s=60.0) == 0  # 0 finished, 1 settling, 2 held
+    assert [t.state for t in study.get_trials()].count(TrialState.WAITING) == 0
+    assert _enqueue_again(study, points, grace_s=0.0) == 1  # no retry came: point 1 again, and only it
+    [again] = study.get_trials(states=(TrialState.WAITING,))
+    assert again.user_attrs["point"] == 1
+    assert _enqueue_again(study, points, grace_s=0.0) == 0  # now held
+    assert claim_waiting(study, storage).suggest_float("alpha", 1.0, 2.0) == 1.1  # with its point's params
+
+
 def test_a_beating_trial_is_left_alone_and_its_beat_advances(url):
     study, storage = _opened(url)
     study.enqueue_trial({"alpha": 1.0}, user_attrs={"point": 0})

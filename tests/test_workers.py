@@ -114,7 +114,8 @@ def test_three_workers_killed_and_restarted_give_the_answer_of_one(kind, kills, 
     grid = _trials(url, "grid")
     complete = collections.Counter(t.user_attrs["point"] for t in grid if t.state == TrialState.COMPLETE)
     points = {t.user_attrs["point"] for t in grid}
-    assert set(complete) == points and set(complete.values()) == {1}, complete  # every point once
+    trials = [(t.number, t.state.name, t.user_attrs.get("point"), t.user_attrs.get("retry_of")) for t in grid]
+    assert set(complete) == points and set(complete.values()) == {1}, (complete, trials)  # every point once
     assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in grid)  # no placeholder, none left running
     for stage in kills:  # the killed trial, failed once its process was found gone
         assert any(t.state == TrialState.FAIL and "yielded_to" not in t.user_attrs for t in _trials(url, stage))

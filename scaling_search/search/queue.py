@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from dataclasses import replace
 from typing import Any
 
@@ -250,22 +251,36 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
             if trial is not None:
                 log(study, run_claimed(study, storage, trial, objective, config.search.heartbeat_s,
                                        (NonFiniteLossError,)))
-            elif running_elsewhere(study, storage, config.search.grace_s):
+            elif running_elsewhere(study, storage, config.search.grace_s) or \
+                    not _enqueue_again(study, points, config.search.grace_s):
                 time.sleep(config.search.heartbeat_s)
-            else:  # unfinished points with no trial waiting or running: their retries ran out
-                _enqueue_again(study, points, finished)
     finally:
         log.close()
     return study
 
 
-def _enqueue_again(study: optuna.Study, points: list[dict[str, Any]], finished: set[int]) -> None:
+def _enqueue_again(study: optuna.Study, points: list[dict[str, Any]], grace_s: float) -> int:
     """Enqueue the unfinished points that no trial waits for or runs (each was killed or interrupted more
-    often than Optuna's retry callback retries), with their params, so a rerun finishes them."""
-    held = {t.user_attrs.get("point") for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.WAITING, TrialState.RUNNING)}
-    for index in sorted(set(range(len(points))) - finished - held):
+    often than :func:`~scaling_search.search.trial_claims.retry` retries), with their params, so a rerun
+    finishes them; returns how many.
+
+    Decided on one fresh read of the trials: a point finished by another worker since the caller last looked is
+    not enqueued again. A point whose trial failed less than ``grace_s`` ago and has no retry yet is left alone
+    too: the worker that failed it may be enqueueing its retry at this moment (failing and retrying are two
+    storage calls), and enqueueing it here as well would train it twice.
+    """
+    trials = study.get_trials(deepcopy=False)
+    finished = {t.user_attrs.get("point") for t in trials if is_done(t)}
+    held = {t.user_attrs.get("point") for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING)}
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    now = datetime.now()
+    settling = {t.user_attrs.get("point") for t in trials
+                if t.state == TrialState.FAIL and t.number not in retried and t.datetime_complete is not None
+                and (now - t.datetime_complete).total_seconds() < grace_s}
+    missing = sorted(set(range(len(points))) - finished - held - settling)
+    for index in missing:
         study.enqueue_trial(points[index]["params"], user_attrs={"point": index}, skip_if_exists=False)
+    return len(missing)
 
 
 __all__ = ["PARAM_KEYS", "Progress", "finished_twin", "outcome", "param_space", "point", "prepare_points",
