@@ -78,12 +78,17 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
                             f"{config.search.screen_band:.0%} of the target's deployment MACs; raise screen or "
                             "screen_band in the preset")
 
+    total = config.search.trials
+
     def objective(trial: optuna.Trial) -> float:
-        earlier = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                   if t.number < trial.number]
+        trials = study.get_trials(deepcopy=False)
+        earlier = [t.number for t in trials if t.state == TrialState.RUNNING and t.number < trial.number]
         if earlier:  # another process started a trial at the same moment: one trains at a time
             trial.set_user_attr("yielded_to", earlier[0])
             raise YieldedTrial(f"stage 1 trains one trial at a time; trial {earlier[0]} started first")
+        if sum(is_done(t) for t in trials) >= total:  # the earlier one finished the stage after this loop looked
+            trial.set_user_attr("yielded_to", "complete")
+            raise YieldedTrial(f"stage 1 already has its {total} trials")
         candidate = Candidate.of(suggest_spec(trial, network), transform)
         cost = cost_of(candidate.deployment)
         if latency:
@@ -97,7 +102,6 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
         reward_text = f"reward {trial.value:.4f} " if trial.value is not None else ""
         return f"{reward_text}{outcome(trial)}, {attrs.get('macs', 0) / 1e6:,.1f}M deployment MACs"
 
-    total = config.search.trials
     done = sum(is_done(t) for t in study.get_trials(deepcopy=False))
     bar = Progress("baseline", total, min(done, total), progress, describe)
     try:
