@@ -9,7 +9,8 @@
 3. Prints, for the predictor and for plain MACs, the figures of HELP and nn-Meter: share within +-10%, median
    absolute error, Spearman's rho and Kendall's tau. The predictor is scored twice: with the correction that
    step 1 fitted minutes earlier (as the tool uses it: a shared host drifts in between), and with the
-   correction refitted on the calibration networks measured beside the reference (the predictor's own error).
+   correction refitted on the calibration networks measured beside the reference (the predictor's own error),
+   and, side by side, with that correction's line alone (no weights term, as tables were corrected before).
    MACs are turned into milliseconds by the same relative linear fit on the same calibration networks, measured
    beside the reference (rank figures do not depend on that fit).
 4. Recalibration: how the error falls with the number of whole-network measurements the correction is fitted
@@ -39,7 +40,7 @@ import optuna
 import torch
 
 from scaling_search.cost import count_cost
-from scaling_search.latency import (LatencyTable, calibration_specs, describe_device, fit_relative,
+from scaling_search.latency import (LatencyTable, calibration_specs, describe_device, fit_correction, fit_relative,
                                     measure_latencies, random_specs, score_predictor)
 
 
@@ -69,7 +70,8 @@ def main() -> None:
         started = time.perf_counter()
         pairs = table.calibrate(calibration, rounds=args.rounds, runs=args.runs)
         print(f"calibrated on {len(calibration)} networks in {time.perf_counter() - started:.0f} s: "
-              f"latency = {table.correction[0]:.3f} * sum + {table.correction[1]:.3f} ms")
+              f"latency = {table.correction.slope:.3f} * sum + {table.correction.intercept:.3f} ms + "
+              f"{table.correction.ms_per_mparam:.3f} ms per million parameters")
 
         specs = random_specs(args.specs, seed=123)
         started = time.perf_counter()
@@ -83,16 +85,20 @@ def main() -> None:
         measure_s = (time.perf_counter() - started) / (2 * len(everything))
         first_all, second_all = ([m.ms for m in measured] for measured in measurements)
         first, second = first_all[:len(specs)], second_all[:len(specs)]
-        beside = [(raw, ms) for (raw, _), ms in zip(pairs, first_all[len(specs):])]  # calibration, same moment
+        beside = [(raw, count_cost(spec).params, ms)  # the calibration networks, measured beside the reference
+                  for spec, (raw, _), ms in zip(calibration, pairs, first_all[len(specs):])]
         started = time.perf_counter()
         predicted = [table.predict(spec, measure_missing=False) for spec in specs]
         predict_s = (time.perf_counter() - started) / len(specs)
         raw = [table.raw_sum(spec, measure_missing=False) for spec in specs]
-        slope, intercept = fit_relative(beside)
-        refitted = [slope * r + intercept for r in raw]
+        params = [count_cost(spec).params for spec in specs]
+        refit = fit_correction(beside)
+        refitted = [refit.apply(r, p) for r, p in zip(raw, params)]
+        line_slope, line_intercept = fit_relative([(r, ms) for r, _, ms in beside])
+        line_only = [line_slope * r + line_intercept for r in raw]
 
         macs = [count_cost(spec).macs for spec in specs]
-        macs_fit = fit_relative([(count_cost(spec).macs, ms) for spec, (_, ms) in zip(calibration, beside)])
+        macs_fit = fit_relative([(count_cost(spec).macs, ms) for spec, (_, _, ms) in zip(calibration, beside)])
         macs_ms = [macs_fit[0] * m + macs_fit[1] for m in macs]
 
         for spec, m, p, a, b in zip(specs, macs, predicted, first, second):
@@ -102,6 +108,7 @@ def main() -> None:
               f"\n{'':<34} {'+-10%':>7} {'median err':>10} {'rho':>8} {'tau':>8}")
         print(line(score_predictor("table, correction fitted earlier", predicted, first)))
         print(line(score_predictor("table, correction fitted beside", refitted, first)))
+        print(line(score_predictor("table, beside, no weights term", line_only, first)))
         print(line(score_predictor("MACs (fitted beside)", macs_ms, first)))
         print(line(score_predictor("noise floor: 2nd vs 1st measurement", second, first)))
         print(line(score_predictor("table (beside) vs 2nd measurement", refitted, second)))
@@ -112,8 +119,8 @@ def main() -> None:
         for n in (2, 3, 5, 8, 10, 15):
             if n > len(order):
                 break
-            slope, intercept = fit_relative([beside[i] for i in order[:n]])
-            score = score_predictor(f"n = {n}", [slope * r + intercept for r in raw], first)
+            correction = fit_correction([beside[i] for i in order[:n]])
+            score = score_predictor(f"n = {n}", [correction.apply(r, p) for r, p in zip(raw, params)], first)
             print(f"  {line(score)}")
         print(f"\ntime per prediction {1e6 * predict_s:.0f} us; per measurement {measure_s:.2f} s "
               f"(round medians of a network spread by a median {spread:.1%})")

@@ -30,7 +30,7 @@ import optuna
 import torch
 
 from scaling_search.cost import count_cost
-from scaling_search.latency import (LatencyTable, calibration_specs, describe_device, fit_relative,
+from scaling_search.latency import (LatencyTable, calibration_specs, describe_device, fit_correction, fit_relative,
                                     measure_latencies, random_specs, score_predictor)
 
 
@@ -71,8 +71,10 @@ def main() -> None:
         native_started = time.perf_counter()
         native.fill(everything)
         native_s = time.perf_counter() - native_started
-        native_fit = fit_relative([(native.raw_sum(s, False), ms) for s, ms in zip(calibration, beside)])
-        native_ms = [native_fit[0] * native.raw_sum(s, False) + native_fit[1] for s in unseen]
+        params = [count_cost(s).params for s in everything]
+        native_fit = fit_correction([(native.raw_sum(s, False), p, ms)
+                                     for s, p, ms in zip(calibration, params, beside)])
+        native_ms = [native_fit.apply(native.raw_sum(s, False), count_cost(s).params) for s in unseen]
 
         source_raw = [source.raw_sum(s, measure_missing=False) for s in everything]
         macs = [count_cost(s).macs for s in everything]
@@ -85,8 +87,9 @@ def main() -> None:
         order = list(range(len(calibration)))
         random.Random(0).shuffle(order)
         for n in (2, 3, 5, 10, 15, 20):
-            slope, intercept = fit_relative([(source_raw[i], beside[i]) for i in order[:n]])
-            predicted = [slope * raw + intercept for raw in source_raw[len(calibration):]]
+            correction = fit_correction([(source_raw[i], params[i], beside[i]) for i in order[:n]])
+            predicted = [correction.apply(raw, p) for raw, p in zip(source_raw[len(calibration):],
+                                                                  params[len(calibration):])]
             print(line(score_predictor(f"adapted, n = {n} networks measured", predicted, reference)))
         print(line(score_predictor(f"calibrated here ({len(native.entries)} parts, {native_s:.0f} s)", native_ms,
                                    reference)))

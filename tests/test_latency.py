@@ -141,7 +141,8 @@ def test_table_cache_second_call_does_not_measure(tmp_path):
 def test_calibration_fits_a_correction(tmp_path):
     table = LatencyTable.open("cpu", 1, cache_dir=tmp_path)
     pairs = table.calibrate([SMALL, replace(SMALL, resolution=48)], rounds=2, runs=3)
-    assert len(pairs) == 2 and table.correction != (1.0, 0.0)
+    assert len(pairs) == 2 and table.correction != latency.Correction()
+    assert table.correction.ms_per_mparam == 0.0  # two networks are too few for the weights term
     assert LatencyTable.open("cpu", 1, cache_dir=tmp_path).correction == pytest.approx(table.correction)
 
 
@@ -184,6 +185,33 @@ def test_relative_fit_recovers_a_line_and_weighs_small_networks_like_large_ones(
     # one large network 10% off the line of three small ones: the small ones stay within 3%
     a, b = latency.fit_relative([(1.0, 2.0), (2.0, 3.0), (3.0, 4.0), (100.0, 111.0)])
     assert all(abs(a * x + b - y) / y < 0.03 for x, y in [(1.0, 2.0), (2.0, 3.0), (3.0, 4.0)])
+
+
+def test_the_correction_fits_the_weights_term_from_enough_networks_and_otherwise_keeps_the_line():
+    """A device where each million parameters adds 0.3 ms to a whole network (weights streamed from memory once per
+    pass) is recovered from six networks; with five the line of fit_relative stands, with no weights term."""
+    rows = [(raw, params, 1.2 * raw + 0.5 + 0.3 * params / 1e6)
+            for raw, params in ((2.0, 1_000_000), (5.0, 4_000_000), (9.0, 2_500_000), (14.0, 7_000_000),
+                                (20.0, 3_000_000), (30.0, 9_000_000))]
+    fitted = latency.fit_correction(rows)
+    assert fitted == pytest.approx((1.2, 0.5, 0.3))
+    assert fitted.apply(10.0, 2_000_000) == pytest.approx(1.2 * 10.0 + 0.5 + 0.3 * 2.0)
+    few = latency.fit_correction(rows[:5])
+    assert few.ms_per_mparam == 0.0
+    assert (few.slope, few.intercept) == pytest.approx(latency.fit_relative([(raw, ms) for raw, _, ms in rows[:5]]))
+    # where parameters make a network *faster* (noise, or nothing to stream), the weights term is not fitted
+    cheaper = [(raw, params, 1.2 * raw + 2.0 - 0.2 * params / 1e6) for raw, params, _ in rows]
+    assert latency.fit_correction(cheaper).ms_per_mparam == 0.0
+
+
+def test_a_table_saved_with_a_two_term_correction_still_opens(tmp_path):
+    table = LatencyTable.open("cpu", 1, cache_dir=tmp_path)
+    table.correction, table.calibrated, table.entries = latency.Correction(2.0, 1.0), True, {"stem:x": 1.0}
+    table.save()
+    body = json.loads(table.path.read_text())
+    body["correction"] = [2.0, 1.0]  # as versions before the weights term wrote it
+    table.path.write_text(json.dumps(body))
+    assert LatencyTable.open("cpu", 1, cache_dir=tmp_path).correction == latency.Correction(2.0, 1.0, 0.0)
 
 
 def test_a_noisy_calibration_that_reverses_the_order_keeps_latency_growing_with_the_parts():

@@ -213,7 +213,7 @@ def test_comparison_table_predicts_latency_from_a_calibrated_table_and_says_why_
 
     import pandas as pd
 
-    from scaling_search.latency import LatencyTable, network_parts
+    from scaling_search.latency import Correction, LatencyTable, network_parts
 
     monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
     config = _config(tmp_path)
@@ -223,7 +223,8 @@ def test_comparison_table_predicts_latency_from_a_calibrated_table_and_says_why_
     page = html.unescape(index.read_text())
     assert "No latency column: no calibrated latency table" in page and "scaling-search latency calibrate" in page
 
-    # a calibrated table whose parts "measure" 0.25 ms per input channel of the part, fitted as 2x + 1 ms
+    # a calibrated table whose parts "measure" 0.25 ms per input channel of the part, fitted as 2x + 1 ms + 0.5 ms
+    # per million parameters
     measured = []
 
     def fake_parts(self, factories):
@@ -232,7 +233,7 @@ def test_comparison_table_predicts_latency_from_a_calibrated_table_and_says_why_
 
     monkeypatch.setattr(LatencyTable, "_measure_parts", fake_parts)
     table = LatencyTable.open("cpu", 1)
-    table.correction, table.calibrated = (2.0, 1.0), True
+    table.correction, table.calibrated = Correction(2.0, 1.0, 0.5), True
     table.save()
     TRAINED.clear()
     index = runner.compare(config, ("compound", "width"), (2.0,), output=tmp_path / "reports",
@@ -244,7 +245,7 @@ def test_comparison_table_predicts_latency_from_a_calibrated_table_and_says_why_
     for _, row in frame.iterrows():
         spec = NetworkSpec.from_dict(points[int(row["point"])]["deployment"])
         parts = sum(table.entries[key] for key, _ in network_parts(spec))
-        assert row["latency_ms"] == pytest.approx(2.0 * parts + 1.0, abs=1e-3)
+        assert row["latency_ms"] == pytest.approx(2.0 * parts + 1.0 + 0.5 * count_cost(spec).params / 1e6, abs=1e-3)
     assert frame["latency_ms"].nunique() == len(frame)  # three different networks, three different latencies
     page = html.unescape(index.read_text())
     assert "latency_ms: predicted at batch 1 on cpu:" in page and "No latency column" not in page

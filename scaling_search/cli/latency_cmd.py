@@ -120,7 +120,9 @@ def _calibrate(args: argparse.Namespace, device) -> int:
     print_table([{"raw_sum_ms": round(raw, 3), "measured_ms": round(measured, 3)} for raw, measured in pairs],
                 args.format)
     origin = f"parts from {table.adapted_from}, " if table.adapted_from else ""
-    print(f"correction: latency = {table.correction[0]:.4f} * sum + {table.correction[1]:.4f} ms, fitted on "
+    slope, intercept, per_mparam = table.correction
+    print(f"correction: latency = {slope:.4f} * sum + {intercept:.4f} ms + {per_mparam:.4f} ms per million "
+          f"parameters, fitted on "
           f"{len(pairs)} networks; table {table.path} ({origin}{len(table.entries)} parts, {args.runtime})")
     return 0
 

@@ -3,8 +3,8 @@
 Each distinct part of a network -- the stem, every block configuration at its input size, the head (1x1 conv,
 pooling, classifier), all read off the layer plan (:func:`scaling_search.layers.plan_network`) -- is measured
 once by the protocol of :mod:`scaling_search.latency.measure` and cached; a network's prediction is the sum over
-its parts, corrected by a per-device linear fit ``a * sum + b`` against whole-network measurements (the idea of
-nn-Meter, Zhang et al., 2021, without its kernel fusion rules).
+its parts, corrected by a per-device linear fit ``a * sum + b + c * params`` against whole-network measurements
+(the idea of nn-Meter, Zhang et al., 2021, without its kernel fusion rules; :class:`Correction`).
 
 A shared host's speed drifts by tens of percent over minutes, and a table is filled over many moments (at
 calibration, then whenever a search asks about a new part), so its entries carry the drift of their moment.
@@ -30,12 +30,14 @@ import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from scaling_search.cache import cache_root
+from scaling_search.cost import count_cost
 from scaling_search.errors import UserError
 from scaling_search.latency.measure import (Runner, check_runtime, describe_device, measure_latencies,
                                             prepare_runner, robust_ms, synchronizer, time_interleaved)
@@ -47,6 +49,31 @@ TABLE_VERSION = 3  # 3: BatchNorm folded, parts timed interleaved, lowest round 
 
 #: (module, input shape without the batch) of one part of a network.
 PartFactory = Callable[[], tuple[nn.Module, tuple[int, int, int]]]
+
+#: Whole networks a correction needs before it fits the weights term: twice its three coefficients. With fewer the
+#: weights term stays 0 (``benchmarks/bench_latency.py`` prints how the error falls with the number of networks).
+MIN_NETWORKS_FOR_WEIGHTS = 6
+
+
+class Correction(NamedTuple):
+    """From a sum of part latencies to a network's: ``slope * sum + intercept + ms_per_mparam * params / 1e6``.
+
+    The weights term is there because a part timed alone, pass after pass, reads its weights from a cache that a
+    whole network's pass has long evicted: in a network every weight streams from memory once per pass, and
+    without the term the table under-predicted the networks with the most parameters. Fitted on the 15
+    calibration networks of the project's 2-core AVX-512 EPYC (fp32, 1 thread), it came out 0.35-0.40 ms per
+    million parameters (4 MB: 10-11 GB/s, one core's memory bandwidth), and it raised the table's Spearman rho
+    on 30 unseen networks from 0.961 / 0.953 to 0.973 / 0.991 in two runs of ``benchmarks/bench_latency.py``
+    (the correction refitted beside the reference, with and without the term). A device where weights cost
+    nothing extra fits it as 0.
+    """
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    ms_per_mparam: float = 0.0
+
+    def apply(self, raw_sum: float, params: int) -> float:
+        return self.slope * raw_sum + self.intercept + self.ms_per_mparam * params / 1e6
 
 
 def _block_key(block: BlockPlan) -> str:
@@ -125,7 +152,7 @@ class LatencyTable:
     """
 
     def __init__(self, device: str, batch: int, path: Path | None, entries: dict[str, float] | None = None,
-                 correction: tuple[float, float] = (1.0, 0.0), *, runtime: str = "torch", rounds: int = 5,
+                 correction: Correction = Correction(), *, runtime: str = "torch", rounds: int = 5,
                  runs: int = 5, warmup: int = 3, calibrated: bool = False, adapted_from: str | None = None) -> None:
         self.device = torch.device(device)
         check_runtime(runtime, self.device)
@@ -155,7 +182,7 @@ class LatencyTable:
         if path.exists():
             data = json.loads(path.read_text())
             if data.get("format") == TABLE_FORMAT and data.get("version") == TABLE_VERSION:
-                return cls(device, batch, path, data["entries"], tuple(data["correction"]), runtime=runtime,
+                return cls(device, batch, path, data["entries"], Correction(*data["correction"]), runtime=runtime,
                            calibrated=data["calibrated"], adapted_from=data.get("adapted_from"))
         return cls(device, batch, path, runtime=runtime)
 
@@ -225,9 +252,8 @@ class LatencyTable:
         return sum(self.entries[key] for key, _ in parts)
 
     def predict(self, spec: NetworkSpec, measure_missing: bool = True) -> float:
-        """Predicted latency in ms: ``a * sum(parts) + b``."""
-        slope, intercept = self.correction
-        return slope * self.raw_sum(spec, measure_missing) + intercept
+        """Predicted latency in ms: the :class:`Correction` of the sum of the parts."""
+        return self.correction.apply(self.raw_sum(spec, measure_missing), count_cost(spec).params)
 
     def calibrate(self, specs: Sequence[NetworkSpec], rounds: int = 5, runs: int = 10) -> list[tuple[float, float]]:
         """Fill the table for ``specs``, measure the whole networks (interleaved), and fit the correction;
@@ -243,7 +269,7 @@ class LatencyTable:
         measured = measure_latencies(specs, self.device, batch=self.batch, rounds=rounds, runs=runs,
                                      runtime=self.runtime)
         pairs = [(self.raw_sum(spec, measure_missing=False), latency.ms) for spec, latency in zip(specs, measured)]
-        self.correction = fit_relative(pairs)
+        self.correction = fit_correction([(raw, count_cost(spec).params, ms) for spec, (raw, ms) in zip(specs, pairs)])
         self.calibrated = True
         self.save()
         return pairs
@@ -279,6 +305,22 @@ def check_source_table(source: Any, runtime: str, batch: int) -> None:
                         f"{runtime} at batch {batch}")
 
 
+def fit_correction(rows: Sequence[tuple[float, int, float]]) -> Correction:
+    """The :class:`Correction` fitted on ``(sum of parts, parameters, measured ms)`` of whole networks.
+
+    Minimises the squared relative error, as :func:`fit_relative`, over ``slope``, ``intercept`` and the weights
+    term; with fewer than :data:`MIN_NETWORKS_FOR_WEIGHTS` networks, or where the three-term fit comes out with a
+    slope or a weights term that is not positive (noise, or a device where weights cost nothing extra), it is
+    :func:`fit_relative`'s line with no weights term.
+    """
+    if len(rows) >= MIN_NETWORKS_FOR_WEIGHTS:
+        features = np.array([[raw / ms, 1.0 / ms, params / 1e6 / ms] for raw, params, ms in rows])
+        (slope, intercept, per_mparam), *_ = np.linalg.lstsq(features, np.ones(len(rows)), rcond=None)
+        if slope > 0 and per_mparam > 0:
+            return Correction(float(slope), float(intercept), float(per_mparam))
+    return Correction(*fit_relative([(raw, ms) for raw, _, ms in rows]))
+
+
 def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     """The ``(a, b)`` of ``measured ~ a * raw + b`` that minimises the squared *relative* error.
 
@@ -304,5 +346,5 @@ def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return (statistics.fmean(y / x for x, y in pairs), 0.0)  # one distinct sum of parts, or no rising line
 
 
-__all__ = ["CacheFlush", "LatencyTable", "PartFactory", "calibration_specs", "check_source_table", "fit_relative",
-           "network_parts", "random_specs"]
+__all__ = ["MIN_NETWORKS_FOR_WEIGHTS", "CacheFlush", "Correction", "LatencyTable", "PartFactory", "calibration_specs",
+           "check_source_table", "fit_correction", "fit_relative", "network_parts", "random_specs"]
