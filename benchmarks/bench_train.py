@@ -6,7 +6,11 @@ pre-resized cached tensors, batched augmentation, channels_last, explicit thread
 and data-parallel over ``--processes`` single-threaded processes (:mod:`scaling_search.training.distributed`), with
 DistributedDataParallel's bucketed all-reduce and, side by side, with one flat all-reduce after backward; on CUDA with
 AMP (bf16), the images on the GPU (:func:`scaling_search.training.place_images`) and each step's forward and backward
-pass replayed as one CUDA graph (:mod:`scaling_search.training.cuda_graph`). Each side trains
+pass replayed as one CUDA graph (:mod:`scaling_search.training.cuda_graph`). The plain loop trains the model
+:func:`scaling_search.build_model` builds, as a user would, so it has the depthwise convolutions whose weight
+gradient is summed by taps on tiny inputs (:mod:`scaling_search.depthwise`); on the CPU two more lines show
+what they are worth: the plain loop and the one-process trainer with oneDNN's depthwise backward instead
+("stock depthwise"). Each side trains
 ``--epochs`` epochs, interleaved so that machine noise hits all of them alike; the median epoch throughput
 (training steps only, as for the plain loop) is printed with the ratios.
 
@@ -32,11 +36,13 @@ from pathlib import Path
 from unittest.mock import patch
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import scaling_search.training.loop as train_module
 
 from scaling_search.data import load_dataset
+from scaling_search.depthwise import DepthwiseConv2d
 from scaling_search.family import efficientnet
 from scaling_search.model import build_model
 from scaling_search.scaling import scale
@@ -111,7 +117,8 @@ def main() -> None:
         names += ["plain loop + bf16", "plain loop + bf16 + channels_last", "trainer, no CUDA graph",
                   "trainer, images in host memory", "trainer, channels_last off"]
     else:  # data-parallel with DistributedDataParallel (the trainer's default), then with a flat all-reduce
-        names += [f"trainer, {args.processes} processes x 1 thread", "  same, flat all-reduce after backward"]
+        names += [f"trainer, {args.processes} processes x 1 thread", "  same, flat all-reduce after backward",
+                  "plain loop, stock depthwise", "trainer, 1 process, stock depthwise"]
     rates: dict[str, list[float]] = {name: [] for name in names}
     parallel_wall: list[float] = []
     losses: list[tuple[float, float]] = []  # CUDA: the trainer's loss with and without the CUDA graph
@@ -140,6 +147,9 @@ def main() -> None:
             epoch[names[3]] = flat.images_per_s
             if flat.history[-1].train_loss != result.history[-1].train_loss:
                 raise SystemExit("DDP and the flat all-reduce trained different numbers: a bug")
+            with patch.object(DepthwiseConv2d, "forward", nn.Conv2d.forward):  # oneDNN's backward everywhere
+                epoch[names[4]] = plain_epoch(spec, images.clone(), labels, batch_size, seed, device)
+                epoch[names[5]] = trainer_epoch(spec, data, seeded).images_per_s
         if seed >= warmup:
             for name, rate in epoch.items():
                 rates[name].append(rate)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from scaling_search.depthwise import DepthwiseConv2d
 from scaling_search.layers import BlockPlan, ConvLayer, SqueezeExcitePlan, plan_network
 from scaling_search.spec import NetworkSpec, load_spec
 
@@ -24,6 +25,8 @@ BN_EPS = 1e-3
 
 
 def _conv(layer: ConvLayer) -> nn.Conv2d:
+    if layer.groups > 1 and layer.groups == layer.in_channels == layer.out_channels and not layer.bias:
+        return DepthwiseConv2d(layer.in_channels, layer.kernel, layer.stride)
     return nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.kernel // 2,
                      groups=layer.groups, bias=layer.bias)
 

@@ -32,7 +32,7 @@ from scaling_search.atomic import write_json_atomically
 from scaling_search.cache import cache_root
 from scaling_search.spec import NetworkSpec
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: measured with the depthwise weight gradient by taps (scaling_search/depthwise.py), which changes the best plan
 Measure = Callable[[NetworkSpec, int, list[tuple[int, int]]], dict[str, float]]
 
 
