@@ -5,7 +5,9 @@ compares a two-worker grid with a one-process one), so the plan is a property of
 ``workers = "auto"`` (the quick preset's) measures it once per machine and caches it, where a preset used to
 hard-code two 1-thread workers. Why measure: the best plan flips with the CPU. On a 2-core AVX2 EPYC two
 1-thread processes trained about twice the images/s of one 2-thread process; on a 2-core AVX-512 EPYC one
-process beat two (issue #16: 961 vs 216 images/s for the trainer against a plain loop with one process).
+process beat two (issue #16: 961 vs 216 images/s for the trainer against a plain loop with one process). Both
+were measured before the depthwise weight gradient by taps (:mod:`scaling_search.depthwise`), which sped the AVX2
+kernels' step about threefold and moved the balance again.
 
 The measurement (:func:`measure_plans`): for every split of the cores into ``workers x threads``, that many
 processes start together and each trains the study's proxy network for a few steps at the study's batch size
