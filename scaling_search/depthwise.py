@@ -70,6 +70,7 @@ class _DepthwiseByTaps(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         inputs, weight = ctx.saved_tensors
         stride, padding = ctx.stride, ctx.padding
+        grad_output = grad_output.to(inputs.dtype)  # under autocast the output (and its gradient) is bf16
         grad_input = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_input = torch.ops.aten.convolution_backward(

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaling_search.depthwise import DepthwiseConv2d, weight_grad_by_taps
+from scaling_search.depthwise import DepthwiseConv2d, _DepthwiseByTaps, weight_grad_by_taps
 from scaling_search.family import EFFICIENTNET_B0
 from scaling_search.model import build_model
 
@@ -45,6 +45,29 @@ def test_a_depthwise_layer_trains_like_the_plain_convolution_and_takes_the_taps_
     with torch.no_grad():  # evaluation, latency measurement, export: the plain convolution
         torch.testing.assert_close(layer(inputs), plain(inputs))
     assert type(layer.eval()(inputs.requires_grad_()).grad_fn).__name__ != "_DepthwiseByTapsBackward"
+
+
+@pytest.mark.parametrize("size,stride", [((1, 1), 1), ((2, 3), 1), ((3, 3), 2), ((4, 4), 2)])
+def test_the_gradients_by_taps_pass_gradcheck(size, stride):
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(2, 3, *size, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 1, 5, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: _DepthwiseByTaps.apply(x, w, stride, 2), (inputs, weight))
+
+
+def test_it_trains_under_cpu_autocast():
+    torch.manual_seed(0)
+    layer = DepthwiseConv2d(8, 5, 1)
+    inputs = torch.randn(4, 8, 2, 2, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(inputs)
+    assert out.dtype == torch.bfloat16 and type(out.grad_fn).__name__ == "_DepthwiseByTapsBackward"
+    grads = torch.autograd.grad(out.float().square().sum(), [inputs, layer.weight])
+    assert grads[0].dtype == grads[1].dtype == torch.float32
+    plain = nn.Conv2d(8, 8, 5, 1, 2, groups=8, bias=False)
+    plain.load_state_dict(layer.state_dict())
+    expected = torch.autograd.grad(plain(inputs).square().sum(), [inputs, plain.weight])
+    torch.testing.assert_close(grads, expected, rtol=0.05, atol=0.05)  # bf16 forward
 
 
 def test_the_builder_uses_it_for_every_depthwise_convolution_and_nothing_else():
