@@ -72,12 +72,14 @@ class CandidateRegime:
                        train=replace(config.train, epochs=given(self.epochs, config.train.epochs)),
                        search=replace(config.search, pruner="none"))
 
-    def stage(self, config: StudyConfig) -> str:
-        """``candidate-e1-r40-w0.5``: the regime's stage, named by its absolute settings."""
-        trained = self.config(config)
-        share = trained.data.train_share
-        return (f"candidate-e{trained.train.epochs}-r{trained.proxy.resolution}-w{trained.proxy.width:g}"
-                + (f"-d{share:g}" if share != 1.0 else ""))
+
+
+def candidate_stage(trained: StudyConfig) -> str:
+    """``candidate-e1-r40-w0.5``: the stage of a regime, named by the absolute settings of its config
+    (:meth:`CandidateRegime.config`)."""
+    share = trained.data.train_share
+    return (f"candidate-e{trained.train.epochs}-r{trained.proxy.resolution}-w{trained.proxy.width:g}"
+            + (f"-d{share:g}" if share != 1.0 else ""))
 
 
 @dataclass(frozen=True)
@@ -203,5 +205,5 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"no TOML form for a setting of type {type(value).__name__}: {value!r}")
 
 
-__all__ = ["CandidateRegime", "Recommendation", "TARGET_TAU", "describe_recommendation", "preset_text", "recommend",
+__all__ = ["CandidateRegime", "Recommendation", "TARGET_TAU", "candidate_stage", "describe_recommendation", "preset_text", "recommend",
            "stored_comparisons"]

@@ -31,8 +31,8 @@ from scaling_search.search.fidelity import (Fidelity, Reference, fidelity_eviden
 from scaling_search.search.grid import (choose_coefficients, describe_grid_point, grid_of, prepare_grid,
                                         run_grid)
 from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
-from scaling_search.search.proxy_candidates import (TARGET_TAU, CandidateRegime, Recommendation, preset_text,
-                                                    recommend)
+from scaling_search.search.proxy_candidates import (TARGET_TAU, CandidateRegime, Recommendation, candidate_stage,
+                                                    preset_text, recommend)
 from scaling_search.search.queue import prepare_points, train_points
 from scaling_search.search.race import raced_rows, run_race
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
@@ -505,16 +505,17 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
     ``recommended-proxy.toml`` beside ``fidelity.json``."""
     prepared = prepared or prepare(config)
     config = prepared.config
+    trained = [candidate.config(config) for candidate in candidates]
     # a regime no proxy can have (below the network's stride, say) is refused before anything trains
-    transforms = [candidate.config(config).proxy_transform(prepared.network) for candidate in candidates]
+    transforms = [regime.proxy_transform(prepared.network) for regime in trained]
     own = fidelity(config, reference, output=output, trainer=trainer, progress=progress, prepared=prepared)
     grid, reference_study = load_stage(config, "grid"), load_stage(config, reference.stage(config))
     assert grid is not None and reference_study is not None  # fidelity() just finished both
     baseline = grid.user_attrs["baseline"]
     scored = [own]
-    for candidate, transform in zip(candidates, transforms):
-        candidate_config = with_worker_threads(candidate.config(config))
-        stage = candidate.stage(config)
+    for regime, transform in zip(trained, transforms):
+        candidate_config = with_worker_threads(regime)
+        stage = candidate_stage(regime)
         data = prepared.data if candidate_config.data == config.data else candidate_config.data.load()
         study = prepare_points(candidate_config, stage, reference_points(grid, transform), {"baseline": baseline})
         study.set_user_attr("target_tau", target_tau)  # the report's recommendation uses the command's target
