@@ -15,8 +15,8 @@ import time
 import pandas as pd
 import torch
 
-from scaling_search.counters import count_with
-from scaling_search.family import FAMILY, efficientnet
+from scaling_search.network.counters import count_with
+from scaling_search.network.family import FAMILY, efficientnet
 
 
 def median_seconds(fn, repeats: int, inner: int = 1) -> float:

@@ -1,5 +1,5 @@
 """Depthwise backward per layer: oneDNN's input and weight gradients against oneDNN's input gradient plus the
-weight gradient by taps (:mod:`scaling_search.depthwise`), for every depthwise convolution of one network.
+weight gradient by taps (:mod:`scaling_search.network.depthwise`), for every depthwise convolution of one network.
 
 Each layer gets its own input shape (from a forward pass of the network at ``--resolution``, batch
 ``--batch``), channels_last as the trainer runs it; both sides are timed alternately, median of ``--repeats``,
@@ -20,11 +20,11 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from scaling_search.depthwise import DepthwiseConv2d, weight_grad_by_taps
-from scaling_search.family import efficientnet
+from scaling_search.network.depthwise import DepthwiseConv2d, weight_grad_by_taps
+from scaling_search.network.family import efficientnet
 from scaling_search.latency import describe_device
-from scaling_search.model import build_model
-from scaling_search.scaling import scale
+from scaling_search.network.model import build_model
+from scaling_search.network.scaling import scale
 
 
 def main() -> None:

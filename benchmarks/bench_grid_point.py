@@ -19,10 +19,10 @@ from dataclasses import replace
 
 import torch
 
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.latency import describe_device
 from scaling_search.search.candidate import Candidate
-from scaling_search.search.config import load_study_config
+from scaling_search.settings.study import load_study_config
 from scaling_search.search.grid import grid_of
 from scaling_search.training import choose_device, train_proxy
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.latency import (LatencyTable, calibration_specs, describe_device, fit_correction, fit_relative,
                                     measure_latencies, random_specs, score_predictor)
 

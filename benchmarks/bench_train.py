@@ -8,7 +8,7 @@ DistributedDataParallel's bucketed all-reduce and, side by side, with one flat a
 AMP (bf16), the images on the GPU (:func:`scaling_search.training.place_images`) and each step's forward and backward
 pass replayed as one CUDA graph (:mod:`scaling_search.training.cuda_graph`). The plain loop trains the model
 :func:`scaling_search.build_model` builds, as a user would, so it has the depthwise convolutions whose weight
-gradient is summed by taps on tiny inputs (:mod:`scaling_search.depthwise`); on the CPU two more lines show
+gradient is summed by taps on tiny inputs (:mod:`scaling_search.network.depthwise`); on the CPU two more lines show
 what they are worth: the plain loop and the one-process trainer with oneDNN's depthwise backward instead
 ("stock depthwise"). Each side trains
 ``--epochs`` epochs, interleaved so that machine noise hits all of them alike; the median epoch throughput
@@ -42,10 +42,10 @@ from torch.utils.data import DataLoader, TensorDataset
 import scaling_search.training.loop as train_module
 
 from scaling_search.data import load_dataset
-from scaling_search.depthwise import DepthwiseConv2d
-from scaling_search.family import efficientnet
-from scaling_search.model import build_model
-from scaling_search.scaling import scale
+from scaling_search.network.depthwise import DepthwiseConv2d
+from scaling_search.network.family import efficientnet
+from scaling_search.network.model import build_model
+from scaling_search.network.scaling import scale
 from scaling_search.latency import describe_device
 from scaling_search.training import TrainSettings, train_proxy
 

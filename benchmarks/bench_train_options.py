@@ -22,10 +22,10 @@ from dataclasses import replace
 
 import torch
 
-from scaling_search.family import efficientnet
+from scaling_search.network.family import efficientnet
 from scaling_search.latency import describe_device
-from scaling_search.model import build_model, fold_batchnorm
-from scaling_search.scaling import scale
+from scaling_search.network.model import build_model, fold_batchnorm
+from scaling_search.network.scaling import scale
 
 
 def _train_steps(model, images, labels, steps: int) -> float:

@@ -11,21 +11,22 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from scaling_search.arch import decode_arch, encode_arch
-from scaling_search.cost import Cost, count_cost
-from scaling_search.family import EFFICIENTNET_B0, FAMILY, PAPER_COEFFICIENTS, efficientnet
-from scaling_search.proxy import ProxySettings, ProxyTransform, to_proxy
-from scaling_search.scaling import compound, round_filters, round_repeats, round_resolution, scale
-from scaling_search.spec import NetworkSpec, StageSpec, load_spec
+from scaling_search.network.arch import decode_arch, encode_arch
+from scaling_search.network.cost import Cost, count_cost
+from scaling_search.network.family import EFFICIENTNET_B0, FAMILY, PAPER_COEFFICIENTS, efficientnet
+from scaling_search.proxy import ProxyTransform, to_proxy
+from scaling_search.settings.proxy import ProxySettings
+from scaling_search.network.scaling import compound, round_filters, round_repeats, round_resolution, scale
+from scaling_search.network.spec import NetworkSpec, StageSpec, load_spec
 
 if TYPE_CHECKING:
-    from scaling_search.model import build_model
+    from scaling_search.network.model import build_model
 
 
 def __getattr__(name: str) -> Any:
     # torch takes seconds to import; only the parts that build modules pay for it.
     if name == "build_model":
-        from scaling_search.model import build_model
+        from scaling_search.network.model import build_model
 
         return build_model
     raise AttributeError(f"module 'scaling_search' has no attribute {name!r}")

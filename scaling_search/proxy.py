@@ -20,36 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from scaling_search.errors import UserError
-from scaling_search.scaling import CHANNEL_DIVISOR
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.scaling import CHANNEL_DIVISOR
+from scaling_search.network.spec import NetworkSpec
 
-
-@dataclass(frozen=True)
-class ProxySettings:
-    """How a study shrinks deployment-scale candidates into the networks it trains (a preset's ``[proxy]``).
-
-    Attributes:
-        resolution: input resolution, in pixels, of the deployment *baseline's* proxy. Every candidate's
-            resolution is multiplied by ``resolution / deployment baseline resolution`` (224 -> 40 is 0.179).
-        width: width factor applied to every candidate's channels.
-        depth: depth factor applied to every stage's repeats (1 keeps them; below 1 can merge depth steps).
-    """
-
-    resolution: int = 40
-    width: float = 0.5
-    depth: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name, value in (("resolution", self.resolution),):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise UserError(f"[proxy] {name} must be a whole number of pixels, got {value!r}")
-        for name, value in (("width", self.width), ("depth", self.depth)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise UserError(f"[proxy] {name} must be a number, got {value!r}")
-            if not 0 < value <= 1:
-                raise UserError(f"[proxy] {name} must be in (0, 1] (a proxy is never larger), got {value}")
+if TYPE_CHECKING:
+    from scaling_search.settings.proxy import ProxySettings
 
 
 @dataclass(frozen=True)
@@ -139,5 +117,5 @@ def to_proxy(spec: NetworkSpec, transform: ProxyTransform) -> NetworkSpec:
                    head_channels=channels(spec.head_channels), resolution=proxy_resolution(spec.resolution, transform))
 
 
-__all__ = ["ProxySettings", "ProxyTransform", "proxy_channel_divisor", "proxy_channels", "proxy_resolution",
+__all__ = ["ProxyTransform", "proxy_channel_divisor", "proxy_channels", "proxy_resolution",
            "to_proxy"]

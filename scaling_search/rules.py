@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
 from scaling_search.budget import BudgetFit, fit_phi
-from scaling_search.scaling import check_multiplier, round_repeats, scale
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.scaling import check_multiplier, round_repeats, scale
+from scaling_search.network.spec import NetworkSpec
 
 DIMENSIONS = ("depth", "width", "resolution")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from scaling_search.scaling import round_filters
-from scaling_search.spec import NetworkSpec, StageSpec
+from scaling_search.network.scaling import round_filters
+from scaling_search.network.spec import NetworkSpec, StageSpec
 
 if TYPE_CHECKING:
     import optuna

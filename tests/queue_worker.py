@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from scaling_search.budget import parse_budget
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.search import runner
-from scaling_search.search.config import load_study_config
+from scaling_search.settings.study import load_study_config
 from scaling_search.training import EpochMetrics, TrainResult
 
 SECONDS_PER_TRAINING = 0.15  # long enough for a kill to land mid-trial (the test looks every 0.05 s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from scaling_search.spec import NetworkSpec, StageSpec
+from scaling_search.network.spec import NetworkSpec, StageSpec
 
 
 def random_spec(seed: int, max_resolution: int = 96) -> NetworkSpec:

@@ -1,7 +1,7 @@
 import pytest
 
-from scaling_search.arch import decode_arch, decode_stage, encode_arch
-from scaling_search.family import EFFICIENTNET_B0, efficientnet
+from scaling_search.network.arch import decode_arch, decode_stage, encode_arch
+from scaling_search.network.family import EFFICIENTNET_B0, efficientnet
 
 # timm/models/efficientnet.py, _gen_efficientnet: the EfficientNet-B0 arch_def (nested one-element lists).
 TIMM_B0_ARCH_DEF = [

@@ -17,7 +17,7 @@ import pytest
 from scaling_search.budget import parse_budget
 from scaling_search.cli import main
 from scaling_search.search import runner
-from scaling_search.search.config import load_study_config
+from scaling_search.settings.study import load_study_config
 from test_search_runner import fake_trainer
 
 FLAGS = ["--preset", "smoke", "--baseline", "b0", "--no-progress"]

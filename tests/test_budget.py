@@ -5,9 +5,9 @@ import random
 import pytest
 
 from scaling_search.budget import BudgetMiss, fit_phi, parse_budget
-from scaling_search.cost import count_cost
-from scaling_search.family import EFFICIENTNET_B0
-from scaling_search.search.config import DeploymentSettings
+from scaling_search.network.cost import count_cost
+from scaling_search.network.family import EFFICIENTNET_B0
+from scaling_search.settings.study import DeploymentSettings
 from specgen import random_spec
 
 NEAREST = DeploymentSettings()

@@ -29,7 +29,7 @@ def test_cost_csv_and_arch(capsys):
 
 
 def test_cost_config_file(tmp_path, capsys):
-    from scaling_search.family import efficientnet
+    from scaling_search.network.family import efficientnet
 
     path = tmp_path / "b1.json"
     path.write_text(json.dumps(efficientnet("b1").to_dict()))

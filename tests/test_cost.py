@@ -6,10 +6,10 @@ import pytest
 import torch
 from specgen import random_spec
 
-from scaling_search.cost import count_cost
-from scaling_search.counters import count_with
-from scaling_search.family import FAMILY, efficientnet
-from scaling_search.model import build_model
+from scaling_search.network.cost import count_cost
+from scaling_search.network.counters import count_with
+from scaling_search.network.family import FAMILY, efficientnet
+from scaling_search.network.model import build_model
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_cost.json").read_text())
 NAMES = list(FAMILY)
@@ -80,7 +80,7 @@ def test_params_equal_real_module_including_trainable_only():
 
 def test_macs_grow_with_each_dimension():
     base = count_cost(efficientnet("b0")).macs
-    from scaling_search.scaling import scale
+    from scaling_search.network.scaling import scale
 
     b0 = efficientnet("b0")
     assert count_cost(scale(b0, width=2.0)).macs > 3 * base

@@ -10,9 +10,9 @@ import torch
 
 from scaling_search.data.synthetic import synthetic_dataset
 from scaling_search.errors import UserError
-from scaling_search.family import EFFICIENTNET_B0
-from scaling_search.model import build_model
-from scaling_search.scaling import scale
+from scaling_search.network.family import EFFICIENTNET_B0
+from scaling_search.network.model import build_model
+from scaling_search.network.scaling import scale
 from scaling_search.training import TrainSettings, train_proxy
 from scaling_search.training.cuda_graph import GraphedStep, use_cuda_graph
 

@@ -3,9 +3,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scaling_search.depthwise import DepthwiseConv2d, _DepthwiseByTaps, weight_grad_by_taps
-from scaling_search.family import EFFICIENTNET_B0
-from scaling_search.model import build_model
+from scaling_search.network.depthwise import DepthwiseConv2d, _DepthwiseByTaps, weight_grad_by_taps
+from scaling_search.network.family import EFFICIENTNET_B0
+from scaling_search.network.model import build_model
 
 
 def _onednn_grads(inputs, weight, grad_output, stride):

@@ -11,7 +11,7 @@ from scaling_search.errors import UserError
 from scaling_search.report import build_report
 from scaling_search.search import runner
 from scaling_search.search.fidelity import Reference, describe_fidelity
-from scaling_search.search.config import load_study_config
+from scaling_search.settings.study import load_study_config
 from scaling_search.training import EpochMetrics, TrainResult
 
 from smoke_run import SMOKE, cli_in_process

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from scaling_search import latency
-from scaling_search.family import EFFICIENTNET_B0
+from scaling_search.network.family import EFFICIENTNET_B0
 from scaling_search.errors import UserError
 from scaling_search.latency import LatencyTable, measure_latency, network_parts, time_interleaved
-from scaling_search.scaling import scale
+from scaling_search.network.scaling import scale
 
 SMALL = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)
 
@@ -119,7 +119,7 @@ def test_measure_latency_reports_the_protocol():
 
 
 def test_parts_cover_every_layer_of_the_plan():
-    from scaling_search.cost import count_cost
+    from scaling_search.network.cost import count_cost
 
     parts = network_parts(SMALL)
     assert len(parts) == SMALL.num_blocks + 2
@@ -264,7 +264,7 @@ def test_prediction_refuses_an_uncalibrated_table(tmp_path, monkeypatch, capsys)
 def test_onnxruntime_runs_the_exported_network_and_has_its_own_table(tmp_path):
     pytest.importorskip("onnxruntime")
     from scaling_search.latency import prepare_runner
-    from scaling_search.model import build_model, fold_batchnorm
+    from scaling_search.network.model import build_model, fold_batchnorm
 
     model = fold_batchnorm(build_model(SMALL))
     example = torch.randn(1, 3, 32, 32)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from scaling_search.cost import count_cost, layer_cost
-from scaling_search.family import EFFICIENTNET_B0, efficientnet
-from scaling_search.layers import ConvLayer, LinearLayer, plan_network
-from scaling_search.model import build_model, fold_batchnorm
+from scaling_search.network.cost import count_cost, layer_cost
+from scaling_search.network.family import EFFICIENTNET_B0, efficientnet
+from scaling_search.network.layers import ConvLayer, LinearLayer, plan_network
+from scaling_search.network.model import build_model, fold_batchnorm
 
 
 def test_b0_plan_follows_table_1():

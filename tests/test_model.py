@@ -4,8 +4,8 @@ import pytest
 import torch
 from specgen import random_spec
 
-from scaling_search.family import EFFICIENTNET_B0, efficientnet
-from scaling_search.model import MBConv, StochasticDepth, build_model
+from scaling_search.network.family import EFFICIENTNET_B0, efficientnet
+from scaling_search.network.model import MBConv, StochasticDepth, build_model
 
 # torchvision.models.efficientnet_b0..b7 with 1000 classes: sum(p.numel() for p in model.parameters()).
 TORCHVISION_PARAMS = {

@@ -12,9 +12,9 @@ import torch.distributed as dist
 
 from scaling_search.data.synthetic import synthetic_dataset
 from scaling_search.errors import NonFiniteLossError
-from scaling_search.family import EFFICIENTNET_B0
+from scaling_search.network.family import EFFICIENTNET_B0
 from scaling_search.training.distributed import GlooGroup
-from scaling_search.scaling import scale
+from scaling_search.network.scaling import scale
 from scaling_search.training import TrainSettings, train_proxy
 
 TINY = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)

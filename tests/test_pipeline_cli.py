@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scaling_search import EFFICIENTNET_B0, build_model, count_cost
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 from smoke_run import SMOKE, cli, cli_in_process
 
@@ -191,8 +191,8 @@ def test_latency_budget_run_records_predicted_and_measured_latency(tmp_path):
 def test_ablate_scales_a_given_config(tmp_path, finished_run):
     import pandas as pd
 
-    from scaling_search.search.config import DeploymentSettings
-    from scaling_search.spec import load_spec
+    from scaling_search.settings.study import DeploymentSettings
+    from scaling_search.network.spec import load_spec
 
     cwd, _, _ = finished_run
     exported = cwd / "reports" / "smoke-synthetic" / "model-phi1.json"
@@ -283,8 +283,8 @@ def test_run_strategy_exports_a_family_by_another_rule(tmp_path, finished_run):
     import shutil
 
     from scaling_search import build_model
-    from scaling_search.cost import count_cost
-    from scaling_search.spec import load_spec
+    from scaling_search.network.cost import count_cost
+    from scaling_search.network.spec import load_spec
 
     shutil.copytree(finished_run[0], tmp_path, dirs_exist_ok=True)
     folder = tmp_path / "reports" / "smoke-synthetic"

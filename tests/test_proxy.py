@@ -4,12 +4,13 @@ from dataclasses import replace
 
 import pytest
 
-from scaling_search.family import EFFICIENTNET_B0, PAPER_COEFFICIENTS
-from scaling_search.proxy import ProxySettings, ProxyTransform, proxy_channel_divisor, to_proxy
+from scaling_search.network.family import EFFICIENTNET_B0, PAPER_COEFFICIENTS
+from scaling_search.proxy import ProxyTransform, proxy_channel_divisor, to_proxy
+from scaling_search.settings import ProxySettings
 from scaling_search.search import ablations
-from scaling_search.search.config import DeploymentSettings, load_study_config
+from scaling_search.settings.study import DeploymentSettings, load_study_config
 from scaling_search.search.grid import coefficient_grid
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 B0 = replace(EFFICIENTNET_B0, num_classes=10)
 

@@ -10,7 +10,7 @@ import pytest
 from scaling_search.errors import UserError
 from scaling_search.report import build_report
 from scaling_search.search import runner
-from scaling_search.search.config import load_study_config
+from scaling_search.settings.study import load_study_config
 from scaling_search.search.fidelity import Reference
 from scaling_search.search.proxy_candidates import CandidateRegime, describe_recommendation
 

@@ -5,8 +5,8 @@ import math
 import pytest
 
 from scaling_search.budget import BudgetMiss
-from scaling_search.cost import count_cost
-from scaling_search.family import EFFICIENTNET_B0
+from scaling_search.network.cost import count_cost
+from scaling_search.network.family import EFFICIENTNET_B0
 from scaling_search.rules import (RULES, CappedResolutionRule, CompoundRule, FastCompoundRule, ResNetRSRule,
                                   SingleDimensionRule, apply_rule, fit_rule, parse_rule)
 

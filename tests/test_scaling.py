@@ -1,7 +1,7 @@
 import pytest
 
-from scaling_search.family import EFFICIENTNET_B0, FAMILY, efficientnet
-from scaling_search.scaling import compound, round_filters, round_repeats, round_resolution, scale
+from scaling_search.network.family import EFFICIENTNET_B0, FAMILY, efficientnet
+from scaling_search.network.scaling import compound, round_filters, round_repeats, round_resolution, scale
 
 
 @pytest.mark.parametrize(

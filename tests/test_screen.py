@@ -10,15 +10,15 @@ import torch
 from torch import nn
 
 from scaling_search.cli.search_cmd import _describe_baseline
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.report import build_report
 from scaling_search.search import runner
 from scaling_search.search.baseline import fixed_sampler
-from scaling_search.search.config import load_study_config
+from scaling_search.settings.study import load_study_config
 from scaling_search.search.screen import ATTR, run_screen, sample_candidates
 from scaling_search.search_space import suggest_spec
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 from scaling_search.zero_cost import naswot_score
 
 from test_search_runner import fake_trainer, TRAINED

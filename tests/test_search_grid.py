@@ -5,10 +5,11 @@ from dataclasses import replace
 import optuna
 import pytest
 
-from scaling_search.cost import count_cost
-from scaling_search.family import EFFICIENTNET_B0
-from scaling_search.proxy import ProxySettings, ProxyTransform, to_proxy
-from scaling_search.search.config import DeploymentSettings
+from scaling_search.network.cost import count_cost
+from scaling_search.network.family import EFFICIENTNET_B0
+from scaling_search.proxy import ProxyTransform, to_proxy
+from scaling_search.settings import ProxySettings
+from scaling_search.settings.study import DeploymentSettings
 from scaling_search.search.grid import coefficient_grid
 from scaling_search.search_space import reward, suggest_spec
 

@@ -9,12 +9,12 @@ import optuna
 import pytest
 
 from scaling_search.budget import parse_budget
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
 from scaling_search.proxy import to_proxy
 from scaling_search.search import runner
-from scaling_search.search.config import load_study_config
-from scaling_search.spec import NetworkSpec
+from scaling_search.settings.study import load_study_config
+from scaling_search.network.spec import NetworkSpec
 from scaling_search.training import EpochMetrics, TrainResult
 
 TRAINED: list[NetworkSpec] = []

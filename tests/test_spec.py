@@ -3,8 +3,8 @@ import json
 import pytest
 from specgen import random_spec
 
-from scaling_search.family import EFFICIENTNET_B0
-from scaling_search.spec import NetworkSpec, StageSpec
+from scaling_search.network.family import EFFICIENTNET_B0
+from scaling_search.network.spec import NetworkSpec, StageSpec
 
 
 def test_b0_matches_paper_table_1():

@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from scaling_search.presets import PRESETS, load_toml
-from scaling_search.search.config import load_study_config
+from scaling_search.settings.presets import PRESETS, load_toml
+from scaling_search.settings.study import load_study_config
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -136,8 +136,8 @@ def test_workers_auto_takes_the_machines_measured_plan_once_and_records_it(tmp_p
 def test_the_plan_measurement_runs_each_split_of_the_cores_side_by_side():
     from dataclasses import replace
 
-    from scaling_search.family import EFFICIENTNET_B0
-    from scaling_search.scaling import scale
+    from scaling_search.network.family import EFFICIENTNET_B0
+    from scaling_search.network.scaling import scale
     from scaling_search.training.plan import measure_plans
 
     tiny = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=16, num_classes=4)

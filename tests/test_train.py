@@ -7,8 +7,8 @@ import torch
 from scaling_search.augment import random_crop_flip
 from scaling_search.data.synthetic import synthetic_dataset
 from scaling_search.errors import NonFiniteLossError
-from scaling_search.family import EFFICIENTNET_B0
-from scaling_search.scaling import scale
+from scaling_search.network.family import EFFICIENTNET_B0
+from scaling_search.network.scaling import scale
 from scaling_search.training import TrainSettings, choose_device, learning_rate, recompute_bn_statistics, train_proxy
 
 TINY = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=10)

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from scaling_search.errors import UserError
 from scaling_search.search import storage as storages
-from scaling_search.search.config import load_study_config
+from scaling_search.settings.study import load_study_config
 from scaling_search.search.trial_claims import (BEAT, OWNER, Heartbeat, claim_waiting, fail_stale_trials, run_claimed)
 
 

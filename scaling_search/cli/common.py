@@ -8,11 +8,11 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
-from scaling_search.arch import decode_arch
+from scaling_search.network.arch import decode_arch
 from scaling_search.errors import UserError
-from scaling_search.family import FAMILY, efficientnet
-from scaling_search.scaling import scale
-from scaling_search.spec import NetworkSpec, load_spec
+from scaling_search.network.family import FAMILY, efficientnet
+from scaling_search.network.scaling import scale
+from scaling_search.network.spec import NetworkSpec, load_spec
 
 
 class CliError(UserError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from scaling_search.cli.common import add_network_args, print_table, selected_networks
-from scaling_search.counters import COUNTERS, count_with
+from scaling_search.network.counters import COUNTERS, count_with
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

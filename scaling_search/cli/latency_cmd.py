@@ -81,7 +81,7 @@ def _with_threads(threads: int | None, work):
 
 def check_measurable(spec, batch: int) -> None:
     """Refuse a resolution below the network's stride, or one whose activations cannot fit in memory."""
-    from scaling_search.cost import count_cost
+    from scaling_search.network.cost import count_cost
     from scaling_search.training import available_memory_bytes, check_resolution
 
     check_resolution(spec)

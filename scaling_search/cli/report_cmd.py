@@ -121,7 +121,7 @@ def run_ablate(args: argparse.Namespace) -> int:
 
     figures = ("3", "4", "8") if args.figure == "all" else (args.figure,)
     if args.config and args.study is None:  # another deployment baseline is another study
-        from scaling_search.search.config import default_study_name
+        from scaling_search.settings.study import default_study_name
 
         default = default_study_name(args.preset, args.data_source or "synthetic")
         args.study = f"{default}-{Path(args.config).stem}"
@@ -162,7 +162,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     import optuna
 
     from scaling_search.errors import UserError
-    from scaling_search.search.config import mask_credentials
+    from scaling_search.settings.study import mask_credentials
     from scaling_search.search.storage import open_for_reading
 
     try:

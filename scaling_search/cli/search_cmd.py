@@ -119,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def study_config(args: argparse.Namespace) -> Any:
     """The frozen study config from the preset and the flags."""
-    from scaling_search.search.config import load_study_config
+    from scaling_search.settings.study import load_study_config
 
     if args.grid_tol is not None and not args.grid_tol >= 0:
         raise CliError("--grid-tol must be >= 0")
@@ -164,7 +164,7 @@ def _quiet_optuna() -> None:
 
 
 def _describe_scales(prepared: Any) -> str:
-    from scaling_search.cost import count_cost
+    from scaling_search.network.cost import count_cost
     from scaling_search.proxy import to_proxy
 
     network = prepared.network
@@ -192,7 +192,7 @@ def _describe_execution(config: Any) -> str:
 
 def run_stage_baseline(args: argparse.Namespace) -> int:
     config = study_config(args)  # flags and preset checked before torch and Optuna load
-    from scaling_search.arch import encode_arch
+    from scaling_search.network.arch import encode_arch
     from scaling_search.search import runner
 
     _quiet_optuna()
@@ -275,7 +275,7 @@ def _check_strategy(args: argparse.Namespace, budget: Any, config: Any) -> None:
         raise CliError(f"--strategy {args.strategy} scales to a MAC budget; drop --cost latency and give a ratio "
                        "or a MAC count, or use --strategy compound for a latency budget")
     if args.strategy == "v2":
-        from scaling_search.family import PAPER_COEFFICIENTS
+        from scaling_search.network.family import PAPER_COEFFICIENTS
         from scaling_search.rules import parse_rule
 
         try:

@@ -6,9 +6,9 @@ import argparse
 from dataclasses import replace
 
 from scaling_search.cli.common import add_network_args, positive_float, positive_int, print_table, selected_networks
-from scaling_search.presets import load_toml
-from scaling_search.settings import sections_from_toml, with_overrides
-from scaling_search.training.config import OPTIMIZERS
+from scaling_search.settings.presets import load_toml
+from scaling_search.settings.tables import sections_from_toml, with_overrides
+from scaling_search.settings.train import OPTIMIZERS
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 Protocol:
     - The module runs as deployment runtimes run it: eval mode, BatchNorm folded into the convolution before
-      it (:func:`scaling_search.model.fold_batchnorm`), no grad, channels_last, at a fixed batch; in eager
+      it (:func:`scaling_search.network.model.fold_batchnorm`), no grad, channels_last, at a fixed batch; in eager
       PyTorch (``runtime="torch"``) or exported to ONNX and run by ONNX Runtime (``"onnxruntime"``).
     - Every item is warmed up, then the items are timed *interleaved in rounds* (A B C, A B C, ...): each round
       runs ``runs`` timed passes of every item in turn, the device synchronised around every pass. Drift of a
@@ -32,7 +32,7 @@ from torch import nn
 
 from scaling_search.errors import UserError
 from scaling_search.runtimes import RUNTIMES
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 
 #: A prepared forward pass: calling it runs the module once on its example input.
@@ -158,7 +158,7 @@ def robust_ms(round_medians: Sequence[float]) -> float:
 
 def network_runner(spec: NetworkSpec, device: torch.device, batch: int = 1, runtime: str = "torch") -> Runner:
     """A prepared inference pass of ``spec``'s whole network (BatchNorm folded) on a random batch."""
-    from scaling_search.model import build_model, fold_batchnorm
+    from scaling_search.network.model import build_model, fold_batchnorm
 
     model = fold_batchnorm(build_model(spec).to(device))
     example = torch.randn(batch, spec.input_channels, spec.resolution, spec.resolution, device=device)

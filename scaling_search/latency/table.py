@@ -1,7 +1,7 @@
 """Latency predicted from the spec: a per-part lookup table of one device and runtime, and a linear correction.
 
 Each distinct part of a network -- the stem, every block configuration at its input size, the head (1x1 conv,
-pooling, classifier), all read off the layer plan (:func:`scaling_search.layers.plan_network`) -- is measured
+pooling, classifier), all read off the layer plan (:func:`scaling_search.network.layers.plan_network`) -- is measured
 once by the protocol of :mod:`scaling_search.latency.measure` and cached; a network's prediction is the sum over
 its parts, corrected by a per-device linear fit ``a * sum + b + c * params`` against whole-network measurements
 (the idea of nn-Meter, Zhang et al., 2021, without its kernel fusion rules; :class:`Correction`).
@@ -37,12 +37,12 @@ import torch
 from torch import nn
 
 from scaling_search.cache import cache_root
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
 from scaling_search.latency.measure import (Runner, check_runtime, describe_device, measure_latencies,
                                             prepare_runner, robust_ms, synchronizer, time_interleaved)
-from scaling_search.layers import BlockPlan, plan_network
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.layers import BlockPlan, plan_network
+from scaling_search.network.spec import NetworkSpec
 
 TABLE_FORMAT = "scaling-search/latency-table"
 TABLE_VERSION = 3  # 3: BatchNorm folded, parts timed interleaved, lowest round median; one table per runtime
@@ -85,7 +85,7 @@ def _block_key(block: BlockPlan) -> str:
 
 def network_parts(spec: NetworkSpec) -> list[tuple[str, PartFactory]]:
     """The (key, factory) of every part whose latency the table sums: stem, each block, head."""
-    from scaling_search.model import ConvBNAct, MBConv
+    from scaling_search.network.model import ConvBNAct, MBConv
 
     plan = plan_network(spec)
     stem = plan.stem
@@ -120,7 +120,7 @@ def random_specs(count: int, seed: int, resolutions: Sequence[int] = (96, 128, 1
     """``count`` random networks of the stage-1 search space around B0 (seeded), at ``resolutions`` in turn."""
     import optuna
 
-    from scaling_search.family import efficientnet
+    from scaling_search.network.family import efficientnet
     from scaling_search.search_space import suggest_spec
 
     base = efficientnet("b0")
@@ -132,8 +132,8 @@ def random_specs(count: int, seed: int, resolutions: Sequence[int] = (96, 128, 1
 def calibration_specs(seed: int = 7, samples: int = 10) -> list[NetworkSpec]:
     """The networks a table is calibrated on: five of the B0 family at 64-224 px and ``samples`` random networks
     of the stage-1 search space at 96-224 px (seeded; ``benchmarks/bench_latency.py`` tests on another seed)."""
-    from scaling_search.family import efficientnet
-    from scaling_search.scaling import scale
+    from scaling_search.network.family import efficientnet
+    from scaling_search.network.scaling import scale
 
     base = efficientnet("b0")
     specs = [replace(scale(base, width=w, depth=d), resolution=r)
@@ -212,7 +212,7 @@ class LatencyTable:
         temporary.replace(self.path)
 
     def _part_runner(self, factory: PartFactory) -> Runner:
-        from scaling_search.model import fold_batchnorm
+        from scaling_search.network.model import fold_batchnorm
 
         module, shape = factory()
         example = torch.randn(self.batch, *shape, device=self.device)

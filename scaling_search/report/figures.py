@@ -20,10 +20,10 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
-from scaling_search.arch import encode_arch
+from scaling_search.network.arch import encode_arch
 from scaling_search.confidence import Z95, accuracy_variance
 from scaling_search.errors import UserError
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from scaling_search.search.candidate import Candidate, Trainer
-    from scaling_search.search.config import DeploymentSettings, SearchSettings, StudyConfig, load_study_config
+    from scaling_search.settings.study import DeploymentSettings, SearchSettings, StudyConfig, load_study_config
     from scaling_search.search.runner import (GridResult, Prepared, RunResult, ablate, export, load_grid, prepare,
                                               run)
 

@@ -16,12 +16,12 @@ import math
 from typing import Any
 
 from scaling_search.budget import fit_phi
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.proxy import ProxyTransform
 from scaling_search.search.candidate import Candidate
-from scaling_search.search.config import DeploymentSettings
+from scaling_search.settings.study import DeploymentSettings
 from scaling_search.search.queue import point
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 #: Figure 3 of the paper: w, d and r multipliers of B0.
 PAPER_WIDTHS = (1.0, 1.4, 1.8, 2.6, 3.8, 5.0)

@@ -28,18 +28,18 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.proxy import ProxyTransform
 from scaling_search.search.candidate import Candidate, Trainer, measure
-from scaling_search.search.config import StudyConfig
+from scaling_search.settings.study import StudyConfig
 from scaling_search.search import screen as screening
 from scaling_search.search.queue import Progress, outcome
 from scaling_search.search.storage import is_done, open_storage, open_study, running_elsewhere
 from scaling_search.search.trial_claims import with_heartbeat
 from scaling_search.search_space import reward, suggest_spec
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 
 class YieldedTrial(Exception):

@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.proxy import ProxyTransform
 from scaling_search.rules import ScalingRule, fit_rule
 from scaling_search.search.ablations import costed_point
-from scaling_search.search.config import DeploymentSettings
-from scaling_search.spec import NetworkSpec
+from scaling_search.settings.study import DeploymentSettings
+from scaling_search.network.spec import NetworkSpec
 
 
 def _parameters(rule: ScalingRule) -> str:

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from scaling_search import __version__
-from scaling_search.arch import encode_arch
+from scaling_search.network.arch import encode_arch
 from scaling_search.atomic import write_json_atomically
 from scaling_search.budget import Budget, BudgetFit, BudgetMiss, fit_phi
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxyTransform, to_proxy
 from scaling_search.rules import ScalingRule, apply_rule, fit_rule
-from scaling_search.search.config import StudyConfig, mask_credentials
-from scaling_search.spec import NetworkSpec
+from scaling_search.settings.study import StudyConfig, mask_credentials
+from scaling_search.network.spec import NetworkSpec
 
 CONFIG_FORMAT = "scaling-search/model-config"
 CONFIG_VERSION = 2

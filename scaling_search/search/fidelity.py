@@ -25,8 +25,8 @@ from optuna.trial import TrialState
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxyTransform
 from scaling_search.rank_agreement import RankAgreement, rank_agreement
-from scaling_search.search.config import StudyConfig
-from scaling_search.spec import NetworkSpec
+from scaling_search.settings.study import StudyConfig
+from scaling_search.network.spec import NetworkSpec
 
 
 @dataclass(frozen=True)

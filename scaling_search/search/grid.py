@@ -14,15 +14,15 @@ import optuna
 from optuna.trial import TrialState
 
 from scaling_search.confidence import SEPARATED_AT, accuracy_variance, probability_best
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxyTransform
 from scaling_search.search.candidate import Candidate, Trainer
-from scaling_search.search.config import DeploymentSettings, StudyConfig
+from scaling_search.settings.study import DeploymentSettings, StudyConfig
 from scaling_search.search.queue import point, prepare_points, train_points
 from scaling_search.search.storage import DONE
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 
 class GridPoint(NamedTuple):

@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 
 from scaling_search.errors import UserError
-from scaling_search.search.config import TABLES, StudyConfig
+from scaling_search.settings.study import TABLES, StudyConfig
 from scaling_search.search.fidelity import Fidelity, describe_tau, fidelity_stages, regime_text, score_fidelity
 
 #: The tau a recommended proxy must reach (issue #13: tau >= 0.8).

@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.search.candidate import MEASURED_ATTRS, Candidate, Trainer, measure, record
-from scaling_search.search.config import StudyConfig
+from scaling_search.settings.study import StudyConfig
 from scaling_search.search.storage import DONE, create_or_load, is_done, normalise, open_storage, running_elsewhere
 from scaling_search.search.trial_claims import claim_waiting, process_gone, run_claimed, worker_id
 

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from scaling_search.data.base import ImageData
 from scaling_search.search.candidate import Candidate, Trainer
-from scaling_search.search.config import StudyConfig
+from scaling_search.settings.study import StudyConfig
 from scaling_search.search.grid import choose_coefficients, describe_grid_point, grid_table
 from scaling_search.search.queue import point, prepare_points, train_points
 from scaling_search.search.storage import load_stage

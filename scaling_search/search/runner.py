@@ -1,6 +1,6 @@
 """The search as library calls: :func:`run` (all stages), :func:`export`, :func:`ablate`.
 
-The CLI parses flags into a :class:`~scaling_search.search.config.StudyConfig` and calls these; tests call them
+The CLI parses flags into a :class:`~scaling_search.settings.study.StudyConfig` and calls these; tests call them
 with a fake ``trainer`` so the orchestration runs in seconds without training.
 """
 
@@ -24,7 +24,7 @@ from scaling_search.proxy import ProxyTransform, to_proxy
 from scaling_search.search import ablations
 from scaling_search.search.baseline import run_baseline
 from scaling_search.search.candidate import Trainer
-from scaling_search.search.config import StudyConfig, mask_credentials
+from scaling_search.settings.study import StudyConfig, mask_credentials
 from scaling_search.search.export import export_models, export_rule_models, fit_budget
 from scaling_search.search.fidelity import (Fidelity, Reference, fidelity_evidence, reference_points, score_fidelity,
                                             stored_fidelities)
@@ -36,7 +36,7 @@ from scaling_search.search.proxy_candidates import (TARGET_TAU, CandidateRegime,
 from scaling_search.search.queue import prepare_points, train_points
 from scaling_search.search.race import raced_rows, run_race
 from scaling_search.search.storage import check_existing, load_stage, open_storage, open_study
-from scaling_search.spec import NetworkSpec, load_spec
+from scaling_search.network.spec import NetworkSpec, load_spec
 from scaling_search.training import check_trainable, choose_device, default_threads, train_proxy
 
 
@@ -122,7 +122,7 @@ def _check_reachable(config: StudyConfig, network: NetworkSpec, budget: Budget, 
     The coefficients are not known yet; any with alpha, beta, gamma >= 1 reach the same range, so the paper's
     stand in. Whether rounding lets the chosen ones land within tolerance is checked at export.
     """
-    from scaling_search.family import PAPER_COEFFICIENTS
+    from scaling_search.network.family import PAPER_COEFFICIENTS
 
     try:
         fit_budget(config, network, PAPER_COEFFICIENTS, budget, latency, tolerance=math.inf)
@@ -397,7 +397,7 @@ def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float
            output: Path = Path("reports"), trainer: Trainer = train_proxy, progress: bool = True,
            data: ImageData | None = None) -> Path:
     """The paper's Figures 3, 4 and 8 as resumable studies at deployment scale; returns the report's index."""
-    from scaling_search.family import PAPER_COEFFICIENTS
+    from scaling_search.network.family import PAPER_COEFFICIENTS
     from scaling_search.report import build_report
 
     given = load_spec(base_path) if base_path else None  # a bad file fails before the data is loaded
@@ -437,7 +437,7 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     """Published scaling rules at equal deployment MACs on the study's data, as a resumable study; returns the
     report's index. Compound and V2-style scaling use this study's grid coefficients when a finished run exists
     in the storage, else the paper's."""
-    from scaling_search.family import PAPER_COEFFICIENTS
+    from scaling_search.network.family import PAPER_COEFFICIENTS
     from scaling_search.report import build_report
     from scaling_search.rules import RULES, parse_rule
     from scaling_search.search.compare import compare_points, point_latencies

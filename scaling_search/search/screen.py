@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from scaling_search.search_space import suggest_spec
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 if TYPE_CHECKING:  # torch and the model load when a screen runs, not when the report reads one (ATTR)
     import torch
@@ -62,7 +62,7 @@ def score_network(proxy: NetworkSpec, images: torch.Tensor, seed: int) -> float:
     """The NASWOT score of ``proxy`` at initialisation (weights from ``seed``, global RNG left as it was)."""
     import torch
 
-    from scaling_search.model import build_model
+    from scaling_search.network.model import build_model
     from scaling_search.zero_cost import naswot_score
 
     with torch.random.fork_rng(devices=[]):
@@ -84,7 +84,7 @@ def run_screen(network: NetworkSpec, transform: ProxyTransform, data: ImageData,
     ``rows`` holds every in-band candidate (sample index, params, deployment MACs, score), best score first,
     ties by sample index.
     """
-    from scaling_search.cost import count_cost
+    from scaling_search.network.cost import count_cost
     from scaling_search.proxy import to_proxy
 
     started = time.perf_counter()

@@ -22,7 +22,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from scaling_search.errors import UserError
-from scaling_search.search.config import StudyConfig, mask_credentials
+from scaling_search.settings.study import StudyConfig, mask_credentials
 from scaling_search.search.trial_claims import fail_stale_trials
 
 # Errors of workers creating the same schema at the same moment (SQLite, PostgreSQL): the loser tries again.

@@ -1,6 +1,6 @@
-"""Short, honest proxy training of a :class:`~scaling_search.spec.NetworkSpec` on an :class:`ImageData`.
+"""Short, honest proxy training of a :class:`~scaling_search.network.spec.NetworkSpec` on an :class:`ImageData`.
 
-Design notes (measured on the CIFAR-10 subset, see ``scaling_search/presets/quick.toml``):
+Design notes (measured on the CIFAR-10 subset, see ``scaling_search/settings/presets/quick.toml``):
 
 * The official BatchNorm momentum (0.01 in PyTorch's convention) makes running statistics lag hundreds of
   steps behind the weights; a proxy of a few hundred steps then evaluates near chance. We use a faster
@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from scaling_search.augment import random_crop_flip
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
-from scaling_search.model import build_model
-from scaling_search.spec import NetworkSpec
-from scaling_search.training.config import TrainSettings
+from scaling_search.network.model import build_model
+from scaling_search.network.spec import NetworkSpec
+from scaling_search.settings.train import TrainSettings
 from scaling_search.training.cuda_graph import GraphedStep, use_cuda_graph
 from scaling_search.training.distributed import SingleProcess, train_data_parallel
 from scaling_search.training.resources import (check_trainable, choose_device, default_threads,
@@ -191,7 +191,7 @@ def recompute_bn_statistics(model: nn.Module, batches: list[torch.Tensor]) -> No
 
 @torch.no_grad()
 def _zero_init(model: nn.Module) -> None:
-    from scaling_search.model import MBConv
+    from scaling_search.network.model import MBConv
 
     classifier = getattr(model, "classifier")
     classifier.weight.zero_()

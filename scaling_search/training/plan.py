@@ -6,7 +6,7 @@ compares a two-worker grid with a one-process one), so the plan is a property of
 hard-code two 1-thread workers. Why measure: the best plan flips with the CPU. On a 2-core AVX2 EPYC two
 1-thread processes trained about twice the images/s of one 2-thread process; on a 2-core AVX-512 EPYC one
 process beat two (issue #16: 961 vs 216 images/s for the trainer against a plain loop with one process). Both
-were measured before the depthwise weight gradient by taps (:mod:`scaling_search.depthwise`), which sped the AVX2
+were measured before the depthwise weight gradient by taps (:mod:`scaling_search.network.depthwise`), which sped the AVX2
 kernels' step about threefold and moved the balance again.
 
 The measurement (:func:`measure_plans`): for every split of the cores into ``workers x threads``, that many
@@ -32,9 +32,9 @@ import torch
 
 from scaling_search.atomic import write_json_atomically
 from scaling_search.cache import cache_root
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
-PLAN_FORMAT = 2  # 2: measured with the depthwise weight gradient by taps (scaling_search/depthwise.py), which changes the best plan
+PLAN_FORMAT = 2  # 2: measured with the depthwise weight gradient by taps (scaling_search/network/depthwise.py), which changes the best plan
 Measure = Callable[[NetworkSpec, int, list[tuple[int, int]]], dict[str, float]]
 
 
@@ -60,7 +60,7 @@ def candidate_plans(cores: int) -> list[tuple[int, int]]:
 def _probe_process(spec: dict[str, Any], batch_size: int, steps: int, threads: int, barrier: Any,
                    results: Any) -> None:
     """One worker of a plan: ``steps`` training steps of ``spec`` on random images, timed after a warm-up."""
-    from scaling_search.model import build_model
+    from scaling_search.network.model import build_model
 
     torch.set_num_threads(threads)
     network = NetworkSpec.from_dict(spec)

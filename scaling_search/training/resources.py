@@ -7,9 +7,9 @@ import os
 
 import torch
 
-from scaling_search.cost import count_cost
+from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 
 def choose_device(requested: str = "auto") -> torch.device:

@@ -2,7 +2,7 @@
 
 ``[data]`` is :class:`DataSettings` (below), ``[proxy]`` is :class:`scaling_search.proxy.ProxySettings` and
 ``[train]`` is :class:`scaling_search.training.TrainSettings`. ``scaling-search train`` and every study trial use
-them; a study adds ``[deployment]`` and ``[search]`` (:mod:`scaling_search.search.config`).
+them; a study adds ``[deployment]`` and ``[search]`` (:mod:`scaling_search.settings.study`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from scaling_search.data.formats import FORMATS
 from scaling_search.errors import UserError
-from scaling_search.proxy import ProxySettings
-from scaling_search.training.config import TrainSettings
+from scaling_search.settings.proxy import ProxySettings
+from scaling_search.settings.train import TrainSettings
 
 if TYPE_CHECKING:
     from scaling_search.data.base import ImageData

@@ -1,5 +1,5 @@
-"""Build a PyTorch module from a :class:`~scaling_search.spec.NetworkSpec`, layer by layer from its plan
-(:func:`scaling_search.layers.plan_network`).
+"""Build a PyTorch module from a :class:`~scaling_search.network.spec.NetworkSpec`, layer by layer from its plan
+(:func:`scaling_search.network.layers.plan_network`).
 
 The layer layout follows the official EfficientNet code and torchvision's ``efficientnet.py`` so that
 parameter counts agree exactly: conv layers without bias, BatchNorm after every conv, SiLU activations,
@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from scaling_search.depthwise import DepthwiseConv2d
-from scaling_search.layers import BlockPlan, ConvLayer, SqueezeExcitePlan, plan_network
-from scaling_search.spec import NetworkSpec, load_spec
+from scaling_search.network.depthwise import DepthwiseConv2d
+from scaling_search.network.layers import BlockPlan, ConvLayer, SqueezeExcitePlan, plan_network
+from scaling_search.network.spec import NetworkSpec, load_spec
 
 #: Official code: ``batch_norm_momentum=0.99`` (TF decay), i.e. 0.01 in PyTorch's convention; ``epsilon=1e-3``.
 BN_MOMENTUM = 0.01
@@ -81,7 +81,7 @@ class StochasticDepth(nn.Module):
 
 class MBConv(nn.Module):
     """Mobile inverted bottleneck (Sandler et al., 2018) with SE, as in EfficientNet, built from its
-    :class:`~scaling_search.layers.BlockPlan`; layers named as timm's: ``conv_pw, bn1, act1, conv_dw, bn2, act2,
+    :class:`~scaling_search.network.layers.BlockPlan`; layers named as timm's: ``conv_pw, bn1, act1, conv_dw, bn2, act2,
     se, conv_pwl, bn3`` (``conv_pw``/``bn1``/``act1`` are identities when the block does not expand)."""
 
     def __init__(self, plan: BlockPlan, drop_rate: float = 0.0, bn_momentum: float = BN_MOMENTUM) -> None:

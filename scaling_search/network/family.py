@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import NamedTuple
 
-from scaling_search.scaling import scale
+from scaling_search.network.scaling import scale
 from scaling_search.errors import UserError
-from scaling_search.spec import NetworkSpec, StageSpec
+from scaling_search.network.spec import NetworkSpec, StageSpec
 
 #: EfficientNet-B0 (paper Table 1; strides, SE 0.25, head 1280, dropout 0.2, drop-connect 0.2 as the official code).
 EFFICIENTNET_B0 = NetworkSpec(

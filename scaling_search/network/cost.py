@@ -1,6 +1,6 @@
-"""Exact analytic cost of a :class:`~scaling_search.spec.NetworkSpec`: params, MACs and activations.
+"""Exact analytic cost of a :class:`~scaling_search.network.spec.NetworkSpec`: params, MACs and activations.
 
-Sums over the layer plan (:func:`scaling_search.layers.plan_network`), never a module: it costs microseconds and
+Sums over the layer plan (:func:`scaling_search.network.layers.plan_network`), never a module: it costs microseconds and
 is pinned by tests against the built model (``sum(p.numel())``), ``torch.utils.flop_counter.FlopCounterMode``
 and fvcore. Like pycls's complexity functions (``pycls/models/blocks.py``), each layer has a cost twin; unlike
 pycls, the builder and this sum read the same plan, so there is no layout to keep in sync by hand.
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from scaling_search.layers import ConvLayer, Layer, PoolLayer, conv_out, plan_network
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.layers import ConvLayer, Layer, PoolLayer, conv_out, plan_network
+from scaling_search.network.spec import NetworkSpec
 
 Convention = Literal["paper", "fvcore"]
 CONVENTIONS: tuple[str, ...] = ("paper", "fvcore")
@@ -46,7 +46,7 @@ def _conv(layer: ConvLayer, fvcore: bool) -> tuple[int, int, int]:
 
 
 def layer_cost(layer: Layer, convention: Convention = "paper") -> Cost:
-    """Params, MACs and activations of one layer of the plan (:mod:`scaling_search.layers`) at batch 1."""
+    """Params, MACs and activations of one layer of the plan (:mod:`scaling_search.network.layers`) at batch 1."""
     fvcore = convention == "fvcore"
     if isinstance(layer, ConvLayer):
         return Cost(*_conv(layer, fvcore))

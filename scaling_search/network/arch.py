@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from scaling_search.errors import UserError
-from scaling_search.spec import NetworkSpec, StageSpec
+from scaling_search.network.spec import NetworkSpec, StageSpec
 
 _TOKEN = re.compile(r"^(r|k|s|e|c|se)(\d+(?:\.\d+)?)$")
 

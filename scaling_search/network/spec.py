@@ -1,9 +1,9 @@
 """The frozen description of an MBConv network: the one object every other module consumes.
 
-A :class:`NetworkSpec` is enough to build the PyTorch module (:mod:`scaling_search.model`), count its cost
-exactly (:mod:`scaling_search.cost`), train it (:mod:`scaling_search.training`) and export it
+A :class:`NetworkSpec` is enough to build the PyTorch module (:mod:`scaling_search.network.model`), count its cost
+exactly (:mod:`scaling_search.network.cost`), train it (:mod:`scaling_search.training`) and export it
 (:mod:`scaling_search.search.export`). Nothing in the package mutates a spec: variants come from
-:func:`dataclasses.replace` or from the pure functions in :mod:`scaling_search.scaling`.
+:func:`dataclasses.replace` or from the pure functions in :mod:`scaling_search.network.scaling`.
 """
 
 from __future__ import annotations

@@ -18,14 +18,15 @@ from typing import Any
 
 from scaling_search.atomic import write_json_atomically
 from scaling_search.errors import UserError
-from scaling_search.family import FAMILY, efficientnet
-from scaling_search.presets import load_toml
-from scaling_search.proxy import ProxySettings, ProxyTransform
+from scaling_search.network.family import FAMILY, efficientnet
+from scaling_search.settings.presets import load_toml
+from scaling_search.proxy import ProxyTransform
+from scaling_search.settings.proxy import ProxySettings
 from scaling_search.runtimes import RUNTIMES
-from scaling_search.scaling import DEPTH_ROUNDINGS, scale
-from scaling_search.settings import DataSettings, section_from_table, sections_from_toml
-from scaling_search.spec import NetworkSpec, load_spec
-from scaling_search.training.config import TrainSettings
+from scaling_search.network.scaling import DEPTH_ROUNDINGS, scale
+from scaling_search.settings.tables import DataSettings, section_from_table, sections_from_toml
+from scaling_search.network.spec import NetworkSpec, load_spec
+from scaling_search.settings.train import TrainSettings
 
 PRUNERS = ("none", "median", "asha", "hyperband")
 BASELINES = ("search", "network")
@@ -47,7 +48,7 @@ class DeploymentSettings:
             stride-32 layout ends in a 7x7 map at 224 px, where resolution scaling moves MACs as gamma^2; at
             32 px it ends in 1x1 and MACs move in jumps.
         resolution_multiple: scaled deployment resolutions are rounded to a multiple of this (1: any pixel).
-        depth_rounding: how scaled repeats are rounded (:func:`scaling_search.scaling.round_repeats`):
+        depth_rounding: how scaled repeats are rounded (:func:`scaling_search.network.scaling.round_repeats`):
             ``"nearest"`` (default; the achieved MACs then follow alpha * beta^2 * gamma^2, median error 3.1%
             on B0's grid) or ``"ceil"`` (the official rule, 21%: B0's 1-4 blocks per stage all gain one).
     """
@@ -69,7 +70,7 @@ class DeploymentSettings:
 
     def scale(self, spec: NetworkSpec, *, depth: float = 1.0, width: float = 1.0,
               resolution: float = 1.0) -> NetworkSpec:
-        """:func:`scaling_search.scaling.scale` with this study's deployment rounding rules."""
+        """:func:`scaling_search.network.scaling.scale` with this study's deployment rounding rules."""
         return scale(spec, depth=depth, width=width, resolution=resolution,
                      resolution_multiple=self.resolution_multiple, depth_rounding=self.depth_rounding)
 

@@ -1,10 +1,10 @@
 """Cost counters that build and trace the model, beside the analytic one.
 
-These are the references the analytic model (:mod:`scaling_search.cost`) is tested against and what
+These are the references the analytic model (:mod:`scaling_search.network.cost`) is tested against and what
 ``scaling-search cost --counter`` offers. They are slow (they build and run the network) and each counts by
 its own convention:
 
-* ``analytic`` -- :func:`scaling_search.cost.count_cost`, conv + linear MACs.
+* ``analytic`` -- :func:`scaling_search.network.cost.count_cost`, conv + linear MACs.
 * ``torch`` -- ``torch.utils.flop_counter.FlopCounterMode`` / 2 on the meta device (no memory, no compute).
 * ``fvcore`` -- ``fvcore.nn.FlopCountAnalysis`` in eval mode (adds BatchNorm and pooling).
 * ``ptflops`` -- ``ptflops.get_model_complexity_info`` with its PyTorch-module backend (adds BatchNorm,
@@ -17,8 +17,8 @@ import logging
 import warnings
 from typing import Callable, NamedTuple
 
-from scaling_search.cost import count_cost
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.cost import count_cost
+from scaling_search.network.spec import NetworkSpec
 
 
 class Count(NamedTuple):
@@ -37,7 +37,7 @@ def _analytic(spec: NetworkSpec) -> Count:
 def _torch(spec: NetworkSpec) -> Count:
     import torch
 
-    from scaling_search.model import build_model
+    from scaling_search.network.model import build_model
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
@@ -52,7 +52,7 @@ def _torch(spec: NetworkSpec) -> Count:
 def _fvcore(spec: NetworkSpec) -> Count:
     import torch
 
-    from scaling_search.model import build_model
+    from scaling_search.network.model import build_model
     from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 
     model = build_model(spec).eval()
@@ -65,7 +65,7 @@ def _fvcore(spec: NetworkSpec) -> Count:
 
 
 def _ptflops(spec: NetworkSpec) -> Count:
-    from scaling_search.model import build_model
+    from scaling_search.network.model import build_model
     from ptflops import get_model_complexity_info
 
     model = build_model(spec).eval()

@@ -1,6 +1,6 @@
 """The layer plan: one pure function from a spec to the ordered layers of its network.
 
-The builder (:mod:`scaling_search.model`), the analytic cost model (:mod:`scaling_search.cost`) and the latency
+The builder (:mod:`scaling_search.network.model`), the analytic cost model (:mod:`scaling_search.network.cost`) and the latency
 table (:mod:`scaling_search.latency`) all read the network's layout from :func:`plan_network`, so the MBConv
 layout and the stride rule live here and nowhere else.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from scaling_search.spec import NetworkSpec, StageSpec, squeeze_channels
+from scaling_search.network.spec import NetworkSpec, StageSpec, squeeze_channels
 
 
 def conv_out(size: int, kernel: int, stride: int) -> int:

@@ -1,4 +1,4 @@
-"""Depth, width and resolution scaling as pure functions of a :class:`~scaling_search.spec.NetworkSpec`.
+"""Depth, width and resolution scaling as pure functions of a :class:`~scaling_search.network.spec.NetworkSpec`.
 
 The rounding rules are those of the official TensorFlow implementation
 (``tensorflow/tpu/models/official/efficientnet/efficientnet_model.py``: ``round_filters``,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from scaling_search.spec import NetworkSpec
+from scaling_search.network.spec import NetworkSpec
 
 #: Channel counts are multiples of this (official ``depth_divisor``).
 CHANNEL_DIVISOR = 8
