@@ -1,24 +1,46 @@
-"""Files written whole or not at all: a failed or interrupted run never leaves a half-written report or config."""
+"""Files written whole or not at all: a failed or interrupted run never leaves a half-written report or config.
+
+Each write goes to a temporary file of its own beside the target (a unique name, so concurrent writers never
+collide), which is renamed over the target (atomic on POSIX) or removed if the write fails.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 
-def write_text_atomically(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path`` (atomic on POSIX)."""
+def write_bytes_atomically(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a unique temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
 
 
-def write_json_atomically(path: Path, body: Any) -> Path:
-    """``body`` as indented JSON, written atomically."""
-    return write_text_atomically(path, json.dumps(body, indent=2) + "\n")
+def write_text_atomically(path: Path, text: str) -> Path:
+    """``text`` (UTF-8) written atomically."""
+    return write_bytes_atomically(path, text.encode())
 
 
-__all__ = ["write_json_atomically", "write_text_atomically"]
+def write_json_atomically(path: Path, body: Any, indent: int | None = 2, sort_keys: bool = False) -> Path:
+    """``body`` as JSON (indented, with a final newline at the default indent), written atomically."""
+    text = json.dumps(body, indent=indent, sort_keys=sort_keys)
+    return write_text_atomically(path, text + "\n" if indent == 2 else text)
+
+
+def write_csv_atomically(path: Path, frame: Any) -> Path:
+    """A pandas DataFrame as CSV without its index, written atomically."""
+    return write_text_atomically(path, frame.to_csv(index=False))
+
+
+__all__ = ["write_bytes_atomically", "write_csv_atomically", "write_json_atomically", "write_text_atomically"]

@@ -154,5 +154,24 @@ def fit_phi(target: float, cost_at_phi: Callable[[float], float], *, tolerance: 
     return fit
 
 
-__all__ = ["BUDGET_TOLERANCE", "Budget", "BudgetFit", "BudgetMiss", "PHI_LIMIT", "PHI_STEP", "fit_phi",
-           "parse_budget"]
+def parse_family(text: str | None) -> list[float] | None:
+    """``"0:7"`` -> phi 0..7; ``"-1:2"`` -> -1..2; ``"0,1,2.5"`` -> those values."""
+    if not text:
+        return None
+    try:
+        if ":" in text and not text.startswith(":"):
+            low, high = (int(part) for part in text.split(":"))
+            if high < low or high - low > 32:
+                raise ValueError
+            return [float(p) for p in range(low, high + 1)]
+        values = [float(part) for part in text.split(",")]
+        if any(abs(v) > 16 for v in values):
+            raise ValueError
+        return values
+    except ValueError:
+        raise UserError(f"cannot read --family {text!r}: use a range such as 0:7 or -1:3, or a list such as "
+                        "0,1,2.5 (|phi| <= 16)") from None
+
+
+__all__ = ["BUDGET_TOLERANCE", "PHI_LIMIT", "PHI_STEP", "Budget", "BudgetFit", "BudgetMiss", "fit_phi", "parse_budget",
+           "parse_family"]

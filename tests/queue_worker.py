@@ -29,8 +29,7 @@ def answer(url: str, output: Path) -> dict:
     """Run the study on ``url`` as a worker does: the grid's coefficients and stage 1's baseline."""
     overrides = {"search": {"baseline": "search", "trials": 4, "pruner": "none", "heartbeat_s": 1, "grace_s": 3}}
     config = load_study_config("smoke", overrides, "shared", url)
-    result = runner.run(config, parse_budget("2x"), output=output, trainer=slow_fake_trainer, progress=False,
-                        report=False)
+    result = runner.run(config, parse_budget("2x"), output=output, trainer=slow_fake_trainer, progress=False)
     return {"coefficients": list(result.grid.coefficients), "baseline": result.baseline.to_dict()}
 
 

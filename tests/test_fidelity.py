@@ -95,8 +95,7 @@ def test_early_epoch_accuracy_is_scored_as_the_proxy_a_shorter_training_would_be
 def test_fidelity_reuses_the_runs_grid_and_its_own_reference(tmp_path):
     calls: list = []
     trainer = regime_trainer("same", calls)
-    runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=trainer, progress=False,
-               report=False)
+    runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=trainer, progress=False)
     trained_by_run = len(calls)
     first = runner.fidelity(_config(tmp_path), Reference(epochs=3), output=tmp_path / "reports", trainer=trainer,
                             progress=False)
@@ -156,22 +155,25 @@ def test_fidelity_command_on_the_smoke_preset_prints_json(tmp_path, smoke_run):
 
 
 def test_an_extra_worker_trains_the_reference_stage(tmp_path, monkeypatch):
-    """What a --workers process runs (runner._worker), here in this process before the parent's own loop: it
-    trains every reference point. (It used to check stages 1 and 2 against the reference's settings and die.)"""
+    """What a --workers process runs (workers._work: the stage's job on a context rebuilt from its recipe), here in
+    this process before the parent's own loop: it trains every reference point. (It used to check stages 1 and 2
+    against the reference's settings and die.)"""
     import signal
+
+    from scaling_search.search import workers
 
     calls: list = []
 
-    def worker_first(stage, config, baseline, trainer, main, progress=False):
-        if stage.startswith("fidelity"):
+    def worker_first(ctx, job):
+        if job.args[0].startswith("fidelity"):
             previous = signal.getsignal(signal.SIGTERM)
             try:
-                runner._worker(stage, config, baseline and baseline.to_dict(), trainer, False)
+                workers._work(ctx.recipe(), job)
             finally:
                 signal.signal(signal.SIGTERM, previous)
-        return main()
+        return job(ctx)
 
-    monkeypatch.setattr(runner, "_with_workers", worker_first)
+    monkeypatch.setattr(runner, "with_workers", worker_first)
     result = runner.fidelity(_config(tmp_path), Reference(epochs=3), output=tmp_path / "reports",
                              trainer=regime_trainer("same", calls), progress=False)
     assert [epochs for _, epochs in calls].count(3) == len(result.candidates)

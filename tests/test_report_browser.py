@@ -98,8 +98,7 @@ def test_the_dashboard_serves_the_grid_with_its_params(tmp_path):
     chromium = _chromium()
     url = f"sqlite:///{tmp_path}/dash.db"
     config = load_study_config("smoke", {"search": {"baseline": "network", "pruner": "none"}}, "dash", url)
-    runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer, progress=False,
-               report=False)
+    runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer, progress=False)
     grid_id = optuna.storages.RDBStorage(url).get_study_id_from_name("dash:grid")
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "scaling_search", "dashboard", "dash", "--storage", url,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from scaling_search.cli.search_cmd import _describe_baseline
+from scaling_search.cli.study import describe_baseline as _describe_baseline
 from scaling_search.network.cost import count_cost
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.report import build_report
@@ -74,7 +74,7 @@ def test_the_screen_is_deterministic_banded_and_ranked(tmp_path):
 def test_stage_one_trains_the_best_scored_candidates_in_order_and_reuses_its_screen(tmp_path):
     prepared = _prepared(tmp_path, trials=3, screen=30, screen_band=0.3, screen_batch=16)
     TRAINED.clear()
-    baseline, info = runner.search_baseline(prepared, fake_trainer, progress=False)
+    baseline, info = runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
     study = optuna.load_study(study_name="screened:baseline", storage=prepared.config.storage)
     rows = study.user_attrs[ATTR]["rows"]
     trials = sorted(study.get_trials(), key=lambda t: t.number)
@@ -97,7 +97,7 @@ def test_stage_one_trains_the_best_scored_candidates_in_order_and_reuses_its_scr
     assert "id='figure-baseline_screen'" in page and f"scored {len(rows)} candidates untrained" in page
     TRAINED.clear()  # a rerun trains nothing and computes no screen again
     study.set_user_attr(ATTR, {**study.user_attrs[ATTR], "seconds": -1.0})
-    again, again_info = runner.search_baseline(prepared, fake_trainer, progress=False)
+    again, again_info = runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
     assert TRAINED == [] and again == baseline and again_info["screen"]["seconds"] == -1.0
 
 
@@ -111,7 +111,7 @@ def test_a_diverged_trial_counts_and_the_next_trains_the_next_candidate(tmp_path
             raise NonFiniteLossError(1, 3, float("nan"))
         return fake_trainer(spec, data, settings, on_epoch)
 
-    runner.search_baseline(prepared, diverging_first, progress=False)
+    runner.search_baseline(prepared.derive(trainer=diverging_first, progress=False))
     study = optuna.load_study(study_name="screened:baseline", storage=prepared.config.storage)
     rows = study.user_attrs[ATTR]["rows"]
     trials = sorted(study.get_trials(), key=lambda t: t.number)
@@ -122,7 +122,7 @@ def test_a_diverged_trial_counts_and_the_next_trains_the_next_candidate(tmp_path
 def test_a_screen_that_keeps_nothing_is_refused_in_one_line(tmp_path):
     prepared = _prepared(tmp_path, trials=2, screen=2, screen_band=0.001, screen_batch=16)
     with pytest.raises(UserError, match="screen kept none of its 2 candidates.*raise screen or screen_band"):
-        runner.search_baseline(prepared, fake_trainer, progress=False)
+        runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
 
 
 def test_the_screen_enters_a_studys_fingerprint_only_when_on(tmp_path):

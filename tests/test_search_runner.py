@@ -12,6 +12,7 @@ from scaling_search.budget import parse_budget
 from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
 from scaling_search.proxy import to_proxy
+from scaling_search.report import build_report
 from scaling_search.search import runner
 from scaling_search.settings.study import load_study_config
 from scaling_search.network.spec import NetworkSpec
@@ -42,7 +43,7 @@ def finished(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("runner")
     TRAINED.clear()
     result = runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer,
-                        progress=False, report=False)
+                        progress=False)
     return tmp_path, result, list(TRAINED)
 
 
@@ -129,7 +130,7 @@ def test_rerun_trains_nothing_again(finished):
     tmp_path, result, _ = finished
     TRAINED.clear()
     again = runner.run(result.config, parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer,
-                       progress=False, report=False)
+                       progress=False)
     assert TRAINED == [] and again.grid.coefficients == result.grid.coefficients
 
 
@@ -137,7 +138,7 @@ def test_stage_one_samples_at_deployment_scale(tmp_path):
     TRAINED.clear()
     config = load_study_config("smoke", {"search": {"trials": 3, "pruner": "none"}}, "s1", f"sqlite:///{tmp_path}/s1.db")
     prepared = runner.prepare(config)
-    baseline, info = runner.search_baseline(prepared, fake_trainer, progress=False)
+    baseline, info = runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
     assert baseline.resolution == 224 and len(TRAINED) == 3
     assert all(spec.resolution == 32 for spec in TRAINED)  # the proxy of every 224 px sample
     assert info["macs"] == count_cost(baseline).macs and info["proxy_macs"] < info["macs"]
@@ -147,8 +148,9 @@ def test_ablation_points_are_costed_at_deployment_scale(tmp_path):
     import pandas as pd
 
     config = _config(tmp_path)
-    index = runner.ablate(config, ("8",), widths=(1.0,), depths=(1.0,), resolutions=(1.0,), phis=(1.0,),
-                          output=tmp_path / "reports", trainer=fake_trainer, progress=False)
+    runner.ablate(config, ("8",), widths=(1.0,), depths=(1.0,), resolutions=(1.0,), phis=(1.0,),
+                  output=tmp_path / "reports", trainer=fake_trainer, progress=False)
+    index = build_report(config.name, config.storage, tmp_path / "reports")
     frame = pd.read_csv(index.parent / "fig8_trials.csv")
     base = frame[frame["method"] == "baseline"]
     assert len(base) == 1 and int(base["macs"].iloc[0]) == count_cost(runner.prepare(config).network).macs
@@ -167,8 +169,9 @@ def test_rules_are_compared_at_equal_deployment_macs_with_a_verdict_and_seeds(tm
     from scaling_search.report.page import comparison_verdicts
 
     config = _config(tmp_path, repeats=2)
-    index = runner.compare(config, ("compound", "fast", "v2", "width"), (2.0, 4.0), output=tmp_path / "reports",
-                           trainer=fake_trainer, progress=False)
+    runner.compare(config, ("compound", "fast", "v2", "width"), (2.0, 4.0), output=tmp_path / "reports",
+                   trainer=fake_trainer, progress=False)
+    index = build_report(config.name, config.storage, tmp_path / "reports")
     frame = pd.read_csv(index.parent / "compare_trials.csv")
     base_macs = count_cost(runner.prepare(config).network).macs
     assert list(frame[frame["method"] == "baseline"]["macs"]) == [base_macs]
@@ -194,8 +197,9 @@ def test_rules_are_compared_at_equal_deployment_macs_with_a_verdict_and_seeds(tm
                        progress=False)
     # another budget and another rule extend the comparison: only the new networks are trained
     TRAINED.clear()
-    index = runner.compare(config, ("compound", "fast", "v2", "width", "depth"), (2.0, 4.0, 8.0),
-                           output=tmp_path / "reports", trainer=fake_trainer, progress=False)
+    runner.compare(config, ("compound", "fast", "v2", "width", "depth"), (2.0, 4.0, 8.0),
+                   output=tmp_path / "reports", trainer=fake_trainer, progress=False)
+    index = build_report(config.name, config.storage, tmp_path / "reports")
     frame = pd.read_csv(index.parent / "compare_trials.csv")
     # 2 seeds x (depth at 2x and at 4x, and four rules at 8x): v2 below its 480 px cap is compound's network,
     # so it takes compound's measurements instead of training it again
@@ -217,8 +221,9 @@ def test_comparison_table_predicts_latency_from_a_calibrated_table_and_says_why_
 
     monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
     config = _config(tmp_path)
-    index = runner.compare(config, ("compound", "width"), (2.0,), output=tmp_path / "reports",
-                           trainer=fake_trainer, progress=False)
+    runner.compare(config, ("compound", "width"), (2.0,), output=tmp_path / "reports",
+                   trainer=fake_trainer, progress=False)
+    index = build_report(config.name, config.storage, tmp_path / "reports")
     assert "latency_ms" not in pd.read_csv(index.parent / "compare_trials.csv")
     page = html.unescape(index.read_text())
     assert "No latency column: no calibrated latency table" in page and "scaling-search latency calibrate" in page
@@ -236,8 +241,9 @@ def test_comparison_table_predicts_latency_from_a_calibrated_table_and_says_why_
     table.correction, table.calibrated = Correction(2.0, 1.0, 0.5), True
     table.save()
     TRAINED.clear()
-    index = runner.compare(config, ("compound", "width"), (2.0,), output=tmp_path / "reports",
-                           trainer=fake_trainer, progress=False)
+    runner.compare(config, ("compound", "width"), (2.0,), output=tmp_path / "reports",
+                   trainer=fake_trainer, progress=False)
+    index = build_report(config.name, config.storage, tmp_path / "reports")
     assert TRAINED == [] and measured  # nothing trained again; the parts the table lacked were measured
     frame = pd.read_csv(index.parent / "compare_trials.csv")
     points = optuna.load_study(study_name="fake:compare", storage=config.storage).user_attrs["points"]
@@ -257,7 +263,7 @@ def test_run_by_a_rule_on_a_given_baseline_trains_nothing_and_exports_the_rule(t
     TRAINED.clear()
     result = runner.run(_config(tmp_path), parse_budget("2x"), family=[1.0], output=tmp_path / "reports",
                         trainer=fake_trainer, progress=False, strategy="width")
-    assert TRAINED == [] and result.grid is None and result.report is None and result.strategy == "width"
+    assert TRAINED == [] and result.grid is None and not result.trained and result.strategy == "width"
     bodies = [json.loads(path.read_text()) for path in result.exported]
     assert {body["rule"]["rule"] for body in bodies} == {"width"} and len(bodies) == 2
     assert all(body["multipliers"]["depth"] == body["multipliers"]["resolution"] == 1.0 for body in bodies)
@@ -277,8 +283,7 @@ def test_racing_spends_extra_seeds_on_the_leaders_only_and_replays_on_a_rerun(tm
         return replace(result, val_top1=result.val_top1 + wobble + hopeless)
 
     config = _config(tmp_path, race_seeds=5)
-    result = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=noisy, progress=False,
-                        report=False)
+    result = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=noisy, progress=False)
     grid_points = len(result.grid.rows)
     raced = seeds_trained[grid_points:]
     assert len(raced) == 5 and all(seed >= 1 for _, _, seed in raced)  # the grid's seed is 0; extras are new
@@ -298,8 +303,7 @@ def test_racing_spends_extra_seeds_on_the_leaders_only_and_replays_on_a_rerun(tm
     assert abs(winner["accuracy"] - sum(winner["accuracy_per_seed"]) / winner["seeds"]) < 1e-12
     # resumable: the same command trains nothing and finds the same answer
     seeds_trained.clear()
-    again = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=noisy, progress=False,
-                       report=False)
+    again = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=noisy, progress=False)
     assert seeds_trained == [] and again.grid.coefficients == result.grid.coefficients
 
 
@@ -311,7 +315,7 @@ def test_a_separated_grid_is_not_raced(tmp_path):
 
     TRAINED.clear()
     result = runner.run(_config(tmp_path, race_seeds=5), parse_budget("2x"), output=tmp_path / "reports",
-                        trainer=clear_winner, progress=False, report=False)
+                        trainer=clear_winner, progress=False)
     if result.grid.summary["separated"]:
         assert len(TRAINED) == len(result.grid.rows)  # nothing raced
     else:  # two points tie at the top: the race can only spend its budget on them

@@ -1,4 +1,5 @@
-"""Pieces shared by the subcommands: the one-line argument parser, network selection, table output."""
+"""Pieces shared by the subcommands: the one-line argument parser, argument types, data flags, network selection
+and table output. What the study commands share besides is :mod:`scaling_search.cli.study`."""
 
 from __future__ import annotations
 
@@ -54,6 +55,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    """Flags that override a preset's [data] table."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", dest="data_source", help="'synthetic' (default) or a path: .npz, CIFAR dir, image tree")
+    group.add_argument("--data-format", choices=("synthetic", "npz", "folder", "cifar"), help="override the inferred format")
+    group.add_argument("--subset", type=positive_int, help="keep this many training images, class-balanced")
+    group.add_argument("--val-fraction", type=positive_float, help="held-out share when there is no val split")
+    group.add_argument("--data-seed", type=int, help="seed of synthetic rendering, subsets and hold-outs")
 
 
 def add_network_args(parser: argparse.ArgumentParser, *, many: bool) -> None:
@@ -127,5 +138,5 @@ def print_table(rows: list[dict[str, Any]], fmt: str) -> None:
         print(frame.to_string(index=False))
 
 
-__all__ = ["CliError", "OneLineParser", "SelectedNetwork", "add_network_args", "positive_float", "positive_int", "workers_arg",
-           "print_table", "selected_networks"]
+__all__ = ["CliError", "OneLineParser", "SelectedNetwork", "add_data_args", "add_network_args", "positive_float",
+           "positive_int", "print_table", "selected_networks", "workers_arg"]

@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from scaling_search.cli.search_cmd import _describe_scales, _quiet_optuna, add_study_args, study_config
-from scaling_search.errors import UserError
+from scaling_search.cli.study import add_study_args, build_report, printer, quiet_optuna, study_config
 
 _DESCRIPTION = (
     "Train the grid's candidates (stage 2, shared with 'run') under the study's proxy and again under a reference "
@@ -34,12 +33,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "e.g. epochs=1 resolution=32 data=0.5 epochs=2,width=0.25; the cheapest reaching "
                              "--target-tau is written as a preset, "
                              "reports/<study>/recommended-proxy.toml")
-    parser.add_argument("--target-tau", type=float, default=None,
+    parser.add_argument("--target-tau", type=_tau, default=None,
                         help="Kendall tau a recommended proxy must reach against the reference (default: 0.8)")
     parser.add_argument("--format", choices=("text", "json"), default="text",
                         help="text lines (default) or the JSON of fidelity.json on stdout (with --candidates: "
                              "{\"fidelity\": ..., \"proxies\": ...})")
     parser.set_defaults(handler=run_fidelity)
+
+
+def _tau(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not -1 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a Kendall tau in [-1, 1], got {value:g}")
+    return value
 
 
 def run_fidelity(args: argparse.Namespace) -> int:
@@ -49,24 +58,17 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from scaling_search.search.proxy_candidates import TARGET_TAU, CandidateRegime, describe_recommendation
 
     reference = Reference(args.reference_epochs, args.reference_resolution, args.reference_width)
-    reference.config(config)  # a reference equal to the proxy, or a bad width, is refused before anything loads
     candidates = [CandidateRegime.parse(text) for text in args.candidates]
-    for candidate in candidates:
-        candidate.config(config)
-    target_tau = TARGET_TAU if args.target_tau is None else args.target_tau
-    if not -1 <= target_tau <= 1:
-        raise UserError(f"--target-tau must be a Kendall tau in [-1, 1], got {target_tau:g}")
-    _quiet_optuna()
-    prepared = runner.prepare(config)
-    reference.transform(config, prepared.network)
-    print(_describe_scales(prepared), file=sys.stderr)
+    quiet_optuna()
     if not candidates:
         result = runner.fidelity(config, reference, output=Path(args.output), progress=not args.no_progress,
-                                 prepared=prepared)
+                                 on_event=printer())
         print(json.dumps(result.to_dict(), indent=2) if args.format == "json" else describe_fidelity(result))
     else:
+        target_tau = TARGET_TAU if args.target_tau is None else args.target_tau
         compared = runner.compare_proxies(config, reference, candidates, target_tau=target_tau,
-                                          output=Path(args.output), progress=not args.no_progress, prepared=prepared)
+                                          output=Path(args.output), progress=not args.no_progress,
+                                          on_event=printer())
         own = compared.scored[0]
         if args.format == "json":
             print(json.dumps({"fidelity": own.to_dict(), "proxies": compared.to_dict()}, indent=2))
@@ -74,9 +76,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
             print(describe_fidelity(own))
             print(describe_recommendation(compared))
         print(f"preset: {Path(args.output) / config.name / 'recommended-proxy.toml'}", file=sys.stderr)
-    from scaling_search.report import build_report
-
-    print(f"report: {build_report(config.name, config.storage, Path(args.output))}", file=sys.stderr)
+    print(f"report: {build_report(config, args.output)}", file=sys.stderr)
     return 0
 
 

@@ -5,20 +5,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from scaling_search.cli.common import add_network_args, positive_float, positive_int, print_table, selected_networks
+from scaling_search.cli.common import (add_data_args, add_network_args, positive_float, positive_int, print_table,
+                                      selected_networks)
 from scaling_search.settings.presets import load_toml
 from scaling_search.settings.tables import sections_from_toml, with_overrides
 from scaling_search.settings.train import OPTIMIZERS
-
-
-def add_data_args(parser: argparse.ArgumentParser) -> None:
-    """Flags that override a preset's [data] table."""
-    group = parser.add_argument_group("data")
-    group.add_argument("--data", dest="data_source", help="'synthetic' (default) or a path: .npz, CIFAR dir, image tree")
-    group.add_argument("--data-format", choices=("synthetic", "npz", "folder", "cifar"), help="override the inferred format")
-    group.add_argument("--subset", type=positive_int, help="keep this many training images, class-balanced")
-    group.add_argument("--val-fraction", type=positive_float, help="held-out share when there is no val split")
-    group.add_argument("--data-seed", type=int, help="seed of synthetic rendering, subsets and hold-outs")
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> None:

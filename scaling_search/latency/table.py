@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from scaling_search.atomic import write_json_atomically
 from scaling_search.cache import cache_root
 from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
@@ -202,14 +203,11 @@ class LatencyTable:
     def save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         body = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "device": describe_device(self.device),
                 "runtime": self.runtime, "batch": self.batch, "threads": torch.get_num_threads(),
                 "correction": list(self.correction), "calibrated": self.calibrated,
                 "adapted_from": self.adapted_from, "entries": self.entries}
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(body, indent=1, sort_keys=True))
-        temporary.replace(self.path)
+        write_json_atomically(self.path, body, indent=1, sort_keys=True)
 
     def _part_runner(self, factory: PartFactory) -> Runner:
         from scaling_search.network.model import fold_batchnorm

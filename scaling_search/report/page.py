@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 import plotly.graph_objects as go
 
+from scaling_search.atomic import write_text_atomically
 from scaling_search.confidence import SEPARATED_AT, Z95, accuracy_variance
 from scaling_search.search.fidelity import Fidelity, describe_fidelity, fidelity_sentence
 from scaling_search.search.proxy_candidates import Recommendation, describe_recommendation
@@ -344,14 +345,11 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
                    (p.suffix == ".html" and p.name != "index.html"))
     parts.append("<h2>Files</h2><ul id='files'>" + "".join(f"<li><a href='{_e(n)}'>{_e(n)}</a></li>" for n in files)
                  + "</ul>")
-    index = folder / "index.html"
-    temporary = index.with_suffix(".html.tmp")
-    temporary.write_text(
+    return write_text_atomically(
+        folder / "index.html",
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>scaling-search: {_e(study)}</title><style>{_STYLE}</style>"
         "<script src='plotly.min.js'></script></head><body>" + "\n".join(parts) + "</body></html>\n")
-    temporary.replace(index)
-    return index
 
 
 __all__ = ["Answer", "Interval", "comparison_rows", "comparison_verdicts", "describe_interval",

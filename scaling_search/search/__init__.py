@@ -1,13 +1,17 @@
-"""The search: study config, storage, work queue, baseline stage, grid stage, export, ablations, runner.
+"""The search: the study context, its stages (baseline, grid, race, references, ablations, comparisons), the
+work queue and workers that train them, the export, and the pipelines that run them (:mod:`.runner`).
 
 Data flow (see the README): a deployment-scale candidate is costed at deployment scale and trained through
 :func:`scaling_search.proxy.to_proxy`; every trial records both. Public entry points::
 
-    from scaling_search.search import load_study_config, run
+    from scaling_search.settings import load_study_config
+    from scaling_search.search import run
     from scaling_search.budget import parse_budget
     result = run(load_study_config("smoke", {}, None, None), parse_budget("2x"))
 
-Names load on first use (torch and Optuna come with the runner), so reading a study's config stays light.
+Names load on first use (torch and Optuna come with the runner), so reading a study's config stays light. The
+pipelines named like a stage's module (``baseline``, ``grid``, ``export``, ``fidelity``) are
+:mod:`scaling_search.search.runner`'s: ``from scaling_search.search import runner; runner.fidelity(...)``.
 """
 
 from __future__ import annotations
@@ -16,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from scaling_search.search.candidate import Candidate, Trainer
-    from scaling_search.settings.study import DeploymentSettings, SearchSettings, StudyConfig, load_study_config
-    from scaling_search.search.runner import (GridResult, Prepared, RunResult, ablate, export, load_grid, prepare,
-                                              run)
+    from scaling_search.search.context import StudyContext, StudyStore
+    from scaling_search.search.decision import GridResult, load_grid
+    from scaling_search.search.runner import RunResult, ablate, compare, compare_proxies, prepare, run
 
-_LAZY = {"Candidate": "candidate", "Trainer": "candidate", "DeploymentSettings": "config", "SearchSettings": "config",
-         "StudyConfig": "config", "load_study_config": "config", "GridResult": "runner", "Prepared": "runner",
-         "RunResult": "runner", "ablate": "runner", "export": "runner", "load_grid": "runner", "prepare": "runner",
-         "run": "runner"}
+_LAZY = {"Candidate": "candidate", "Trainer": "candidate", "StudyContext": "context", "StudyStore": "context",
+         "GridResult": "decision", "load_grid": "decision", "RunResult": "runner", "ablate": "runner",
+         "compare": "runner", "compare_proxies": "runner", "prepare": "runner", "run": "runner"}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,5 +37,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'scaling_search.search' has no attribute {name!r}")
 
 
-__all__ = ["Candidate", "DeploymentSettings", "GridResult", "Prepared", "RunResult", "SearchSettings", "StudyConfig",
-           "Trainer", "ablate", "export", "load_grid", "load_study_config", "prepare", "run"]
+__all__ = ["Candidate", "GridResult", "RunResult", "StudyContext", "StudyStore", "Trainer", "ablate", "compare",
+           "compare_proxies", "load_grid", "prepare", "run"]

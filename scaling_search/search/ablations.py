@@ -90,5 +90,14 @@ def figure8_points(base: NetworkSpec, deployment: DeploymentSettings, transform:
     return points
 
 
-__all__ = ["FIGURE4_BASES", "FIGURES", "costed_point", "PAPER_DEPTHS", "PAPER_RESOLUTIONS", "PAPER_WIDTHS", "figure3_points",
-           "figure4_points", "figure8_points", "single_dimension_at"]
+def describe_point(attrs: dict[str, Any]) -> str:
+    """An ablation or comparison point in a log line: its method or dimension and multiplier, and its deployment
+    MACs."""
+    label = attrs.get("method") or f"{attrs.get('dimension')} x{attrs.get('multiplier'):g}"
+    if attrs.get("figure") == "compare" and label != "baseline":
+        label = f"{label} at {attrs.get('budget'):g}x"
+    return f"{label} ({attrs.get('point_macs', 0) / 1e6:,.1f}M deployment MACs)"
+
+
+__all__ = ["FIGURE4_BASES", "FIGURES", "PAPER_DEPTHS", "PAPER_RESOLUTIONS", "PAPER_WIDTHS", "costed_point",
+           "describe_point", "figure3_points", "figure4_points", "figure8_points", "single_dimension_at"]

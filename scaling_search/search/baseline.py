@@ -29,14 +29,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from scaling_search.network.cost import count_cost
-from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
-from scaling_search.proxy import ProxyTransform
-from scaling_search.search.candidate import Candidate, Trainer, measure
+from scaling_search.search.candidate import Candidate, measure
+from scaling_search.search.context import StudyContext
 from scaling_search.settings.study import StudyConfig
 from scaling_search.search import screen as screening
 from scaling_search.search.queue import Progress, outcome
-from scaling_search.search.storage import is_done, open_storage, open_study, running_elsewhere
+from scaling_search.search.storage import is_done, running_elsewhere
 from scaling_search.search.trial_claims import with_heartbeat
 from scaling_search.search_space import reward, suggest_spec
 from scaling_search.network.spec import NetworkSpec
@@ -55,13 +54,14 @@ def cost_function(config: StudyConfig) -> Callable[[NetworkSpec], float]:
     return lambda spec: float(count_cost(spec).macs)
 
 
-def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, transform: ProxyTransform,
-                 trainer: Trainer, progress: bool = True) -> tuple[NetworkSpec, dict[str, Any]]:
-    """Stage 1: the deployment-scale baseline with the best reward (or ``network`` itself), and its evidence."""
+def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
+    """Stage 1: the deployment-scale baseline with the best reward (or the deployment network itself), and its
+    evidence."""
+    config, network, transform, data = ctx.config, ctx.network, ctx.transform, ctx.data
     if config.search.baseline == "network":
         return network, {"source": f"the deployment network ({config.deployment.network}) as given"}
-    storage = open_storage(config)
-    study = open_study(config, storage, "baseline")
+    storage = ctx.store.storage
+    study, _ = ctx.store.open_stage("baseline")
     cost_of = cost_function(config)
     latency = config.search.cost == "latency"
     target = (config.search.target_latency_ms if latency else config.search.target_macs) or cost_of(network)
@@ -72,7 +72,7 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
         screened = screening.stored_or_run(
             study, network, transform, data, count=config.search.screen, band=config.search.screen_band,
             batch=config.search.screen_batch, seed=config.search.seed,
-            target_macs=float(config.search.target_macs or count_cost(network).macs), progress=progress)
+            target_macs=float(config.search.target_macs or count_cost(network).macs), progress=ctx.progress)
         if not screened["rows"]:
             raise UserError(f"stage 1's screen kept none of its {config.search.screen} candidates: none lies within "
                             f"{config.search.screen_band:.0%} of the target's deployment MACs; raise screen or "
@@ -93,7 +93,7 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
         cost = cost_of(candidate.deployment)
         if latency:
             trial.set_user_attr("latency_ms", cost)
-        measured = measure(trial, candidate, data, config.train, 1, trainer,
+        measured = measure(trial, candidate, data, config.train, 1, ctx.trainer,
                            lambda acc: reward(acc, cost, target, config.search.reward_exponent))
         return reward(measured.mean, cost, target, config.search.reward_exponent)
 
@@ -103,7 +103,7 @@ def run_baseline(config: StudyConfig, data: ImageData, network: NetworkSpec, tra
         return f"{reward_text}{outcome(trial)}, {attrs.get('macs', 0) / 1e6:,.1f}M deployment MACs"
 
     done = sum(is_done(t) for t in study.get_trials(deepcopy=False))
-    bar = Progress("baseline", total, min(done, total), progress, describe)
+    bar = Progress("baseline", total, min(done, total), ctx.progress, describe)
     try:
         while True:
             trials = study.get_trials(deepcopy=False)

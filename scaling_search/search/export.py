@@ -20,8 +20,13 @@ from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxyTransform, to_proxy
 from scaling_search.rules import ScalingRule, apply_rule, fit_rule
-from scaling_search.settings.study import StudyConfig, mask_credentials
+from scaling_search.confidence import SEPARATED_AT
 from scaling_search.network.spec import NetworkSpec
+from scaling_search.search.context import StudyStore
+from scaling_search.search.decision import GridResult, load_grid
+from scaling_search.search.fidelity import fidelity_evidence, stored_fidelities
+from scaling_search.search.tables import write_tables
+from scaling_search.settings.study import StudyConfig, mask_credentials
 
 CONFIG_FORMAT = "scaling-search/model-config"
 CONFIG_VERSION = 2
@@ -209,24 +214,84 @@ def export_rule_models(folder: Path, config: StudyConfig, baseline: NetworkSpec,
     return _write_configs(configs)
 
 
-def parse_family(text: str | None) -> list[float] | None:
-    """``"0:7"`` -> phi 0..7; ``"-1:2"`` -> -1..2; ``"0,1,2.5"`` -> those values."""
-    if not text:
+def latency_table(config: StudyConfig) -> Any:
+    """The calibrated latency table of ``search.latency_device`` with ``cost = "latency"`` (None with MACs);
+    refuses an uncalibrated one (its raw sums are not latencies)."""
+    if config.search.cost != "latency":
         return None
-    try:
-        if ":" in text and not text.startswith(":"):
-            low, high = (int(part) for part in text.split(":"))
-            if high < low or high - low > 32:
-                raise ValueError
-            return [float(p) for p in range(low, high + 1)]
-        values = [float(part) for part in text.split(",")]
-        if any(abs(v) > 16 for v in values):
-            raise ValueError
-        return values
-    except ValueError:
-        raise UserError(f"cannot read --family {text!r}: use a range such as 0:7 or -1:3, or a list such as "
-                        "0,1,2.5 (|phi| <= 16)") from None
+    from scaling_search.latency import LatencyTable
+
+    return LatencyTable.open_calibrated(config.search.latency_device, 1, runtime=config.search.latency_runtime)
 
 
-__all__ = ["CONFIG_FORMAT", "CONFIG_VERSION", "export_models", "export_rule_models", "fit_budget",
-           "mask_credentials", "model_config", "parse_family", "phi_label", "rule_config"]
+def grid_evidence(store: StudyStore, grid: GridResult) -> dict[str, Any]:
+    """What an exported config records of the decision: the winner, the runner-up, P(best) and the noise it
+    counted, and every proxy fidelity measured for the study."""
+    config, summary = store.config, grid.summary
+    return {"grid_winner": summary["winner"], "runner_up": summary.get("runner_up"),
+            "gap": summary.get("gap"), "p_best": summary.get("p_best"), "noise": summary.get("noise"),
+            "separated": summary.get("separated"), "separated_at": SEPARATED_AT,
+            "seeds_per_point": config.search.repeats, "proxy_epochs": config.train.epochs,
+            "measured_at": "the phi = 1 grid point's proxy",
+            "proxy_fidelity": [fidelity_evidence(measured)
+                               for measured in stored_fidelities(config.name, store.storage)]}
+
+
+def _provenance(config: StudyConfig, dataset: str) -> dict[str, Any]:
+    return {"dataset": dataset, "preset": config.preset, "seed": config.search.seed,
+            "storage": mask_credentials(config.storage), "study": config.name}
+
+
+def export_grid(store: StudyStore, budget: Budget, family: list[float] | None, output: Path,
+                dataset: str) -> tuple[GridResult, list[Path]]:
+    """Stage 3 by compound scaling from the finished grid: ``model-phi*.json``, ``study.json`` and the tables.
+
+    The budget is fitted before anything is written; study.json and the tables are written after the configs.
+    """
+    config = store.config
+    grid = load_grid(store)
+    provenance = {**_provenance(config, dataset), "grid_study": f"{config.name}:grid",
+                  "grid_trial": grid.summary["winner"]["trial"]}
+    folder = output / config.name
+    paths = export_models(folder, config, grid.baseline, config.proxy_transform(grid.baseline), grid.coefficients,
+                          budget, family, grid_evidence(store, grid), provenance, latency_table(config))
+    config.write(folder)
+    write_tables(store, folder, grid.rows)
+    return grid, paths
+
+
+def export_by_rule(store: StudyStore, budget: Budget, family: list[float] | None, output: Path, dataset: str,
+                   baseline: NetworkSpec, strategy: str, *, max_resolution: int = 480,
+                   long_training: bool = False) -> tuple[GridResult | None, list[Path]]:
+    """Stage 3 by a published rule (:mod:`scaling_search.rules`) instead of compound scaling's phi:
+    ``model-<rule>-phi*.json``, recording the rule and its parameters. v2 takes the grid's coefficients (the grid
+    must be finished); the other rules need no grid, only the baseline."""
+    from scaling_search.rules import parse_rule
+
+    config = store.config
+    grid = load_grid(store) if strategy == "v2" else None
+    if grid is not None:
+        baseline = grid.baseline
+    rule = parse_rule(strategy, coefficients=grid.coefficients if grid else None, base_resolution=baseline.resolution,
+                      max_resolution=max_resolution, long_training=long_training)
+    measured = ("the grid's winning coefficients, capped at the resolution given" if grid else
+                "stage 1's baseline only: the rule's multipliers are its paper's, not fitted to this data "
+                "('scaling-search compare' trains each rule's networks on it)")
+    evidence: dict[str, Any] = {"strategy": strategy, "measured": measured}
+    if grid is not None:
+        evidence.update(grid_winner=grid.summary["winner"], seeds_per_point=config.search.repeats,
+                        proxy_epochs=config.train.epochs)
+    provenance = {**_provenance(config, dataset), "baseline_study": f"{config.name}:baseline"}
+    if grid is not None:
+        provenance.update(grid_study=f"{config.name}:grid", grid_trial=grid.summary["winner"]["trial"])
+    folder = output / config.name
+    paths = export_rule_models(folder, config, baseline, config.proxy_transform(baseline), rule, budget, family,
+                               evidence, provenance)
+    config.write(folder)
+    write_tables(store, folder, grid.rows if grid else None)
+    return grid, paths
+
+
+__all__ = ["CONFIG_FORMAT", "CONFIG_VERSION", "export_by_rule", "export_grid", "export_models", "export_rule_models",
+           "fit_budget", "grid_evidence", "latency_table", "mask_credentials", "model_config",
+           "phi_label", "rule_config"]

@@ -15,12 +15,12 @@ from optuna.trial import TrialState
 
 from scaling_search.confidence import SEPARATED_AT, accuracy_variance, probability_best
 from scaling_search.network.cost import count_cost
-from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
 from scaling_search.proxy import ProxyTransform
-from scaling_search.search.candidate import Candidate, Trainer
+from scaling_search.search.candidate import Candidate
+from scaling_search.search.context import StudyContext
 from scaling_search.settings.study import DeploymentSettings, StudyConfig
-from scaling_search.search.queue import point, prepare_points, train_points
+from scaling_search.search.queue import point, prepare_points
 from scaling_search.search.storage import DONE
 from scaling_search.network.spec import NetworkSpec
 
@@ -98,8 +98,9 @@ def grid_of(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransfor
                             config.deployment)
 
 
-def prepare_grid(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform) -> optuna.Study:
+def prepare_grid(ctx: StudyContext, baseline: NetworkSpec) -> optuna.Study:
     """The grid study with every (alpha, beta, gamma) point enqueued once, as Optuna params."""
+    config, transform = ctx.config, ctx.transform
     grid = grid_of(config, baseline, transform)
     points = [
         point(Candidate.of(config.deployment.compound(baseline, p.alpha, p.beta, p.gamma, 1.0), transform),
@@ -107,17 +108,10 @@ def prepare_grid(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
         for p in grid.points
     ]
     bounds = {name: (1.0, config.search.grid_max) for name in ("alpha", "beta", "gamma")}
-    study = prepare_points(config, "grid", points, {"baseline": baseline.to_dict()}, bounds)
+    study = prepare_points(ctx, "grid", points, {"baseline": baseline.to_dict()}, bounds)
     if "collisions" not in study.user_attrs:
         study.set_user_attr("collisions", [c._asdict() for c in grid.collisions])
     return study
-
-
-def run_grid(config: StudyConfig, data: ImageData, baseline: NetworkSpec, transform: ProxyTransform,
-             trainer: Trainer, progress: bool = True, bar: bool = True) -> optuna.Study:
-    """Stage 2: train every grid point's proxy to completion (or pruning) exactly once."""
-    return train_points(config, data, prepare_grid(config, baseline, transform), "grid", describe_grid_point,
-                        trainer, progress, bar)
 
 
 def describe_grid_point(attrs: dict[str, Any]) -> str:
@@ -181,4 +175,4 @@ def choose_coefficients(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = ["Collision", "Grid", "GridPoint", "choose_coefficients", "coefficient_grid", "grid_of", "grid_table",
-           "prepare_grid", "run_grid"]
+           "prepare_grid"]

@@ -21,11 +21,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
-from scaling_search.search.candidate import MEASURED_ATTRS, Candidate, Trainer, measure, record
-from scaling_search.settings.study import StudyConfig
-from scaling_search.search.storage import DONE, create_or_load, is_done, normalise, open_storage, running_elsewhere
+from scaling_search.search.candidate import MEASURED_ATTRS, Candidate, measure, record
+from scaling_search.search.context import StudyContext
+from scaling_search.search.storage import DONE, is_done, normalise, running_elsewhere
 from scaling_search.search.trial_claims import claim_waiting, process_gone, run_claimed, worker_id
 
 ENQUEUER = "enqueued_by"  # study attribute: the worker ("host:pid") that created a stage and enqueues its points
@@ -77,7 +76,7 @@ def suggest_point(trial: optuna.Trial, params: dict[str, Any], space: dict[str, 
             trial.suggest_float(name, min(dist["low"], value), max(dist["high"], value))
 
 
-def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]], identity: dict[str, Any],
+def prepare_points(ctx: StudyContext, stage: str, points: list[dict[str, Any]], identity: dict[str, Any],
                    param_bounds: dict[str, tuple[float, float]] | None = None,
                    growable: tuple[str, ...] = (), choices: dict[str, list[str]] | None = None) -> optuna.Study:
     """Create ``<name>:<stage>`` and enqueue every point once; on reload, check ``identity`` is unchanged.
@@ -88,8 +87,8 @@ def prepare_points(config: StudyConfig, stage: str, points: list[dict[str, Any]]
     add points: those keys grow, points already stored keep their index and their trials, only the new points
     are enqueued, and dropping a stored point is refused.
     """
-    storage = open_storage(config)
-    study, created = create_or_load(config, storage, stage)
+    config = ctx.config
+    study, created = ctx.store.open_stage(stage)
     if created:
         study.set_user_attr(ENQUEUER, worker_id())
     elif "points" not in study.user_attrs:
@@ -204,12 +203,11 @@ def finished_twin(study: optuna.Study, proxy: dict[str, Any], repeats: int) -> F
     return None
 
 
-def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, label: str,
-                 describe: Callable[[dict[str, Any]], str], trainer: Trainer, progress: bool = True,
-                 bar: bool = True) -> optuna.Study:
+def train_points(ctx: StudyContext, study: optuna.Study, label: str,
+                 describe: Callable[[dict[str, Any]], str]) -> optuna.Study:
     """Train every enqueued point of ``study`` to completion (or pruning) exactly once, sharing the work with
     any other process running the same call on the same storage."""
-    storage = open_storage(config)
+    config, storage = ctx.config, ctx.store.storage
     points = study.user_attrs["points"]
     space = study.user_attrs.get("param_space") or {  # studies before categorical params stored float bounds
         name: {"low": low, "high": high} for name, (low, high) in study.user_attrs.get("param_bounds", {}).items()}
@@ -233,14 +231,14 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
             trial.set_user_attr("same_network_as", twin.number)
             return float(twin.value)
         settings = config.train if extra_seed is None else replace(config.train, seed=config.train.seed + extra_seed)
-        measured = measure(trial, candidate, data, settings, entry["attrs"].get("train_seeds", config.search.repeats),
-                           trainer, lambda accuracy: accuracy)
+        measured = measure(trial, candidate, ctx.data, settings,
+                           entry["attrs"].get("train_seeds", config.search.repeats), ctx.trainer, lambda accuracy: accuracy)
         return measured.mean
 
     def describe_trial(trial: FrozenTrial) -> str:
         return f"{describe(trial.user_attrs)} {outcome(trial)}"
 
-    log = Progress(label, len(points), len(finished_points()), progress, describe_trial, bar)
+    log = Progress(label, len(points), len(finished_points()), ctx.progress, describe_trial, ctx.bar)
     try:
         while True:
             finished = finished_points()
@@ -257,6 +255,13 @@ def train_points(config: StudyConfig, data: ImageData, study: optuna.Study, labe
     finally:
         log.close()
     return study
+
+
+def train_stage(stage: str, label: str, describe: Callable[[dict[str, Any]], str], ctx: StudyContext) -> optuna.Study:
+    """A worker's job (:func:`scaling_search.search.workers.with_workers`): the stage's enqueued points trained,
+    shared with every other process running it."""
+    study, _ = ctx.store.open_stage(stage)
+    return train_points(ctx, study, label, describe)
 
 
 def _enqueue_again(study: optuna.Study, points: list[dict[str, Any]], grace_s: float) -> int:
@@ -284,4 +289,4 @@ def _enqueue_again(study: optuna.Study, points: list[dict[str, Any]], grace_s: f
 
 
 __all__ = ["PARAM_KEYS", "Progress", "finished_twin", "outcome", "param_space", "point", "prepare_points",
-           "suggest_point", "train_points"]
+           "suggest_point", "train_points", "train_stage"]

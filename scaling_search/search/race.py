@@ -23,12 +23,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from scaling_search.data.base import ImageData
-from scaling_search.search.candidate import Candidate, Trainer
-from scaling_search.settings.study import StudyConfig
+from scaling_search.search.candidate import Candidate
+from scaling_search.search.context import StudyContext, StudyStore
 from scaling_search.search.grid import choose_coefficients, describe_grid_point, grid_table
 from scaling_search.search.queue import point, prepare_points, train_points
-from scaling_search.search.storage import load_stage
 
 #: A point whose probability of being the best is at least this gets another seed in a round.
 LEADER_P = 0.05
@@ -62,9 +60,9 @@ def with_race_seeds(rows: list[dict[str, Any]], extra: dict[int, list[float]]) -
     return merged
 
 
-def raced_rows(config: StudyConfig, grid: optuna.Study) -> list[dict[str, Any]]:
+def raced_rows(store: StudyStore, grid: optuna.Study) -> list[dict[str, Any]]:
     """The grid's rows with the race's extra seeds (all rounds) merged in."""
-    return with_race_seeds(grid_table(grid), _race_results(load_stage(config, "race")))
+    return with_race_seeds(grid_table(grid), _race_results(store.stage("race")))
 
 
 def _leaders(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -72,15 +70,14 @@ def _leaders(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for i, r in enumerate(ranked) if i < 2 or r["p_best"] >= LEADER_P]
 
 
-def run_race(config: StudyConfig, data: ImageData, grid: optuna.Study, trainer: Trainer,
-             progress: bool = True) -> int:
+def run_race(ctx: StudyContext, grid: optuna.Study) -> int:
     """Spend up to ``search.race_seeds`` extra trainings on the leaders, round by round; returns how many the
     race holds. Nothing is trained when the budget is 0 or the grid's winner is already separated."""
-    budget = config.search.race_seeds
+    budget = ctx.config.search.race_seeds
     if budget <= 0:
         return 0
     base, grid_points = grid_table(grid), grid.user_attrs["points"]
-    race = load_stage(config, "race")
+    race = ctx.stage("race")
     entries: list[dict[str, Any]] = []  # this replay's decisions, round by round
     round_index = 0
     while len(entries) < budget:
@@ -97,11 +94,11 @@ def run_race(config: StudyConfig, data: ImageData, grid: optuna.Study, trainer: 
                      "train_seeds": 1}
             entries.append(point(Candidate.from_dict(entry), attrs))
         stored = list(race.user_attrs.get("points", [])) if race is not None else []
-        race = prepare_points(config, "race", stored + [e for e in entries if e not in stored],
+        race = prepare_points(ctx, "race", stored + [e for e in entries if e not in stored],
                               {"baseline": grid.user_attrs["baseline"],
                                "race": [[e["attrs"]["grid_point"], e["attrs"]["seed_offset"]] for e in entries]},
                               growable=("race",))
-        train_points(config, data, race, "race", _describe, trainer, progress)
+        train_points(ctx, race, "race", _describe)
         round_index += 1
     return len(race.user_attrs.get("points", [])) if race is not None else 0
 

@@ -1,4 +1,8 @@
-"""``scaling-search run | baseline | grid | export``: the search pipeline on one study (parse, call, print)."""
+"""What the commands that work on a study share: their flags, the config they make, and the lines they print.
+
+A pipeline of :mod:`scaling_search.search.runner` reports what it finds through ``on_event``; :func:`printer`
+turns those events into the lines below, so every command prints a study the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from scaling_search.cli.common import CliError, positive_float, positive_int, print_table, workers_arg
-from scaling_search.cli.train_cmd import add_data_args
+from scaling_search.cli.common import CliError, add_data_args, positive_float, positive_int, print_table, workers_arg
 from scaling_search.confidence import SEPARATED_AT
 from scaling_search.runtimes import RUNTIMES
 
-RUN_EXAMPLES = """examples:
-  scaling-search run --budget 2x                              # quick preset, synthetic data, B0 at 224 px
-  scaling-search run --budget 800M --data cifar10.npz --subset 5000
-  scaling-search run --budget 2x --baseline b0 --family 0:7   # skip stage 1; export a B0..B7-like family
-  scaling-search run --budget 0.5x --baseline b0 --resolution 192
-"""
-
 
 def add_study_args(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by every command that works on a study (run, baseline, grid, export, ablate)."""
+    """Flags shared by every command that works on a study (run, baseline, grid, export, ablate, compare,
+    fidelity)."""
     parser.add_argument("--preset", default="quick", help="smoke, quick, standard, or a study .toml file (default: quick)")
     parser.add_argument("--study", help="study name (default: <preset>-<data>)")
     parser.add_argument("--storage", help="any Optuna storage URL (default: sqlite:///studies/<study>.db)")
@@ -75,7 +72,8 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or per-trial lines")
 
 
-def _add_budget(parser: argparse.ArgumentParser) -> None:
+def add_budget_args(parser: argparse.ArgumentParser) -> None:
+    """``--budget``, ``--budget-tol`` and ``--family``: what stage 3 exports."""
     parser.add_argument("--budget", default="2x", help="deployment cost of the exported model: a ratio to the "
                         "baseline (2x, 0.5x), MACs (800M, 1.2G), or with --cost latency a latency (25ms); phi is "
                         "bisected on the achieved cost (default: 2x)")
@@ -84,42 +82,9 @@ def _add_budget(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", help="also export phi in a range (0:7, -1:3) or a list (0,1,2.5)")
 
 
-def _add_strategy(parser: argparse.ArgumentParser) -> None:
-    from scaling_search.rules import RULES
-
-    group = parser.add_argument_group("scaling rule")
-    group.add_argument("--strategy", choices=RULES, default="compound",
-                       help="how the exported family is scaled: compound (default; the grid's alpha, beta, gamma), "
-                            "fast (Dollar et al. 2021), v2 (compound, resolution capped), rs (ResNet-RS-style), or "
-                            "one dimension; only compound and v2 run the grid. 'scaling-search compare' trains them "
-                            "side by side on your data")
-    group.add_argument("--max-resolution", type=int, default=480,
-                       help="v2: the resolution cap in pixels (EfficientNetV2: 480 at ImageNet scale; default 480)")
-    group.add_argument("--long-training", action="store_true",
-                       help="rs: training is long enough to overfit, so the rule scales depth (default: width)")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    for name, help_text, handler, budget in (
-        ("run", "all stages: baseline search, coefficient grid, export at deployment scale", run_all, True),
-        ("baseline", "stage 1 only: search a baseline", run_stage_baseline, False),
-        ("grid", "stage 2: the coefficient grid (finishes stage 1 first if needed)", run_stage_grid, False),
-        ("export", "stage 3: export configs from a finished study (no training)", run_export, True),
-    ):
-        parser = subparsers.add_parser(name, help=help_text, description=help_text,
-                                       epilog=RUN_EXAMPLES if name == "run" else None,
-                                       formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_study_args(parser)
-        if budget:
-            _add_budget(parser)
-        if name == "run":
-            _add_strategy(parser)
-        parser.set_defaults(handler=handler)
-
-
 def study_config(args: argparse.Namespace) -> Any:
-    """The frozen study config from the preset and the flags."""
-    from scaling_search.settings.study import load_study_config
+    """The frozen study config from the preset and the flags (checked before torch and Optuna load)."""
+    from scaling_search.settings import load_study_config
 
     if args.grid_tol is not None and not args.grid_tol >= 0:
         raise CliError("--grid-tol must be >= 0")
@@ -148,14 +113,13 @@ def study_config(args: argparse.Namespace) -> Any:
     return load_study_config(args.preset, overrides, args.study, args.storage)
 
 
-def _budget(args: argparse.Namespace) -> tuple[Any, list[float] | None]:
-    from scaling_search.budget import parse_budget
-    from scaling_search.search.export import parse_family
+def budget_and_family(args: argparse.Namespace) -> tuple[Any, list[float] | None]:
+    from scaling_search.budget import parse_budget, parse_family
 
     return parse_budget(args.budget), parse_family(args.family)
 
 
-def _quiet_optuna() -> None:
+def quiet_optuna() -> None:
     """Optuna's own log off below errors: its 'Trial failed' warning prints a traceback for Ctrl-C (and for a
     diverged trial, which the stage's progress line already reports in one line)."""
     import optuna
@@ -163,24 +127,25 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def _describe_scales(prepared: Any) -> str:
+def describe_scales(ctx: Any) -> str:
+    """The study, its data, its deployment baseline and its proxy, and how it will run: a run's first lines."""
     from scaling_search.network.cost import count_cost
     from scaling_search.proxy import to_proxy
 
-    network = prepared.network
-    proxy = to_proxy(network, prepared.transform)
+    network = ctx.network
+    proxy = to_proxy(network, ctx.transform)
     deployed, trained = count_cost(network), count_cost(proxy)
-    config = prepared.config
-    return (f"study {config.name} | {prepared.data.describe()}\n"
+    config = ctx.config
+    return (f"study {config.name} | {ctx.data.describe()}\n"
             f"deployment baseline: {config.deployment.network} at {network.resolution} px "
             f"({deployed.macs / 1e6:,.1f}M MACs, {deployed.params / 1e6:.2f}M params; depth rounding "
-            f"{config.deployment.depth_rounding}); the data's native {prepared.data.native_resolution} px images are "
+            f"{config.deployment.depth_rounding}); the data's native {ctx.data.native_resolution} px images are "
             f"resized to it (--resolution changes it)\n"
-            f"proxy: {proxy.resolution} px, width x{prepared.transform.width:g}, depth x{prepared.transform.depth:g} "
-            f"({trained.macs / 1e6:,.2f}M MACs), {config.train.epochs} epoch(s)\n{_describe_execution(config)}")
+            f"proxy: {proxy.resolution} px, width x{ctx.transform.width:g}, depth x{ctx.transform.depth:g} "
+            f"({trained.macs / 1e6:,.2f}M MACs), {config.train.epochs} epoch(s)\n{describe_execution(config)}")
 
 
-def _describe_execution(config: Any) -> str:
+def describe_execution(config: Any) -> str:
     threads = f" x {config.train.threads} thread(s)" if config.train.threads else ""
     if not config.plan:
         return f"execution: {config.search.workers} worker(s){threads}"
@@ -190,68 +155,7 @@ def _describe_execution(config: Any) -> str:
             f"images/s by workers x threads: {measured}; cached, see study.json)")
 
 
-def run_stage_baseline(args: argparse.Namespace) -> int:
-    config = study_config(args)  # flags and preset checked before torch and Optuna load
-    from scaling_search.network.arch import encode_arch
-    from scaling_search.search import runner
-
-    _quiet_optuna()
-    prepared = runner.prepare(config)
-    print(_describe_scales(prepared), file=sys.stderr)
-    baseline, info = runner.search_baseline(prepared, progress=not args.no_progress)
-    folder = Path(args.output) / prepared.config.name
-    prepared.config.write(folder)
-    runner.write_tables(prepared.config, folder)
-    print(json.dumps({"baseline": info, "arch": encode_arch(baseline)}, indent=2))
-    return 0
-
-
-def run_stage_grid(args: argparse.Namespace) -> int:
-    config = study_config(args)  # flags and preset checked before torch and Optuna load
-    from scaling_search.search import runner
-
-    _quiet_optuna()
-    prepared = runner.prepare(config)
-    print(_describe_scales(prepared), file=sys.stderr)
-    baseline, _ = runner.search_baseline(prepared, progress=not args.no_progress)
-    grid = runner.search_grid(prepared, baseline, progress=not args.no_progress)
-    folder = Path(args.output) / prepared.config.name
-    prepared.config.write(folder)
-    runner.write_tables(prepared.config, folder, grid.rows)
-    _print_grid(grid)
-    return 0
-
-
-def run_all(args: argparse.Namespace) -> int:
-    budget, family = _budget(args)  # flags, budget and preset checked before torch and Optuna load
-    config = study_config(args)
-    _check_strategy(args, budget, config)
-    from scaling_search.report import build_report
-    from scaling_search.search import runner
-
-    _quiet_optuna()
-    prepared = runner.prepare(config, budget=budget)
-    print(_describe_scales(prepared), file=sys.stderr)
-    baseline, info = runner.search_baseline(prepared, progress=not args.no_progress)
-    print(_describe_baseline(info))
-    if args.strategy in ("compound", "v2"):
-        runner.search_grid(prepared, baseline, progress=not args.no_progress)
-    if args.strategy == "compound":
-        grid, paths = runner.export(prepared.config, budget, family, Path(args.output), prepared.data.name)
-    else:
-        grid, paths = runner.export_by_rule(prepared.config, budget, family, Path(args.output), prepared.data.name,
-                                            baseline, args.strategy, max_resolution=args.max_resolution,
-                                            long_training=args.long_training)
-    if grid is not None:
-        _print_grid(grid)
-    _print_exported(paths)
-    trained = grid is not None or prepared.config.search.baseline == "search"
-    index = build_report(prepared.config.name, prepared.config.storage, Path(args.output)) if trained else None
-    _print_summary(grid, paths, index, args)
-    return 0
-
-
-def _describe_baseline(info: dict[str, Any]) -> str:
+def describe_baseline(info: dict[str, Any]) -> str:
     """One line on where the baseline came from: stage 1's best trial (and its screen), or the network as given."""
     if info.get("source") != "stage 1 search":
         return f"baseline: {info.get('source', 'as given')}"
@@ -267,39 +171,8 @@ def _describe_baseline(info: dict[str, Any]) -> str:
     return line
 
 
-def _check_strategy(args: argparse.Namespace, budget: Any, config: Any) -> None:
-    """Refuse, before any training, a rule that cannot meet this budget or whose parameters are wrong."""
-    if args.strategy == "compound":
-        return
-    if budget.kind == "latency" or config.search.cost == "latency":
-        raise CliError(f"--strategy {args.strategy} scales to a MAC budget; drop --cost latency and give a ratio "
-                       "or a MAC count, or use --strategy compound for a latency budget")
-    if args.strategy == "v2":
-        from scaling_search.network.family import PAPER_COEFFICIENTS
-        from scaling_search.rules import parse_rule
-
-        try:
-            parse_rule("v2", coefficients=PAPER_COEFFICIENTS, base_resolution=config.deployment.network_spec().resolution,
-                       max_resolution=args.max_resolution)
-        except ValueError as error:
-            raise CliError(f"--max-resolution: {error}") from None
-
-
-def run_export(args: argparse.Namespace) -> int:
-    budget, family = _budget(args)  # flags, budget and preset checked before torch and Optuna load
-    config = study_config(args)
-    from scaling_search.report import build_report
-    from scaling_search.search import runner
-
-    _quiet_optuna()
-    grid, paths = runner.export(config, budget, family, Path(args.output))
-    _print_grid(grid)
-    _print_exported(paths)
-    _print_summary(grid, paths, build_report(config.name, config.storage, Path(args.output)), args)
-    return 0
-
-
-def _print_grid(grid: Any) -> None:
+def print_grid(grid: Any) -> None:
+    """The grid's table, its collisions, the coefficients and the winner's evidence."""
     columns = ("point", "state", "alpha", "beta", "gamma", "nominal_ratio", "achieved_ratio", "resolution", "macs",
                "proxy_resolution", "proxy_macs", "accuracy", "accuracy_std")
     print_table([{k: _rounded(row.get(k)) for k in columns} for row in grid.rows], "table")
@@ -327,7 +200,29 @@ def _print_grid(grid: Any) -> None:
     print(line)
 
 
-def _print_summary(grid: Any, paths: list[Path], index: Path | None, args: argparse.Namespace) -> None:
+def _rounded(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def print_exported(paths: list[Path]) -> None:
+    """One row per exported config: its file, phi, resolution, blocks, cost and distance to the budget."""
+    rows = []
+    for path in paths:
+        data = json.loads(path.read_text())
+        budget = data["budget"] or {}
+        rows.append({"file": str(path), "phi": data["phi"], "resolution": data["spec"]["resolution"],
+                     "blocks": sum(s["repeats"] for s in data["spec"]["stages"]),
+                     "params": data["cost"]["params"], "macs": data["cost"]["macs"],
+                     "macs_ratio": round(data["macs_ratio"], 3), "budget": budget.get("text", ""),
+                     "vs_budget": f"{budget['relative_error']:+.1%}" if budget else "",
+                     "proxy_px": data["proxy"]["spec"]["resolution"]})
+        if "latency" in data:
+            rows[-1].update({"predicted_ms": round(data["latency"]["predicted_ms"], 3),
+                             "measured_ms": round(data["latency"]["measured_ms"], 3)})
+    print_table(rows, "table")
+
+
+def print_summary(grid: Any, paths: list[Path], index: Path | None, args: argparse.Namespace) -> None:
     """The last lines: what was found, where it was written, what to run next."""
     budgeted = [p for p in paths if (json.loads(p.read_text()).get("budget") or {}).get("text") == args.budget]
     model = budgeted[0] if budgeted else paths[0]
@@ -343,7 +238,7 @@ def _print_summary(grid: Any, paths: list[Path], index: Path | None, args: argpa
         print(f"scaled by the {strategy} rule ({parameters}; {rule['source']}); the {args.budget} model is {model}")
     fidelities = (json.loads(model.read_text()).get("evidence") or {}).get("proxy_fidelity")
     if strategy == "compound":
-        print(_fidelity_line(fidelities))
+        print(fidelity_line(fidelities))
     if index is not None:
         print(f"report: {index}")
     else:
@@ -352,7 +247,7 @@ def _print_summary(grid: Any, paths: list[Path], index: Path | None, args: argpa
     print(f"next: scaling-search train --config {model}{data}   (trains the deployment-scale network)")
 
 
-def _fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
+def fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
     """How far the proxy's ranking was measured to hold, from the exported evidence."""
     from scaling_search.search.fidelity import describe_tau
 
@@ -370,25 +265,31 @@ def _fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
     return "proxy fidelity: " + "; ".join(parts)
 
 
-def _rounded(value: Any) -> Any:
-    return round(value, 4) if isinstance(value, float) else value
+def printer(*kinds: str) -> Callable[[str, Any], None]:
+    """An ``on_event`` handler that prints the events of ``kinds`` (all of them when none is named): the study's
+    scales to stderr, the baseline, the grid and the exported configs to stdout."""
+    def on_event(kind: str, payload: Any) -> None:
+        if kinds and kind not in kinds:
+            return
+        if kind == "prepared":
+            print(describe_scales(payload), file=sys.stderr)
+        elif kind == "baseline":
+            print(describe_baseline(payload))
+        elif kind == "grid":
+            print_grid(payload)
+        elif kind == "exported":
+            print_exported(payload)
+
+    return on_event
 
 
-def _print_exported(paths: list[Path]) -> None:
-    rows = []
-    for path in paths:
-        data = json.loads(path.read_text())
-        budget = data["budget"] or {}
-        rows.append({"file": str(path), "phi": data["phi"], "resolution": data["spec"]["resolution"],
-                     "blocks": sum(s["repeats"] for s in data["spec"]["stages"]),
-                     "params": data["cost"]["params"], "macs": data["cost"]["macs"],
-                     "macs_ratio": round(data["macs_ratio"], 3), "budget": budget.get("text", ""),
-                     "vs_budget": f"{budget['relative_error']:+.1%}" if budget else "",
-                     "proxy_px": data["proxy"]["spec"]["resolution"]})
-        if "latency" in data:
-            rows[-1].update({"predicted_ms": round(data["latency"]["predicted_ms"], 3),
-                             "measured_ms": round(data["latency"]["measured_ms"], 3)})
-    print_table(rows, "table")
+def build_report(config: Any, output: str, static: tuple[str, ...] = ()) -> Path:
+    """The study's report rebuilt from its storage (:func:`scaling_search.report.build_report`)."""
+    from scaling_search.report import build_report as build
+
+    return build(config.name, config.storage, Path(output), static)
 
 
-__all__ = ["add_study_args", "register", "study_config"]
+__all__ = ["add_budget_args", "add_study_args", "budget_and_family", "build_report", "describe_baseline",
+           "describe_execution", "describe_scales", "fidelity_line", "print_exported", "print_grid",
+           "print_summary", "printer", "quiet_optuna", "study_config"]

@@ -1,0 +1,129 @@
+"""Worker processes on this machine: one stage's job run by ``search.workers`` processes on the same storage.
+
+:func:`with_workers` receives the job itself, a picklable callable of a :class:`~.context.StudyContext` (a module
+function, or a :func:`functools.partial` of one), and runs it here and in ``workers - 1`` spawned processes, each of
+which rebuilds the context from its :class:`~.context.WorkerRecipe`. The storage's queue shares the work
+(:mod:`scaling_search.search.queue`); nothing here knows which stage it runs.
+
+A worker is stopped with SIGTERM by its parent (on Ctrl-C or an error) and then exits normally, releasing what it
+holds. A parent that dies without stopping it (SIGKILL) stops it too: a worker never goes on training unseen.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from dataclasses import replace
+from typing import Any, Callable, TypeVar
+
+import optuna
+
+from scaling_search.errors import UserError
+from scaling_search.network.spec import NetworkSpec
+from scaling_search.search.context import StudyContext, WorkerRecipe
+from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
+from scaling_search.settings.study import StudyConfig
+from scaling_search.training import choose_device, default_threads
+
+T = TypeVar("T")
+Job = Callable[[StudyContext], Any]
+
+
+def with_execution_plan(config: StudyConfig, proxy: NetworkSpec) -> StudyConfig:
+    """``workers = "auto"`` resolved: the machine's measured plan on the CPU (workers, and threads unless set;
+    cached after the first measurement), one worker on a GPU or with data-parallel ``processes`` (whose ranks
+    take the cores). Results do not depend on it."""
+    if config.search.workers != "auto":
+        return config
+    if choose_device(config.train.device).type != "cpu" or config.train.processes > 1:
+        return replace(config, search=replace(config.search, workers=1))
+    from scaling_search.training.plan import machine_plan
+
+    plan = machine_plan(proxy, config.train.batch_size)
+    return replace(config, search=replace(config.search, workers=plan.workers),
+                   train=replace(config.train, threads=config.train.threads or plan.threads), plan=plan.to_dict())
+
+
+def with_worker_threads(config: StudyConfig) -> StudyConfig:
+    """The cores split between workers unless threads were set explicitly (results do not depend on it): two
+    1-thread processes train more images/s than one 2-thread process (see ``benchmarks/bench_train.py``)."""
+    workers = config.search.workers
+    if workers > 1 and config.train.threads is None:
+        config = replace(config, train=replace(config.train, threads=max(1, default_threads() // workers)))
+    return config
+
+
+def _work(recipe: WorkerRecipe, job: Job) -> None:
+    """Entry point of an extra worker process: the job on a context rebuilt from ``recipe``, no progress bar."""
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    _exit_with_parent()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    job(recipe.build())
+
+
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise_outside_storage(signum, frame, SystemExit(0))
+
+
+def _exit_with_parent() -> None:
+    """Send this process SIGTERM when its parent process exits (a daemon thread waits on the parent's sentinel)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def with_workers(ctx: StudyContext, job: Callable[[StudyContext], T]) -> T:
+    """``job(ctx)`` here, and ``job`` on a rebuilt context in ``ctx.config.search.workers - 1`` more processes;
+    returns this process's result once every worker has finished."""
+    workers = ctx.config.search.workers
+    if workers <= 1:
+        return job(ctx)
+    if ":memory:" in ctx.config.storage:
+        raise UserError("--workers needs a shared storage; an in-memory SQLite URL cannot be shared")
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_work, args=(ctx.recipe(), job)) for _ in range(workers - 1)]
+    # Workers start with SIGINT ignored (kept across exec, so Python installs no handler): Ctrl-C reaches the
+    # whole terminal group, and a worker still importing torch would print a 60-line traceback. The parent
+    # reports the interruption and stops them; their trials go stale and are retried by the next run.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for process in processes:
+            process.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    def interrupted(signum: int, frame: Any) -> None:
+        # Stop the workers first: one may be mid-write on the storage, and the parent's own unwinding
+        # (Optuna joins the trial's heartbeat thread, which writes to the storage) must not wait on its lock.
+        for process in processes:
+            process.terminate()
+        interrupt_outside_storage(signum, frame)
+
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        result = job(ctx)
+        for process in processes:  # a Ctrl-C while waiting here stops the workers too
+            process.join()
+    except BaseException:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():  # still importing or stuck: not left to finish the stage unseen
+                process.kill()
+                process.join()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return result
+
+
+__all__ = ["Job", "with_execution_plan", "with_worker_threads", "with_workers"]
