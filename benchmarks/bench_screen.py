@@ -23,8 +23,8 @@ import optuna
 
 from scaling_search.network.cost import count_cost
 from scaling_search.latency import describe_device
-from scaling_search.proxy import to_proxy
-from scaling_search.rank_agreement import rank_agreement
+from scaling_search.network.proxy import to_proxy
+from scaling_search.search.rank_agreement import rank_agreement
 from scaling_search.settings.study import load_study_config
 from scaling_search.search.screen import run_screen, sample_candidates
 from scaling_search.training import choose_device, train_proxy

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from scaling_search.network.arch import decode_arch, encode_arch
 from scaling_search.network.cost import Cost, count_cost
 from scaling_search.network.family import EFFICIENTNET_B0, FAMILY, PAPER_COEFFICIENTS, efficientnet
-from scaling_search.proxy import ProxyTransform, to_proxy
+from scaling_search.network.proxy import ProxyTransform, to_proxy
 from scaling_search.settings.proxy import ProxySettings
 from scaling_search.network.scaling import compound, round_filters, round_repeats, round_resolution, scale
 from scaling_search.network.spec import NetworkSpec, StageSpec, load_spec

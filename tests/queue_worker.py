@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from scaling_search.budget import parse_budget
+from scaling_search.network.budget import parse_budget
 from scaling_search.network.cost import count_cost
 from scaling_search.search import runner
 from scaling_search.settings.study import load_study_config

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling_search.budget import parse_budget
+from scaling_search.network.budget import parse_budget
 from scaling_search.cli import main
 from scaling_search.search import runner
 from scaling_search.settings.study import load_study_config

@@ -1,10 +1,10 @@
-"""Budgets (scaling_search/budget.py): parsing, and phi by bisection on the achieved deployment cost."""
+"""Budgets (scaling_search/network/budget.py): parsing, and phi by bisection on the achieved deployment cost."""
 
 import random
 
 import pytest
 
-from scaling_search.budget import BudgetMiss, fit_phi, parse_budget
+from scaling_search.network.budget import BudgetMiss, fit_phi, parse_budget
 from scaling_search.network.cost import count_cost
 from scaling_search.network.family import EFFICIENTNET_B0
 from scaling_search.settings.study import DeploymentSettings

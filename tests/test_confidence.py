@@ -1,8 +1,8 @@
-"""P(best): how sure the grid is of its winner (scaling_search.confidence, search.grid.choose_coefficients)."""
+"""P(best): how sure the grid is of its winner (scaling_search.search.confidence, search.grid.choose_coefficients)."""
 
 import pytest
 
-from scaling_search.confidence import SEPARATED_AT, accuracy_variance, probability_best
+from scaling_search.search.confidence import SEPARATED_AT, accuracy_variance, probability_best
 from scaling_search.search.grid import choose_coefficients
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scaling_search.budget import parse_budget
+from scaling_search.network.budget import parse_budget
 from scaling_search.errors import UserError
 from scaling_search.report import build_report
 from scaling_search.search import runner

@@ -1,11 +1,11 @@
-"""The proxy function (scaling_search/proxy.py): pinned on B0, and the property that it keeps every direction."""
+"""The proxy function (scaling_search/network/proxy.py): pinned on B0, and the property that it keeps every direction."""
 
 from dataclasses import replace
 
 import pytest
 
 from scaling_search.network.family import EFFICIENTNET_B0, PAPER_COEFFICIENTS
-from scaling_search.proxy import ProxyTransform, proxy_channel_divisor, to_proxy
+from scaling_search.network.proxy import ProxyTransform, proxy_channel_divisor, to_proxy
 from scaling_search.settings import ProxySettings
 from scaling_search.search import ablations
 from scaling_search.settings.study import DeploymentSettings, load_study_config

@@ -1,10 +1,10 @@
-"""Rank agreement of a cheap signal with a reference regime (scaling_search.rank_agreement)."""
+"""Rank agreement of a cheap signal with a reference regime (scaling_search.search.rank_agreement)."""
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from scaling_search.rank_agreement import correlations, rank_agreement
+from scaling_search.search.rank_agreement import correlations, rank_agreement
 
 
 def test_vectorised_tau_and_rho_equal_scipys_with_and_without_ties():

@@ -90,7 +90,7 @@ def test_the_dashboard_serves_the_grid_with_its_params(tmp_path):
 
     import optuna
 
-    from scaling_search.budget import parse_budget
+    from scaling_search.network.budget import parse_budget
     from scaling_search.search import runner
     from scaling_search.settings.study import load_study_config
     from test_search_runner import fake_trainer

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from scaling_search.budget import BudgetMiss
+from scaling_search.network.budget import BudgetMiss
 from scaling_search.network.cost import count_cost
 from scaling_search.network.family import EFFICIENTNET_B0
-from scaling_search.rules import (RULES, CappedResolutionRule, CompoundRule, FastCompoundRule, ResNetRSRule,
+from scaling_search.network.rules import (RULES, CappedResolutionRule, CompoundRule, FastCompoundRule, ResNetRSRule,
                                   SingleDimensionRule, apply_rule, fit_rule, parse_rule)
 
 PAPER = (1.2, 1.1, 1.15)  # Tan & Le, 2019, Section 4

@@ -17,9 +17,9 @@ from scaling_search.search import runner
 from scaling_search.search.baseline import fixed_sampler
 from scaling_search.settings.study import load_study_config
 from scaling_search.search.screen import ATTR, run_screen, sample_candidates
-from scaling_search.search_space import suggest_spec
+from scaling_search.search.space import suggest_spec
 from scaling_search.network.spec import NetworkSpec
-from scaling_search.zero_cost import naswot_score
+from scaling_search.search.zero_cost import naswot_score
 
 from test_search_runner import fake_trainer, TRAINED
 

@@ -7,11 +7,11 @@ import pytest
 
 from scaling_search.network.cost import count_cost
 from scaling_search.network.family import EFFICIENTNET_B0
-from scaling_search.proxy import ProxyTransform, to_proxy
+from scaling_search.network.proxy import ProxyTransform, to_proxy
 from scaling_search.settings import ProxySettings
 from scaling_search.settings.study import DeploymentSettings
 from scaling_search.search.grid import coefficient_grid
-from scaling_search.search_space import reward, suggest_spec
+from scaling_search.search.space import reward, suggest_spec
 
 B0 = replace(EFFICIENTNET_B0, num_classes=10)
 PROXY = replace(B0, resolution=40)  # the stage-1 space tests need any base

@@ -8,10 +8,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from scaling_search.budget import parse_budget
+from scaling_search.network.budget import parse_budget
 from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
-from scaling_search.proxy import to_proxy
+from scaling_search.network.proxy import to_proxy
 from scaling_search.report import build_report
 from scaling_search.search import runner
 from scaling_search.settings.study import load_study_config

@@ -102,7 +102,7 @@ def test_workers_auto_takes_the_machines_measured_plan_once_and_records_it(tmp_p
     import json
     from dataclasses import replace
 
-    from scaling_search.proxy import to_proxy
+    from scaling_search.network.proxy import to_proxy
     from scaling_search.search import runner
     from scaling_search.training import plan
 

@@ -4,7 +4,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from scaling_search.augment import random_crop_flip
+from scaling_search.training.augment import random_crop_flip
 from scaling_search.data.synthetic import synthetic_dataset
 from scaling_search.errors import NonFiniteLossError
 from scaling_search.network.family import EFFICIENTNET_B0

@@ -9,7 +9,7 @@ from scaling_search.cli.study import add_study_args, build_report, printer, quie
 
 
 def _ratios(text: str) -> tuple[float, ...]:
-    from scaling_search.budget import parse_budget
+    from scaling_search.network.budget import parse_budget
     from scaling_search.errors import UserError
 
     try:
@@ -23,7 +23,7 @@ def _ratios(text: str) -> tuple[float, ...]:
 
 
 def _rule_names(text: str) -> tuple[str, ...]:
-    from scaling_search.rules import RULES
+    from scaling_search.network.rules import RULES
 
     names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     unknown = [n for n in names if n not in RULES]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaling_search.cli.study import (add_budget_args, add_study_args, budget_and_family, build_report, print_exported,
+from scaling_search.cli.study import (add_budget_args, add_study_args, build_report, print_exported,
                                       print_grid, print_summary, quiet_optuna, study_config)
 
 
@@ -18,12 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    budget, family = budget_and_family(args)  # flags, budget and preset checked before torch and Optuna load
-    config = study_config(args)
+    config = study_config(args)  # flags, budget and preset checked before torch and Optuna load
     from scaling_search.search import runner
 
     quiet_optuna()
-    grid, paths = runner.export(config, budget, family, Path(args.output))
+    grid, paths = runner.export(config, args.budget, args.family, Path(args.output))
     print_grid(grid)
     print_exported(paths)
     print_summary(grid, paths, build_report(config, args.output), args)

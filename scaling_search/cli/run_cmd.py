@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scaling_search.cli.study import (add_budget_args, add_study_args, budget_and_family, build_report, print_summary,
+from scaling_search.cli.study import (add_budget_args, add_study_args, build_report, print_summary,
                                       printer, quiet_optuna, study_config)
 
 EXAMPLES = """examples:
@@ -17,7 +17,7 @@ EXAMPLES = """examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from scaling_search.rules import RULES
+    from scaling_search.network.rules import RULES
 
     help_text = "all stages: baseline search, coefficient grid, export at deployment scale"
     parser = subparsers.add_parser("run", help=help_text, description=help_text, epilog=EXAMPLES,
@@ -38,12 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    budget, family = budget_and_family(args)  # flags, budget and preset checked before torch and Optuna load
-    config = study_config(args)
+    config = study_config(args)  # flags, budget and preset checked before torch and Optuna load
     from scaling_search.search import runner
 
     quiet_optuna()
-    result = runner.run(config, budget, family, Path(args.output), progress=not args.no_progress,
+    result = runner.run(config, args.budget, args.family, Path(args.output), progress=not args.no_progress,
                         strategy=args.strategy, max_resolution=args.max_resolution,
                         long_training=args.long_training, on_event=printer())
     index = build_report(result.config, args.output) if result.trained else None

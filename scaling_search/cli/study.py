@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from scaling_search.cli.common import CliError, add_data_args, positive_float, positive_int, print_table, workers_arg
-from scaling_search.confidence import SEPARATED_AT
+from scaling_search.errors import UserError
+from scaling_search.search.confidence import SEPARATED_AT
 from scaling_search.runtimes import RUNTIMES
 
 
@@ -72,14 +73,33 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or per-trial lines")
 
 
+def _budget(text: str) -> Any:
+    from scaling_search.network.budget import parse_budget
+
+    try:
+        return parse_budget(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _family(text: str) -> list[float] | None:
+    from scaling_search.network.budget import parse_family
+
+    try:
+        return parse_family(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_budget_args(parser: argparse.ArgumentParser) -> None:
-    """``--budget``, ``--budget-tol`` and ``--family``: what stage 3 exports."""
-    parser.add_argument("--budget", default="2x", help="deployment cost of the exported model: a ratio to the "
+    """``--budget``, ``--budget-tol`` and ``--family``: what stage 3 exports (read into a ``Budget`` and a list of
+    phi as the flags are parsed)."""
+    parser.add_argument("--budget", type=_budget, default="2x", help="deployment cost of the exported model: a ratio to the "
                         "baseline (2x, 0.5x), MACs (800M, 1.2G), or with --cost latency a latency (25ms); phi is "
                         "bisected on the achieved cost (default: 2x)")
     parser.add_argument("--budget-tol", type=positive_float,
                         help="relative tolerance of the exported cost around the budget (default: 0.05)")
-    parser.add_argument("--family", help="also export phi in a range (0:7, -1:3) or a list (0,1,2.5)")
+    parser.add_argument("--family", type=_family, help="also export phi in a range (0:7, -1:3) or a list (0,1,2.5)")
 
 
 def study_config(args: argparse.Namespace) -> Any:
@@ -113,12 +133,6 @@ def study_config(args: argparse.Namespace) -> Any:
     return load_study_config(args.preset, overrides, args.study, args.storage)
 
 
-def budget_and_family(args: argparse.Namespace) -> tuple[Any, list[float] | None]:
-    from scaling_search.budget import parse_budget, parse_family
-
-    return parse_budget(args.budget), parse_family(args.family)
-
-
 def quiet_optuna() -> None:
     """Optuna's own log off below errors: its 'Trial failed' warning prints a traceback for Ctrl-C (and for a
     diverged trial, which the stage's progress line already reports in one line)."""
@@ -130,7 +144,7 @@ def quiet_optuna() -> None:
 def describe_scales(ctx: Any) -> str:
     """The study, its data, its deployment baseline and its proxy, and how it will run: a run's first lines."""
     from scaling_search.network.cost import count_cost
-    from scaling_search.proxy import to_proxy
+    from scaling_search.network.proxy import to_proxy
 
     network = ctx.network
     proxy = to_proxy(network, ctx.transform)
@@ -224,18 +238,18 @@ def print_exported(paths: list[Path]) -> None:
 
 def print_summary(grid: Any, paths: list[Path], index: Path | None, args: argparse.Namespace) -> None:
     """The last lines: what was found, where it was written, what to run next."""
-    budgeted = [p for p in paths if (json.loads(p.read_text()).get("budget") or {}).get("text") == args.budget]
+    budgeted = [p for p in paths if (json.loads(p.read_text()).get("budget") or {}).get("text") == args.budget.text]
     model = budgeted[0] if budgeted else paths[0]
     data = f" --data {args.data_source}" if args.data_source not in (None, "synthetic") else ""
     strategy = getattr(args, "strategy", "compound")
     if strategy == "compound":
         alpha, beta, gamma = grid.coefficients
-        print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g}; the {args.budget} model is {model}")
+        print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g}; the {args.budget.text} model is {model}")
     else:
         rule = json.loads(model.read_text())["rule"]
         parameters = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in rule.items()
                                if k not in ("rule", "source"))
-        print(f"scaled by the {strategy} rule ({parameters}; {rule['source']}); the {args.budget} model is {model}")
+        print(f"scaled by the {strategy} rule ({parameters}; {rule['source']}); the {args.budget.text} model is {model}")
     fidelities = (json.loads(model.read_text()).get("evidence") or {}).get("proxy_fidelity")
     if strategy == "compound":
         print(fidelity_line(fidelities))
@@ -290,6 +304,6 @@ def build_report(config: Any, output: str, static: tuple[str, ...] = ()) -> Path
     return build(config.name, config.storage, Path(output), static)
 
 
-__all__ = ["add_budget_args", "add_study_args", "budget_and_family", "build_report", "describe_baseline",
+__all__ = ["add_budget_args", "add_study_args", "build_report", "describe_baseline",
            "describe_execution", "describe_scales", "fidelity_line", "print_exported", "print_grid",
            "print_summary", "printer", "quiet_optuna", "study_config"]

@@ -122,7 +122,7 @@ def random_specs(count: int, seed: int, resolutions: Sequence[int] = (96, 128, 1
     import optuna
 
     from scaling_search.network.family import efficientnet
-    from scaling_search.search_space import suggest_spec
+    from scaling_search.search.space import suggest_spec
 
     base = efficientnet("b0")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))

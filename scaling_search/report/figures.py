@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
 from scaling_search.network.arch import encode_arch
-from scaling_search.confidence import Z95, accuracy_variance
+from scaling_search.search.confidence import Z95, accuracy_variance
 from scaling_search.errors import UserError
 from scaling_search.network.spec import NetworkSpec
 
@@ -57,7 +57,7 @@ def _points(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _error_y(frame: pd.DataFrame) -> Any:
     """95% half-widths of each point's accuracy: validation sampling plus, with several seeds, the seed spread
-    of the mean (:func:`scaling_search.confidence.accuracy_variance`); None where no noise is known."""
+    of the mean (:func:`scaling_search.search.confidence.accuracy_variance`); None where no noise is known."""
     half_widths = []
     for _, row in frame.iterrows():
         val_images = row.get("val_images")

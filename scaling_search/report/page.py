@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from scaling_search.atomic import write_text_atomically
-from scaling_search.confidence import SEPARATED_AT, Z95, accuracy_variance
+from scaling_search.search.confidence import SEPARATED_AT, Z95, accuracy_variance
 from scaling_search.search.fidelity import Fidelity, describe_fidelity, fidelity_sentence
 from scaling_search.search.proxy_candidates import Recommendation, describe_recommendation
 

@@ -2,11 +2,11 @@
 work queue and workers that train them, the export, and the pipelines that run them (:mod:`.runner`).
 
 Data flow (see the README): a deployment-scale candidate is costed at deployment scale and trained through
-:func:`scaling_search.proxy.to_proxy`; every trial records both. Public entry points::
+:func:`scaling_search.network.proxy.to_proxy`; every trial records both. Public entry points::
 
     from scaling_search.settings import load_study_config
     from scaling_search.search import run
-    from scaling_search.budget import parse_budget
+    from scaling_search.network.budget import parse_budget
     result = run(load_study_config("smoke", {}, None, None), parse_budget("2x"))
 
 Names load on first use (torch and Optuna come with the runner), so reading a study's config stays light. The

@@ -15,9 +15,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from scaling_search.budget import fit_phi
+from scaling_search.network.budget import fit_phi
 from scaling_search.network.cost import count_cost
-from scaling_search.proxy import ProxyTransform
+from scaling_search.network.proxy import ProxyTransform
 from scaling_search.search.candidate import Candidate
 from scaling_search.settings.study import DeploymentSettings
 from scaling_search.search.queue import point

@@ -1,6 +1,6 @@
 """Stage 1: search a baseline around the deployment network (MnasNet-style reward), or take it as it is.
 
-Candidates are sampled at deployment scale (:func:`scaling_search.search_space.suggest_spec`), costed there,
+Candidates are sampled at deployment scale (:func:`scaling_search.search.space.suggest_spec`), costed there,
 and trained through the study's proxy. The reward is ``acc * (cost / target) ** w`` with w = -0.07 (paper
 Section 4), cost and target in deployment MACs (or predicted deployment latency).
 
@@ -37,7 +37,7 @@ from scaling_search.search import screen as screening
 from scaling_search.search.queue import Progress, outcome
 from scaling_search.search.storage import is_done, running_elsewhere
 from scaling_search.search.trial_claims import with_heartbeat
-from scaling_search.search_space import reward, suggest_spec
+from scaling_search.search.space import reward, suggest_spec
 from scaling_search.network.spec import NetworkSpec
 
 

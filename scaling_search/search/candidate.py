@@ -16,7 +16,7 @@ import optuna
 from scaling_search.network.cost import count_cost
 from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError
-from scaling_search.proxy import ProxyTransform, to_proxy
+from scaling_search.network.proxy import ProxyTransform, to_proxy
 from scaling_search.network.spec import NetworkSpec
 from scaling_search.training import EpochMetrics, TrainResult, TrainSettings
 

@@ -1,7 +1,7 @@
 """Scaling rules compared on the user's data: each rule's network at each budget, at equal deployment MACs.
 
-Every rule of :mod:`scaling_search.rules` scales the same deployment baseline to each budget (a multiple of the
-baseline's deployment MACs, met by :func:`scaling_search.rules.fit_rule` on the achieved, rounded cost); every
+Every rule of :mod:`scaling_search.network.rules` scales the same deployment baseline to each budget (a multiple of the
+baseline's deployment MACs, met by :func:`scaling_search.network.rules.fit_rule` on the achieved, rounded cost); every
 network is trained through the study's proxy like any other point, with the study's seeds. The baseline itself
 is the common starting point of every rule's line, as in the paper's Figure 8.
 
@@ -16,8 +16,8 @@ import math
 from typing import Any
 
 from scaling_search.network.cost import count_cost
-from scaling_search.proxy import ProxyTransform
-from scaling_search.rules import ScalingRule, fit_rule
+from scaling_search.network.proxy import ProxyTransform
+from scaling_search.network.rules import ScalingRule, fit_rule
 from scaling_search.search.ablations import costed_point
 from scaling_search.settings.study import DeploymentSettings
 from scaling_search.network.spec import NetworkSpec

@@ -20,7 +20,7 @@ import optuna
 
 from scaling_search.data.base import ImageData
 from scaling_search.network.spec import NetworkSpec
-from scaling_search.proxy import ProxyTransform
+from scaling_search.network.proxy import ProxyTransform
 from scaling_search.search.candidate import Trainer
 from scaling_search.search.storage import create_or_load, open_storage, storage_file
 from scaling_search.settings.study import StudyConfig
@@ -78,7 +78,7 @@ class StudyContext:
         config: the study's frozen config (``workers = "auto"`` already resolved).
         data: the study's images, loaded once.
         network: the deployment network (the data's classes and channels), at deployment scale.
-        transform: the study's proxy factors, fixed by that network (:func:`scaling_search.proxy.to_proxy`).
+        transform: the study's proxy factors, fixed by that network (:func:`scaling_search.network.proxy.to_proxy`).
         trainer: what trains a proxy (:func:`scaling_search.training.train_proxy`, or a test's fake).
         progress: progress bars (on a TTY) or one line per trial; False for none.
         bar: False in a worker process, which logs no bar of its own.

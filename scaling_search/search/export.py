@@ -15,12 +15,12 @@ from typing import Any
 from scaling_search import __version__
 from scaling_search.network.arch import encode_arch
 from scaling_search.atomic import write_json_atomically
-from scaling_search.budget import Budget, BudgetFit, BudgetMiss, fit_phi
+from scaling_search.network.budget import Budget, BudgetFit, BudgetMiss, fit_phi
 from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
-from scaling_search.proxy import ProxyTransform, to_proxy
-from scaling_search.rules import ScalingRule, apply_rule, fit_rule
-from scaling_search.confidence import SEPARATED_AT
+from scaling_search.network.proxy import ProxyTransform, to_proxy
+from scaling_search.network.rules import ScalingRule, apply_rule, fit_rule
+from scaling_search.search.confidence import SEPARATED_AT
 from scaling_search.network.spec import NetworkSpec
 from scaling_search.search.context import StudyStore
 from scaling_search.search.decision import GridResult, load_grid
@@ -85,6 +85,7 @@ def _config_body(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
                  evidence: dict[str, Any], provenance: dict[str, Any], file_name: str) -> dict[str, Any]:
     """What every exported config holds: ``spec`` at deployment scale, its costs and budget, its proxy beside it;
     ``scaling`` says how it was scaled (compound's coefficients and phi, or a rule)."""
+    budget = _budget_record(config, fit)
     proxy = to_proxy(spec, transform)
     cost, proxy_cost, base_macs = count_cost(spec), count_cost(proxy), count_cost(baseline).macs
     return {
@@ -107,7 +108,7 @@ def _config_body(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
         "baseline_macs": base_macs,
         "macs_ratio": cost.macs / base_macs,
         "nominal_ratio": nominal_ratio,
-        "budget": _budget_record(config, fit),
+        "budget": budget,
         "proxy": {
             "note": "the proxy of this network (not the one to ship): what the study's training would measure",
             "spec": proxy.to_dict(),
@@ -190,7 +191,7 @@ def export_rule_models(folder: Path, config: StudyConfig, baseline: NetworkSpec,
                        rule: ScalingRule, budget: Budget, family: list[float] | None, evidence: dict[str, Any],
                        provenance: dict[str, Any]) -> list[Path]:
     """Write ``model-<rule>-phi<phi>.json`` for the budget (``s`` fitted on achieved deployment MACs, see
-    :func:`scaling_search.rules.fit_rule`) and for each ``family`` phi (``s = 2^phi``). All configs are
+    :func:`scaling_search.network.rules.fit_rule`) and for each ``family`` phi (``s = 2^phi``). All configs are
     computed, and the budget fitted, before anything is written; each write is atomic."""
     if budget.kind == "latency" or config.search.cost == "latency":
         raise UserError(f"the {rule.name} rule scales to a MAC budget; use a ratio or a MAC count without "
@@ -250,11 +251,13 @@ def export_grid(store: StudyStore, budget: Budget, family: list[float] | None, o
     """
     config = store.config
     grid = load_grid(store)
+    evidence, latency = grid_evidence(store, grid), latency_table(config)
     provenance = {**_provenance(config, dataset), "grid_study": f"{config.name}:grid",
                   "grid_trial": grid.summary["winner"]["trial"]}
     folder = output / config.name
-    paths = export_models(folder, config, grid.baseline, config.proxy_transform(grid.baseline), grid.coefficients,
-                          budget, family, grid_evidence(store, grid), provenance, latency_table(config))
+    transform = ProxyTransform.for_baseline(config.proxy, grid.baseline)
+    paths = export_models(folder, config, grid.baseline, transform, grid.coefficients, budget, family, evidence,
+                          provenance, latency)
     config.write(folder)
     write_tables(store, folder, grid.rows)
     return grid, paths
@@ -263,10 +266,10 @@ def export_grid(store: StudyStore, budget: Budget, family: list[float] | None, o
 def export_by_rule(store: StudyStore, budget: Budget, family: list[float] | None, output: Path, dataset: str,
                    baseline: NetworkSpec, strategy: str, *, max_resolution: int = 480,
                    long_training: bool = False) -> tuple[GridResult | None, list[Path]]:
-    """Stage 3 by a published rule (:mod:`scaling_search.rules`) instead of compound scaling's phi:
+    """Stage 3 by a published rule (:mod:`scaling_search.network.rules`) instead of compound scaling's phi:
     ``model-<rule>-phi*.json``, recording the rule and its parameters. v2 takes the grid's coefficients (the grid
     must be finished); the other rules need no grid, only the baseline."""
-    from scaling_search.rules import parse_rule
+    from scaling_search.network.rules import parse_rule
 
     config = store.config
     grid = load_grid(store) if strategy == "v2" else None
@@ -285,8 +288,8 @@ def export_by_rule(store: StudyStore, budget: Budget, family: list[float] | None
     if grid is not None:
         provenance.update(grid_study=f"{config.name}:grid", grid_trial=grid.summary["winner"]["trial"])
     folder = output / config.name
-    paths = export_rule_models(folder, config, baseline, config.proxy_transform(baseline), rule, budget, family,
-                               evidence, provenance)
+    transform = ProxyTransform.for_baseline(config.proxy, baseline)
+    paths = export_rule_models(folder, config, baseline, transform, rule, budget, family, evidence, provenance)
     config.write(folder)
     write_tables(store, folder, grid.rows if grid else None)
     return grid, paths

@@ -3,7 +3,7 @@
 The answer of a study is the grid's argmax under a proxy of a few epochs; it is only as good as that proxy's
 ranking. This stage trains the grid's deployment-scale candidates again under a *reference* regime (k times
 the epochs, and optionally a larger proxy resolution or width) and scores the proxy's ranking against it
-(:mod:`scaling_search.rank_agreement`). The proxy's numbers are stage 2's own: ``fidelity`` after ``run`` trains
+(:mod:`scaling_search.search.rank_agreement`). The proxy's numbers are stage 2's own: ``fidelity`` after ``run`` trains
 only the reference, and ``run`` after ``fidelity`` trains nothing again. The reference is a stage of the same
 study (``<name>:fidelity-<regime>``): resumable, shared by workers, kept beside the grid.
 
@@ -23,8 +23,8 @@ import optuna
 from optuna.trial import TrialState
 
 from scaling_search.errors import UserError
-from scaling_search.proxy import ProxyTransform
-from scaling_search.rank_agreement import RankAgreement, rank_agreement
+from scaling_search.network.proxy import ProxyTransform
+from scaling_search.search.rank_agreement import RankAgreement, rank_agreement
 from scaling_search.settings.study import StudyConfig
 from scaling_search.network.spec import NetworkSpec
 

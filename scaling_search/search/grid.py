@@ -13,10 +13,10 @@ from typing import Any, NamedTuple
 import optuna
 from optuna.trial import TrialState
 
-from scaling_search.confidence import SEPARATED_AT, accuracy_variance, probability_best
+from scaling_search.search.confidence import SEPARATED_AT, accuracy_variance, probability_best
 from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
-from scaling_search.proxy import ProxyTransform
+from scaling_search.network.proxy import ProxyTransform
 from scaling_search.search.candidate import Candidate
 from scaling_search.search.context import StudyContext
 from scaling_search.settings.study import DeploymentSettings, StudyConfig
@@ -147,8 +147,8 @@ def choose_coefficients(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The winning grid point (highest mean accuracy among completed points) and how clearly it won.
 
     Every completed row gets ``p_best``, its probability of being the best given validation and seed noise
-    (:func:`scaling_search.confidence.probability_best`); ``separated`` says whether the winner's reaches
-    :data:`~scaling_search.confidence.SEPARATED_AT` (None when no noise is known). ``noise`` names what the
+    (:func:`scaling_search.search.confidence.probability_best`); ``separated`` says whether the winner's reaches
+    :data:`~scaling_search.search.confidence.SEPARATED_AT` (None when no noise is known). ``noise`` names what the
     probabilities count: with one seed, the validation sampling alone (they overstate the confidence).
     """
     complete = sorted((r for r in rows if r["state"] == "complete" and r["accuracy"] is not None),

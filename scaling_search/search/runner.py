@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from scaling_search.atomic import write_json_atomically, write_text_atomically
-from scaling_search.budget import Budget, BudgetMiss
+from scaling_search.network.budget import Budget, BudgetMiss
 from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
 from scaling_search.network.family import PAPER_COEFFICIENTS
 from scaling_search.network.spec import NetworkSpec, load_spec
-from scaling_search.proxy import to_proxy
+from scaling_search.network.proxy import ProxyTransform, to_proxy
+from scaling_search.network.rules import check_rule
 from scaling_search.search import ablations
 from scaling_search.search.ablations import describe_point
 from scaling_search.search.baseline import run_baseline
@@ -66,23 +67,6 @@ class RunResult:
     strategy: str = "compound"
 
 
-def check_strategy(config: StudyConfig, budget: Budget, strategy: str, max_resolution: int = 480) -> None:
-    """Refuse, before any work, a scaling rule that cannot meet this budget or whose parameters are wrong."""
-    if strategy == "compound":
-        return
-    if budget.kind == "latency" or config.search.cost == "latency":
-        raise UserError(f"--strategy {strategy} scales to a MAC budget; drop --cost latency and give a ratio "
-                        "or a MAC count, or use --strategy compound for a latency budget")
-    if strategy == "v2":
-        from scaling_search.rules import parse_rule
-
-        try:
-            parse_rule("v2", coefficients=PAPER_COEFFICIENTS,
-                       base_resolution=config.deployment.network_spec().resolution, max_resolution=max_resolution)
-        except ValueError as error:
-            raise UserError(f"--max-resolution: {error}") from None
-
-
 def _check_reachable(config: StudyConfig, network: NetworkSpec, budget: Budget, latency: Any) -> None:
     """Refuse a budget no compound scaling can reach (beyond phi = +-16) before anything is trained.
 
@@ -104,19 +88,18 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     its proxy's size, a non-empty grid, a latency table where the cost is latency, a budget within reach, and the
     data (by loading it). ``workers = "auto"`` is resolved to this machine's plan.
     """
-    if budget is not None:
-        check_strategy(config, budget, strategy, max_resolution)
-    choose_device(config.train.device)
     check_existing(config)
     probe = config.deployment.network_spec()  # a bad network name or file fails before the data is loaded
-    transform = config.proxy_transform(probe)
-    grid_of(config, probe, transform)  # an empty grid fails before any training
+    if budget is not None:
+        check_rule(strategy, budget.kind, config.search.cost, probe.resolution, max_resolution)
+    choose_device(config.train.device)
     latency = latency_table(config)
     if budget is not None:
         _check_reachable(config, probe, budget, latency)
+    grid_of(config, probe, ProxyTransform.for_baseline(config.proxy, probe))  # an empty grid fails before training
     data = data if data is not None else config.data.load()
-    network = config.deployment_network(data.num_classes, data.channels)
-    transform = config.proxy_transform(network)
+    network = replace(probe, num_classes=data.num_classes, input_channels=data.channels)
+    transform = ProxyTransform.for_baseline(config.proxy, network)
     proxy = to_proxy(network, transform)
     check_trainable(proxy, len(data.train_labels) + len(data.val_labels), config.train.batch_size)
     return StudyContext(with_execution_plan(config, proxy), data, network, transform, trainer, progress,
@@ -147,7 +130,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
         strategy: str = "compound", max_resolution: int = 480, long_training: bool = False,
         on_event: EventHandler = ignore_event) -> RunResult:
     """All stages: baseline search, coefficient grid (compound and v2 only), export at deployment scale by
-    ``strategy`` (compound scaling, or another rule of :mod:`scaling_search.rules`)."""
+    ``strategy`` (compound scaling, or another rule of :mod:`scaling_search.network.rules`)."""
     ctx = prepare(config, data, budget, strategy=strategy, max_resolution=max_resolution, trainer=trainer,
                   progress=progress, on_event=on_event)
     ctx.emit("prepared", ctx)
@@ -260,7 +243,7 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     """Published scaling rules at equal deployment MACs on the study's data, as a resumable stage; returns the
     study's report folder. Compound and V2-style scaling use this study's grid coefficients when a finished run
     exists in the storage, else the paper's."""
-    from scaling_search.rules import RULES, parse_rule
+    from scaling_search.network.rules import RULES, parse_rule
     from scaling_search.search.compare import compare_points, point_latencies
 
     ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event)
@@ -364,5 +347,5 @@ def _trimmed(label: str, values: tuple[float, ...], paper: tuple[float, ...]) ->
     return "" if tuple(values) == tuple(paper) else f"{label} {listed(values)} of the paper's {listed(paper)}"
 
 
-__all__ = ["GRID_RULES", "RunResult", "ablate", "baseline", "check_strategy", "compare", "compare_proxies",
+__all__ = ["GRID_RULES", "RunResult", "ablate", "baseline", "compare", "compare_proxies",
            "export", "fidelity", "grid", "prepare", "run", "search_baseline", "search_grid"]

@@ -4,7 +4,7 @@ Training a candidate under the proxy costs a minute on a CPU, so a stage 1 of a 
 a search (MnasNet sampled thousands). The screen samples ``screen`` candidates of the stage-1 space (seeded),
 keeps those whose deployment MACs lie within ``screen_band`` of the reward's target (stage 1 looks for a
 baseline *at* the target cost; the MnasNet reward's w = -0.07 moves a reward by under 1% within +-10% of it), and
-scores each kept candidate's proxy, untrained, with the NASWOT score (:mod:`scaling_search.zero_cost`) on one
+scores each kept candidate's proxy, untrained, with the NASWOT score (:mod:`scaling_search.search.zero_cost`) on one
 fixed batch of training images. Stage 1 then trains the best-scored candidates in order, one per trial, and picks
 the best reward as before. Scoring costs one forward pass per candidate: hundreds of candidates cost what one
 training does.
@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from scaling_search.search_space import suggest_spec
+from scaling_search.search.space import suggest_spec
 from scaling_search.network.spec import NetworkSpec
 
 if TYPE_CHECKING:  # torch and the model load when a screen runs, not when the report reads one (ATTR)
     import torch
 
     from scaling_search.data.base import ImageData
-    from scaling_search.proxy import ProxyTransform
+    from scaling_search.network.proxy import ProxyTransform
 
 SIGNAL = "naswot"
 ATTR = "screen"  # the stage-1 study attribute that holds the screen
@@ -63,7 +63,7 @@ def score_network(proxy: NetworkSpec, images: torch.Tensor, seed: int) -> float:
     import torch
 
     from scaling_search.network.model import build_model
-    from scaling_search.zero_cost import naswot_score
+    from scaling_search.search.zero_cost import naswot_score
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -85,18 +85,17 @@ def run_screen(network: NetworkSpec, transform: ProxyTransform, data: ImageData,
     ties by sample index.
     """
     from scaling_search.network.cost import count_cost
-    from scaling_search.proxy import to_proxy
+    from scaling_search.network.proxy import to_proxy
 
     started = time.perf_counter()
-    rows, images = [], None
+    # every stage-1 candidate keeps the deployment resolution, so every proxy takes the baseline proxy's images
+    images = screen_batch(data, to_proxy(network, transform).resolution, batch, seed)
+    rows = []
     for index, (params, spec) in enumerate(sample_candidates(network, count, seed)):
         macs = count_cost(spec).macs
         if abs(macs / target_macs - 1.0) <= band:
-            proxy = to_proxy(spec, transform)
-            if images is None:  # every stage-1 candidate shares the deployment resolution, so the proxy's
-                images = screen_batch(data, proxy.resolution, batch, seed)
             rows.append({"index": index, "params": params, "macs": macs,
-                         "score": score_network(proxy, images, seed)})
+                         "score": score_network(to_proxy(spec, transform), images, seed)})
         if on_candidate is not None:
             on_candidate()
     rows.sort(key=lambda row: (-row["score"], row["index"]))

@@ -1,4 +1,4 @@
-"""``[proxy]``: how a study shrinks its deployment-scale candidates (:func:`scaling_search.proxy.to_proxy`)."""
+"""``[proxy]``: how a study shrinks its deployment-scale candidates (:func:`scaling_search.network.proxy.to_proxy`)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A study document has the tables ``[data]`` (:class:`scaling_search.settings.DataSettings`), ``[deployment]``
 (:class:`DeploymentSettings`: the network a user will train and ship), ``[proxy]``
-(:class:`scaling_search.proxy.ProxySettings`: how candidates are shrunk for training), ``[train]``
+(:class:`scaling_search.network.proxy.ProxySettings`: how candidates are shrunk for training), ``[train]``
 (:class:`scaling_search.training.TrainSettings`) and ``[search]`` (:class:`SearchSettings`). Presets ship in the
 package; ``studies/*.toml`` show how to write your own. The config is written into the run's output folder
 (``study.json``) and its result-relevant part is stored in the Optuna study, so a rerun with different
@@ -20,7 +20,7 @@ from scaling_search.atomic import write_json_atomically
 from scaling_search.errors import UserError
 from scaling_search.network.family import FAMILY, efficientnet
 from scaling_search.settings.presets import load_toml
-from scaling_search.proxy import ProxyTransform
+from scaling_search.network.proxy import ProxyTransform
 from scaling_search.settings.proxy import ProxySettings
 from scaling_search.runtimes import RUNTIMES
 from scaling_search.network.scaling import DEPTH_ROUNDINGS, scale
@@ -222,7 +222,7 @@ class StudyConfig:
         return replace(self.deployment.network_spec(), num_classes=num_classes, input_channels=channels)
 
     def proxy_transform(self, deployment_baseline: NetworkSpec) -> ProxyTransform:
-        """The study's proxy factors, fixed by the deployment baseline (see :func:`scaling_search.proxy.to_proxy`)."""
+        """The study's proxy factors, fixed by the deployment baseline (see :func:`scaling_search.network.proxy.to_proxy`)."""
         return ProxyTransform.for_baseline(self.proxy, deployment_baseline)
 
 

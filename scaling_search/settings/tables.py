@@ -1,6 +1,6 @@
 """The frozen settings tables of a preset or study file: ``[data]``, ``[proxy]`` and ``[train]``.
 
-``[data]`` is :class:`DataSettings` (below), ``[proxy]`` is :class:`scaling_search.proxy.ProxySettings` and
+``[data]`` is :class:`DataSettings` (below), ``[proxy]`` is :class:`scaling_search.network.proxy.ProxySettings` and
 ``[train]`` is :class:`scaling_search.training.TrainSettings`. ``scaling-search train`` and every study trial use
 them; a study adds ``[deployment]`` and ``[search]`` (:mod:`scaling_search.settings.study`).
 """

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from scaling_search.augment import random_crop_flip
+from scaling_search.training.augment import random_crop_flip
 from scaling_search.network.cost import count_cost
 from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError

@@ -4,7 +4,7 @@ Every rule answers one question the same way: to multiply a network's FLOPs (MAC
 its depth ``d``, width ``w`` and input resolution ``r`` grow? Since MACs grow about as ``d * w**2 * r**2`` (Tan &
 Le, 2019, Section 3.3), each rule here returns multipliers whose product ``d * w**2 * r**2`` is exactly ``s``;
 rounding (whole blocks, channel multiples of 8, whole pixels) then moves the achieved cost, which
-:func:`fit_rule` meets by bisection on ``s``, as budgets are met everywhere else (:func:`scaling_search.budget.fit_phi`).
+:func:`fit_rule` meets by bisection on ``s``, as budgets are met everywhere else (:func:`scaling_search.network.budget.fit_phi`).
 
 The rules:
     - :class:`CompoundRule` -- Tan & Le (2019), Eq. 3: ``d = alpha**phi``, ``w = beta**phi``, ``r = gamma**phi``
@@ -29,7 +29,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
-from scaling_search.budget import BudgetFit, fit_phi
+from scaling_search.errors import UserError
+from scaling_search.network.budget import BudgetFit, fit_phi
+from scaling_search.network.family import PAPER_COEFFICIENTS
 from scaling_search.network.scaling import check_multiplier, round_repeats, scale
 from scaling_search.network.spec import NetworkSpec
 
@@ -211,7 +213,7 @@ def fit_rule(base: NetworkSpec, rule: ScalingRule, target: float, cost: Callable
              depth_rounding: str = "nearest") -> tuple[NetworkSpec, float, BudgetFit]:
     """The network ``rule`` makes from ``base`` whose achieved ``cost`` is closest to ``target``.
 
-    Bisects ``log2(s)`` with :func:`~scaling_search.budget.fit_phi` (same grid, same refusal beyond
+    Bisects ``log2(s)`` with :func:`~scaling_search.network.budget.fit_phi` (same grid, same refusal beyond
     ``tolerance``); returns the network, its FLOPs multiplier ``s`` and the fit.
     """
 
@@ -242,7 +244,25 @@ def parse_rule(name: str, *, coefficients: tuple[float, float, float] | None = N
     raise ValueError(f"unknown scaling rule {name!r}: choose one of {', '.join(RULES)}")
 
 
+def check_rule(name: str, budget_kind: str, cost: str, base_resolution: int, max_resolution: int = 480) -> None:
+    """Refuse, before any work, a rule that cannot meet a budget of ``budget_kind`` under a study's ``cost``
+    (only compound scaling fits a latency), or whose parameters are wrong (v2's resolution cap below the
+    deployment network's ``base_resolution``)."""
+    if name == "compound":
+        return
+    if budget_kind == "latency" or cost == "latency":
+        raise UserError(f"--strategy {name} scales to a MAC budget; drop --cost latency and give a ratio "
+                        "or a MAC count, or use --strategy compound for a latency budget")
+    if name == "v2":
+        try:
+            parse_rule("v2", coefficients=PAPER_COEFFICIENTS, base_resolution=base_resolution,
+                       max_resolution=max_resolution)
+        except ValueError as error:
+            raise UserError(f"--max-resolution: {error}") from None
+
+
 RULES = ("compound", "fast", "v2", "rs", *DIMENSIONS)
 
 __all__ = ["CappedResolutionRule", "CompoundRule", "DIMENSIONS", "FastCompoundRule", "Multipliers", "RULES",
-           "ResNetRSRule", "ScalingRule", "SingleDimensionRule", "apply_rule", "fit_rule", "parse_rule"]
+           "ResNetRSRule", "ScalingRule", "SingleDimensionRule", "apply_rule", "check_rule", "fit_rule",
+           "parse_rule"]
