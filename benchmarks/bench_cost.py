@@ -8,6 +8,8 @@ and how far each tracer's MAC count is from the paper convention (conv + linear 
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
 import statistics
 import time
@@ -29,7 +31,7 @@ def median_seconds(fn, repeats: int, inner: int = 1) -> float:
     return statistics.median(samples)
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(FAMILY))
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats of each traced count (median)")
@@ -55,7 +57,10 @@ def main() -> None:
         print(frame.to_string(index=False))
     print(f"median speed-up of analytic over fvcore:  {frame['fvcore_x'].median():,.0f}x")
     print(f"median speed-up of analytic over ptflops: {frame['ptflops_x'].median():,.0f}x")
+    return {"median_speedup_over_fvcore": float(frame["fvcore_x"].median()),
+            "median_speedup_over_ptflops": float(frame["ptflops_x"].median()), "models": rows}
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

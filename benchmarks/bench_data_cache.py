@@ -16,6 +16,8 @@ processes that share them, so the sum of PSS is what the machine holds. Modes:
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
 import multiprocessing
 import os
@@ -116,4 +118,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

@@ -12,6 +12,8 @@ input) are starred; the totals add up the layers as the model runs them and as o
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
 import statistics
 import time
@@ -88,4 +90,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

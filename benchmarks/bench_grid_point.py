@@ -12,6 +12,8 @@ their proxies' MACs (printed beside it, as the grid's MACs relative to this poin
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
 import statistics
 import time
@@ -76,4 +78,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

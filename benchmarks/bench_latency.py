@@ -29,7 +29,10 @@ a GPU's latency stops being kernel-launch overhead.
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
+import dataclasses
 import random
 import statistics
 import tempfile
@@ -49,7 +52,7 @@ def line(score) -> str:
             f"{score.kendall:>8.3f}")
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", type=int, default=30, help="unseen networks to score on (default: 30)")
     parser.add_argument("--threads", type=int, default=1)
@@ -106,12 +109,14 @@ def main() -> None:
                   f"measured {a:7.2f} / {b:7.2f} ms  error {(p / a - 1):+6.1%}")
         print(f"\n{len(specs)} unseen networks, reference = 1st measurement"
               f"\n{'':<34} {'+-10%':>7} {'median err':>10} {'rho':>8} {'tau':>8}")
-        print(line(score_predictor("table, correction fitted earlier", predicted, first)))
-        print(line(score_predictor("table, correction fitted beside", refitted, first)))
-        print(line(score_predictor("table, beside, no weights term", line_only, first)))
-        print(line(score_predictor("MACs (fitted beside)", macs_ms, first)))
-        print(line(score_predictor("noise floor: 2nd vs 1st measurement", second, first)))
-        print(line(score_predictor("table (beside) vs 2nd measurement", refitted, second)))
+        scores = [score_predictor("table, correction fitted earlier", predicted, first),
+                  score_predictor("table, correction fitted beside", refitted, first),
+                  score_predictor("table, beside, no weights term", line_only, first),
+                  score_predictor("MACs (fitted beside)", macs_ms, first),
+                  score_predictor("noise floor: 2nd vs 1st measurement", second, first),
+                  score_predictor("table (beside) vs 2nd measurement", refitted, second)]
+        for score in scores:
+            print(line(score))
 
         print("\nrecalibration: the correction fitted on n whole-network measurements (same parts)")
         order = list(range(len(calibration)))
@@ -124,7 +129,10 @@ def main() -> None:
             print(f"  {line(score)}")
         print(f"\ntime per prediction {1e6 * predict_s:.0f} us; per measurement {measure_s:.2f} s "
               f"(round medians of a network spread by a median {spread:.1%})")
+        return {"scores": [dataclasses.asdict(score) for score in scores],
+                "networks": len(specs)}
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

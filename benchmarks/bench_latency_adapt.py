@@ -20,6 +20,8 @@ every part's latency by a different factor (convolutions gain from a second thre
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
 import random
 import tempfile
@@ -100,4 +102,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

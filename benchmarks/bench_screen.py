@@ -14,6 +14,8 @@ screen's seconds per candidate against the training's.
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
 import statistics
 import time
@@ -100,4 +102,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

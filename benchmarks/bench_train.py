@@ -27,6 +27,8 @@ trained.
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
 import statistics
 import time
@@ -82,7 +84,7 @@ def trainer_epoch(spec, data, settings: TrainSettings, images_on_gpu: bool = Tru
         return train_proxy(spec, data, settings)
 
 
-def main() -> None:
+def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10.npz"
     parser.add_argument("--data", default=str(default) if default.exists() else "synthetic")
@@ -165,7 +167,9 @@ def main() -> None:
     if parallel_wall:
         print(f"{args.processes}-process run wall time: median {statistics.median(parallel_wall):.1f} s per epoch-run "
               f"(one epoch, evaluation and process start-up included)")
+    return {"median_images_per_s": medians, "ratio_to_plain_loop": {name: medians[name] / base for name in names[1:]}}
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

@@ -14,6 +14,8 @@ not depend on them).
 
 from __future__ import annotations
 
+from _results import recorded
+
 import argparse
 import copy
 import statistics
@@ -115,4 +117,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__) as figures:
+        figures.update(main() or {})

@@ -76,8 +76,7 @@ def console() -> None:
 
     After an interrupt (code 130) the process exits at once instead of waiting for library threads: a Ctrl-C
     that lands while Optuna starts a trial's heartbeat thread (a non-daemon thread) leaves that thread beating
-    forever, and the interpreter's normal exit would wait for it (seen: a run that printed 'interrupted' and
-    never exited). The storage is transactional, so an unfinished write is rolled back, not half-saved.
+    forever, and the interpreter's normal exit would wait for it. The storage is transactional, so an unfinished write is rolled back, not half-saved.
     """
     code = main()
     if code == 130:

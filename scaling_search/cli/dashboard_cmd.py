@@ -21,27 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import optuna
+    from scaling_search.search.dashboard import serve
+    from scaling_search.settings import default_storage
 
-    from scaling_search.errors import UserError
-    from scaling_search.settings.study import mask_credentials
-    from scaling_search.search.storage import open_for_reading
+    def ready(stages: list[str]) -> None:
+        print(f"dashboard: http://{args.host}:{args.port}/dashboard ({', '.join(stages)}); Ctrl-C stops it",
+              file=sys.stderr, flush=True)
 
-    try:
-        import optuna_dashboard
-    except ImportError:
-        raise UserError("the dashboard needs optuna-dashboard: pip install 'scaling-search[dashboard]'") from None
-    url = args.storage or f"sqlite:///studies/{args.study}.db"
-    storage = open_for_reading(url)
-    stages = sorted(name for name in optuna.get_all_study_names(storage) if name.startswith(f"{args.study}:"))
-    if not stages:
-        raise UserError(f"no study {args.study!r} in {mask_credentials(url)}; give its --storage or run it first")
-    print(f"dashboard: http://{args.host}:{args.port}/dashboard ({', '.join(stages)}); Ctrl-C stops it",
-          file=sys.stderr, flush=True)
-    try:
-        optuna_dashboard.run_server(storage, host=args.host, port=args.port)
-    except OSError as error:
-        raise UserError(f"cannot serve on {args.host}:{args.port} ({error.strerror}); choose another --port") from None
+    serve(args.study, args.storage or default_storage(args.study), args.host, args.port, ready)
     return 0
 
 

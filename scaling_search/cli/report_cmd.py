@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from scaling_search.report import build_report
+    from scaling_search.settings import default_storage
 
-    storage = args.storage or f"sqlite:///studies/{args.study}.db"
+    storage = args.storage or default_storage(args.study)
     print(f"report: {build_report(args.study, storage, Path(args.output), args.static)}")
     return 0
 

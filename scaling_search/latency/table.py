@@ -61,12 +61,9 @@ class Correction(NamedTuple):
 
     The weights term is there because a part timed alone, pass after pass, reads its weights from a cache that a
     whole network's pass has long evicted: in a network every weight streams from memory once per pass, and
-    without the term the table under-predicted the networks with the most parameters. Fitted on the 15
-    calibration networks of the project's 2-core AVX-512 EPYC (fp32, 1 thread), it came out 0.35-0.40 ms per
-    million parameters (4 MB: 10-11 GB/s, one core's memory bandwidth), and it raised the table's Spearman rho
-    on 30 unseen networks from 0.961 / 0.953 to 0.973 / 0.991 in two runs of ``benchmarks/bench_latency.py``
-    (the correction refitted beside the reference, with and without the term). A device where weights cost
-    nothing extra fits it as 0.
+    without the term the table under-predicts the networks with the most parameters. The term is the time to
+    stream a million fp32 parameters from memory (about one core's memory bandwidth on a CPU); a device where
+    weights cost nothing extra fits it as 0. ``benchmarks/bench_latency.py`` scores the table with and without it.
     """
 
     slope: float = 1.0
@@ -337,7 +334,7 @@ def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
         su, sv = sum(u), sum(v)
         determinant = suu * svv - suv * suv
         slope = (su * svv - sv * suv) / determinant if determinant > 0 else 0.0
-        # A slope <= 0 means noise reversed the order (seen on a CPU shared with training): latency still grows
+        # A slope <= 0 means noise reversed the order (a CPU shared with other work): latency still grows
         # with the parts, so the proportional fit below; a falling line predicted negative latencies.
         if slope > 0:
             return (slope, (sv * suu - su * suv) / determinant)

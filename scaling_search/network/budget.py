@@ -21,7 +21,7 @@ _TIME_SUFFIX = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
 _PATTERN = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _HINT = "use a ratio such as 2x or 0.5x, a MAC count such as 800M or 1.2G, or a latency such as 25ms"
 
-#: Default relative tolerance of an exported network's cost around its budget (issue #10: +-5%).
+#: Default relative tolerance of an exported network's cost around its budget (+-5%).
 BUDGET_TOLERANCE = 0.05
 #: phi is searched on a grid of this step, so an exported phi is exactly its 3-decimal label.
 PHI_STEP = 1e-3

@@ -50,8 +50,8 @@ def point_latencies(points: list[dict[str, Any]], device: str, runtime: str) -> 
     """Each point's deployment network's predicted latency at batch 1, from this machine's calibrated table
     (parts it lacks are measured first, together, and saved): ``{"ms": [...], "device", "runtime", "batch"}``.
 
-    Without a calibrated table: ``{"missing": <what to run>}``. A raw sum of part latencies is not a latency
-    (issue #15), so no number is given rather than an uncalibrated one.
+    Without a calibrated table: ``{"missing": <what to run>}``. A raw sum of part latencies is not a latency,
+    so no number is given rather than an uncalibrated one.
     """
     from scaling_search.latency import LatencyTable, describe_device
 

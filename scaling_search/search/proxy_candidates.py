@@ -1,6 +1,6 @@
 """Several proxies compared against one reference, and the cheapest faithful one written as a preset.
 
-Issue #13 item 3, after EcoNAS (Zhou et al., 2020, "EcoNAS: Finding Proxies for Economical Neural Architecture
+After EcoNAS (Zhou et al., 2020, "EcoNAS: Finding Proxies for Economical Neural Architecture
 Search"), which compared reduced-training proxies (fewer epochs, lower resolution, fewer channels) by how they
 rank networks against full training. Each candidate regime changes the study's proxy in one or more of: the
 epochs, the proxy resolution of the baseline, the proxy width, the share of the training images. It trains the
@@ -24,7 +24,7 @@ from scaling_search.errors import UserError
 from scaling_search.settings.study import TABLES, StudyConfig
 from scaling_search.search.fidelity import Fidelity, describe_tau, fidelity_stages, regime_text, score_fidelity
 
-#: The tau a recommended proxy must reach (issue #13: tau >= 0.8).
+#: The Kendall tau a recommended proxy must reach against its reference.
 TARGET_TAU = 0.8
 _KEYS = {"epochs": int, "resolution": int, "width": float, "data": float}
 

@@ -1,9 +1,9 @@
 """Racing: after the grid, extra seeds go to the points that could still win, until the winner is separated.
 
-Issue #13 item 1. A grid trained under one seed names its argmax; the seed-to-seed spread of a few-epoch proxy
+A grid trained under one seed names its argmax; the seed-to-seed spread of a few-epoch proxy
 is about the size of the gaps it is asked to resolve. Racing spends a budget of extra trainings
 (``search.race_seeds``) in rounds. Each round scores every completed point's probability of being the best
-(:func:`scaling_search.grid.choose_coefficients`, validation and seed noise), stops when the winner's reaches
+(:func:`scaling_search.search.grid.choose_coefficients`, validation and seed noise), stops when the winner's reaches
 :data:`~scaling_search.search.confidence.SEPARATED_AT`, and otherwise trains one more seed of every *leader*: a point
 whose P(best) is at least :data:`LEADER_P`, and never fewer than the two best. Points that cannot win get no
 more seeds. This is racing in the sense of Maron & Moore (1994) "Hoeffding races", with P(best) in place of

@@ -231,6 +231,11 @@ def mask_credentials(text: str) -> str:
     return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
 
 
+def default_storage(name: str) -> str:
+    """Where a study lives unless ``--storage`` says otherwise: an SQLite file under ``./studies``."""
+    return f"sqlite:///studies/{name}.db"
+
+
 def default_study_name(preset: str, source: str) -> str:
     stem = "synthetic" if source == "synthetic" else Path(source).stem or "data"
     preset_stem = Path(preset).stem
@@ -251,10 +256,10 @@ def load_study_config(preset: str, overrides: dict[str, dict[str, Any]], name: s
     deployment = section_from_table(DeploymentSettings, document.get("deployment"), "deployment")
     search = section_from_table(SearchSettings, document.get("search"), "search")
     name = name if name is not None else default_study_name(preset, data.source)
-    storage = storage or f"sqlite:///studies/{name}.db"
+    storage = storage or default_storage(name)
     return StudyConfig(name=name, preset=preset, data=data, deployment=deployment, proxy=proxy, train=train,
                        search=search, storage=storage)
 
 
 __all__ = ["BASELINES", "COSTS", "PRUNERS", "DeploymentSettings", "SearchSettings", "StudyConfig",
-           "default_study_name", "load_study_config", "mask_credentials"]
+           "default_storage", "default_study_name", "load_study_config", "mask_credentials"]

@@ -44,9 +44,8 @@ class TrainSettings:
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
         threads: CPU threads for torch (None: all cores available to this process).
         channels_last: ``"auto"`` (on for the CPU, and on CUDA where the step is a CUDA graph), ``"on"`` or
-            ``"off"``. On an H200 (torch 2.11, cuDNN 9.19, B0 at 64 px, ``benchmarks/bench_train.py --device
-            cuda``) channels_last halved the throughput of eager steps (its depthwise convolutions; 4,537 against
-            8,217 images/s) but, with the step captured as a CUDA graph, raised it from 10,649 to 15,670 images/s.
+            ``"off"``. On CUDA channels_last slows eager steps (their depthwise convolutions) and speeds captured ones
+            (``benchmarks/bench_train.py --device cuda`` measures both).
         processes: data-parallel CPU processes (see :mod:`scaling_search.training.distributed`): each takes an equal
             share of every batch and ``threads // processes`` threads, gradients are averaged. On a small CPU
             two 1-thread processes train much faster than one 2-thread process. Results depend on it (each

@@ -1,6 +1,6 @@
 """Short, honest proxy training of a :class:`~scaling_search.network.spec.NetworkSpec` on an :class:`ImageData`.
 
-Design notes (measured on the CIFAR-10 subset, see ``scaling_search/settings/presets/quick.toml``):
+Design rules (the quick preset, ``scaling_search/settings/presets/quick.toml``, gives the values and why):
 
 * The official BatchNorm momentum (0.01 in PyTorch's convention) makes running statistics lag hundreds of
   steps behind the weights; a proxy of a few hundred steps then evaluates near chance. We use a faster
@@ -10,8 +10,8 @@ Design notes (measured on the CIFAR-10 subset, see ``scaling_search/settings/pre
   short runs under-fit, and the paper's rates were tuned for 350 ImageNet epochs.
 * Images are pre-resized tensors; a step does no per-image Python work. On CPU, channels_last is used where
   it is faster and the thread count is set explicitly. On CUDA: AMP (bf16); each step's forward and backward
-  pass replayed as one CUDA graph (:mod:`~scaling_search.training.cuda_graph`), in channels_last (which
-  halves eager steps on an H200, see :class:`TrainSettings`); the resized images live on the GPU when they fit
+  pass replayed as one CUDA graph (:mod:`~scaling_search.training.cuda_graph`), in channels_last where the step is
+  captured (see :class:`TrainSettings`); the resized images live on the GPU when they fit
   (:func:`place_images`), so indexing and augmentation run there; and a step's loss stays on the device until
   the epoch ends (:class:`LossLog`), so the host never waits for the GPU between steps.
 """
@@ -84,7 +84,7 @@ def place_images(images: torch.Tensor, device: torch.device, share: float = 0.25
     same seeded draws index and augment either way.
 
     The host copy is not pinned: a batch gathered from a pinned tensor by indexing is a new, pageable tensor,
-    so pinning the whole split (as this trainer once did) bought no asynchronous copy, only locked memory."""
+    so pinning the whole split buys no asynchronous copy, only locked memory."""
     if device.type != "cuda":
         return images
     free, _ = torch.cuda.mem_get_info(device)
@@ -173,9 +173,8 @@ def recompute_bn_statistics(model: nn.Module, batches: list[torch.Tensor]) -> No
 
     Not fvcore's ``update_bn_stats``, though fvcore is a dependency: it estimates a different quantity (the
     population variance over all batches, between-batch spread of the means included) where pycls averages the
-    per-batch variances. Measured on B0 at 32 px after 150 AdamW steps on CIFAR, 8 batches of 128: the means
-    agree to 6e-8 of a channel's std, the variances differ by up to 12-19% in some channels, and one of two
-    seeds' validation accuracy changed (10.5% vs 12.4%). Switching would change every stored study's numbers.
+    per-batch variances; the two differ by up to a fifth in some channels of a short proxy, so switching would
+    change every stored study's numbers.
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]

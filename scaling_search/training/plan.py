@@ -2,20 +2,14 @@
 
 Neither changes a study's numbers (each point trains alone, seeded, in one process; tests/test_pipeline_cli.py
 compares a two-worker grid with a one-process one), so the plan is a property of the machine, not of the study:
-``workers = "auto"`` (the quick preset's) measures it once per machine and caches it, where a preset used to
-hard-code two 1-thread workers. Why measure: the best plan flips with the CPU. On a 2-core AVX2 EPYC two
-1-thread processes trained about twice the images/s of one 2-thread process; on a 2-core AVX-512 EPYC one
-process beat two (issue #16: 961 vs 216 images/s for the trainer against a plain loop with one process). Both
-were measured before the depthwise weight gradient by taps (:mod:`scaling_search.network.depthwise`), which sped the AVX2
-kernels' step about threefold and moved the balance again.
+``workers = "auto"`` (the quick preset's) measures it once per machine and caches it. It is measured, not fixed,
+because the best split flips with the CPU's kernels (docs/results.md has machines where either won).
 
 The measurement (:func:`measure_plans`): for every split of the cores into ``workers x threads``, that many
 processes start together and each trains the study's proxy network for a few steps at the study's batch size
 on random images; the plan's throughput is the sum of their images/s. Plans are interleaved over rounds (drift
-on a shared host hits all of them alike) and the median round counts. On this project's shared 2-core VM two
-measurements of the quick proxy gave 2x1 247 vs 1x2 183 images/s, then 185 vs 186 (2 rounds of 6 steps; now
-3 of 8): where the splits are this close, either is as good, and the cached choice stands until deleted. Data-parallel ``processes`` are not
-chosen here: they change the numbers (each rank normalises its share of a batch), so they stay a setting.
+on a shared host hits all of them alike) and the median round counts; where splits are close, either is as
+good, and the cached choice stands until deleted. Data-parallel ``processes`` are not chosen here: they change the numbers (each rank normalises its share of a batch), so they stay a setting.
 """
 
 from __future__ import annotations
