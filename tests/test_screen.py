@@ -19,7 +19,7 @@ from scaling_search.settings.study import load_study_config
 from scaling_search.search.screen import ATTR, run_screen, sample_candidates
 from scaling_search.search.space import suggest_spec
 from scaling_search.network.spec import NetworkSpec
-from scaling_search.search.zero_cost import naswot_score
+from scaling_search.network.zero_cost import naswot_score
 
 from test_search_runner import fake_trainer, TRAINED
 

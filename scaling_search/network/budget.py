@@ -13,8 +13,12 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from scaling_search.errors import UserError
+
+if TYPE_CHECKING:
+    from scaling_search.network.spec import NetworkSpec
 
 _MAC_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _TIME_SUFFIX = {"ms": 1.0, "s": 1000.0, "us": 1e-3}
@@ -154,6 +158,36 @@ def fit_phi(target: float, cost_at_phi: Callable[[float], float], *, tolerance: 
     return fit
 
 
+def fit_budget(baseline: NetworkSpec, member: Callable[[float], NetworkSpec], budget: Budget,
+               predict_ms: Callable[[NetworkSpec], float] | None = None,
+               tolerance: float = BUDGET_TOLERANCE) -> BudgetFit:
+    """The phi whose network ``member(phi)`` meets ``budget`` within ``tolerance`` (bisection, phi < 0 too).
+
+    Ratios and MAC counts are met on achieved MACs; with ``predict_ms`` (a calibrated latency table's
+    prediction), ratios and latencies on the predicted latency.
+
+    Raises:
+        BudgetMiss: rounding makes the budget unreachable within tolerance (names the closest achieved value).
+    """
+    from scaling_search.network.cost import count_cost
+
+    cost: Callable[[NetworkSpec], float]
+    if predict_ms is not None:
+        if budget.kind == "macs":
+            raise UserError(f"budget {budget.text} is a MAC count: use a ratio or a latency with --cost latency")
+        cost, what, unit = predict_ms, "ms predicted latency", (lambda v: f"{v:.2f}")
+    else:
+        if budget.kind == "latency":
+            raise UserError(f"budget {budget.text} is a latency: add --cost latency")
+        cost, what, unit = (lambda spec: float(count_cost(spec).macs)), "deployment MACs", _macs
+    return fit_phi(budget.target(cost(baseline)), lambda phi: cost(member(phi)), tolerance=tolerance, what=what,
+                   unit=unit)
+
+
+def _macs(value: float) -> str:
+    return f"{value / 1e6:,.1f}M"
+
+
 def parse_family(text: str | None) -> list[float] | None:
     """``"0:7"`` -> phi 0..7; ``"-1:2"`` -> -1..2; ``"0,1,2.5"`` -> those values."""
     if not text:
@@ -173,5 +207,5 @@ def parse_family(text: str | None) -> list[float] | None:
                         "0,1,2.5 (|phi| <= 16)") from None
 
 
-__all__ = ["BUDGET_TOLERANCE", "PHI_LIMIT", "PHI_STEP", "Budget", "BudgetFit", "BudgetMiss", "fit_phi", "parse_budget",
+__all__ = ["BUDGET_TOLERANCE", "PHI_LIMIT", "PHI_STEP", "Budget", "BudgetFit", "BudgetMiss", "fit_budget", "fit_phi", "parse_budget",
            "parse_family"]

@@ -23,8 +23,12 @@ class GridResult:
     study: optuna.Study
     rows: list[dict[str, Any]]
     summary: dict[str, Any]
-    baseline: NetworkSpec
     collisions: list[dict[str, Any]]
+
+    @property
+    def baseline(self) -> NetworkSpec:
+        """The deployment baseline the grid scaled (stage 1's choice, or the network as given)."""
+        return NetworkSpec.from_dict(self.study.user_attrs["baseline"])
 
     @property
     def coefficients(self) -> tuple[float, float, float]:
@@ -44,8 +48,7 @@ def load_grid(store: StudyStore) -> GridResult:
     if len(rows) < expected:
         raise UserError(f"stage 2 of study {config.name!r} has {len(rows)} of {expected} points finished; "
                         "rerun 'scaling-search grid' (or 'run') to finish it")
-    return GridResult(study, rows, choose_coefficients(rows), NetworkSpec.from_dict(study.user_attrs["baseline"]),
-                      list(study.user_attrs.get("collisions", [])))
+    return GridResult(study, rows, choose_coefficients(rows), list(study.user_attrs.get("collisions", [])))
 
 
 __all__ = ["GridResult", "load_grid"]

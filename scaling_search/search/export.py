@@ -8,14 +8,15 @@ spec that stands for it in training and the proxy evidence the coefficients were
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from scaling_search import __version__
 from scaling_search.network.arch import encode_arch
 from scaling_search.atomic import write_json_atomically
-from scaling_search.network.budget import Budget, BudgetFit, BudgetMiss, fit_phi
+from scaling_search.network.budget import Budget, BudgetFit, BudgetMiss
+from scaling_search.network.budget import fit_budget as fit_network_budget
 from scaling_search.network.cost import count_cost
 from scaling_search.errors import UserError
 from scaling_search.network.proxy import ProxyTransform, to_proxy
@@ -37,37 +38,13 @@ def phi_label(phi: float) -> str:
     return f"{phi + 0.0:.3f}".rstrip("0").rstrip(".")
 
 
-def _macs(value: float) -> str:
-    return f"{value / 1e6:,.1f}M"
-
-
 def fit_budget(config: StudyConfig, baseline: NetworkSpec, coefficients: tuple[float, float, float],
                budget: Budget, latency: Any = None, tolerance: float | None = None) -> BudgetFit:
-    """The phi whose deployment network meets ``budget`` within ``search.budget_tol`` (bisection, phi < 0 too).
-
-    Ratios and MAC counts are met on achieved deployment MACs; with ``latency`` (a latency table), ratios and
-    latencies on the deployment network's predicted latency.
-
-    Raises:
-        BudgetMiss: rounding makes the budget unreachable within tolerance (names the closest achieved value).
-    """
-    alpha, beta, gamma = coefficients
-
-    def member(phi: float) -> NetworkSpec:
-        return config.deployment.compound(baseline, alpha, beta, gamma, phi)
-
-    cost: Callable[[NetworkSpec], float]
-    if latency is not None:
-        if budget.kind == "macs":
-            raise UserError(f"budget {budget.text} is a MAC count: use a ratio or a latency with --cost latency")
-        cost, what, unit = latency.predict, "ms predicted latency", (lambda v: f"{v:.2f}")
-    else:
-        if budget.kind == "latency":
-            raise UserError(f"budget {budget.text} is a latency: add --cost latency")
-        cost, what, unit = (lambda spec: float(count_cost(spec).macs)), "deployment MACs", _macs
-    target = budget.target(cost(baseline))
-    tolerance = config.search.budget_tol if tolerance is None else tolerance
-    return fit_phi(target, lambda phi: cost(member(phi)), tolerance=tolerance, what=what, unit=unit)
+    """The phi whose compound-scaled deployment network meets ``budget`` within ``search.budget_tol``
+    (:func:`scaling_search.network.budget.fit_budget`; ``latency``: a calibrated latency table)."""
+    member = partial(config.deployment.compound, baseline, *coefficients)
+    return fit_network_budget(baseline, member, budget, latency.predict if latency is not None else None,
+                              config.search.budget_tol if tolerance is None else tolerance)
 
 
 def _budget_record(config: StudyConfig, fit: tuple[Budget, BudgetFit] | None) -> dict[str, Any] | None:
@@ -171,13 +148,11 @@ def export_models(folder: Path, config: StudyConfig, baseline: NetworkSpec, tran
 
 
 def rule_config(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform, rule: ScalingRule,
-                phi: float, fit: tuple[Budget, BudgetFit] | None, evidence: dict[str, Any],
+                phi: float, spec: NetworkSpec, fit: tuple[Budget, BudgetFit] | None, evidence: dict[str, Any],
                 provenance: dict[str, Any], file_name: str) -> dict[str, Any]:
-    """The exported description of ``baseline`` scaled by ``rule`` for a FLOPs multiplier ``s = 2^phi`` (the
-    paper's phi, where MACs grow ~ 2^phi), at deployment scale, with its proxy beside it."""
+    """The exported description of ``spec``, ``baseline`` scaled by ``rule`` for a FLOPs multiplier
+    ``s = 2^phi`` (the paper's phi, where MACs grow ~ 2^phi), at deployment scale, with its proxy beside it."""
     s = 2.0**phi
-    spec = apply_rule(baseline, rule, s, resolution_multiple=config.deployment.resolution_multiple,
-                      depth_rounding=config.deployment.depth_rounding)
     multipliers = rule.multipliers(s)
     scaling = {"rule": {**rule.record(), "s": s}, "phi": phi,
                "multipliers": {"depth": multipliers.depth, "width": multipliers.width,
@@ -210,7 +185,8 @@ def export_rule_models(folder: Path, config: StudyConfig, baseline: NetworkSpec,
     configs = []
     for phi, fitted in sorted(members.items()):
         name = f"model-{rule.name}-phi{phi_label(phi)}.json"
-        configs.append((folder / name, rule_config(config, baseline, transform, rule, phi, fitted, evidence,
+        spec = apply_rule(baseline, rule, 2.0**phi, **rounding)
+        configs.append((folder / name, rule_config(config, baseline, transform, rule, phi, spec, fitted, evidence,
                                                    provenance, name)))
     return _write_configs(configs)
 
@@ -258,7 +234,6 @@ def export_grid(store: StudyStore, budget: Budget, family: list[float] | None, o
     transform = ProxyTransform.for_baseline(config.proxy, grid.baseline)
     paths = export_models(folder, config, grid.baseline, transform, grid.coefficients, budget, family, evidence,
                           provenance, latency)
-    config.write(folder)
     write_tables(store, folder, grid.rows)
     return grid, paths
 
@@ -290,7 +265,6 @@ def export_by_rule(store: StudyStore, budget: Budget, family: list[float] | None
     folder = output / config.name
     transform = ProxyTransform.for_baseline(config.proxy, baseline)
     paths = export_rule_models(folder, config, baseline, transform, rule, budget, family, evidence, provenance)
-    config.write(folder)
     write_tables(store, folder, grid.rows if grid else None)
     return grid, paths
 

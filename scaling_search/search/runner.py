@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scaling_search.atomic import write_json_atomically, write_text_atomically
-from scaling_search.network.budget import Budget, BudgetMiss
+from scaling_search.network.budget import Budget, BudgetMiss, fit_budget
 from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
 from scaling_search.network.family import PAPER_COEFFICIENTS
@@ -31,7 +31,7 @@ from scaling_search.search.baseline import run_baseline
 from scaling_search.search.candidate import Trainer
 from scaling_search.search.context import EventHandler, StudyContext, StudyStore, ignore_event
 from scaling_search.search.decision import GridResult, load_grid
-from scaling_search.search.export import export_by_rule, export_grid, fit_budget, latency_table
+from scaling_search.search.export import export_by_rule, export_grid, latency_table
 from scaling_search.search.fidelity import Fidelity, Reference, reference_points, score_fidelity
 from scaling_search.search.grid import describe_grid_point, grid_of, prepare_grid
 from scaling_search.search.proxy_candidates import (TARGET_TAU, CandidateRegime, Recommendation, candidate_stage,
@@ -73,8 +73,9 @@ def _check_reachable(config: StudyConfig, network: NetworkSpec, budget: Budget, 
     The coefficients are not known yet; any with alpha, beta, gamma >= 1 reach the same range, so the paper's
     stand in. Whether rounding lets the chosen ones land within tolerance is checked at export.
     """
+    member = partial(config.deployment.compound, network, *PAPER_COEFFICIENTS)
     try:
-        fit_budget(config, network, PAPER_COEFFICIENTS, budget, latency, tolerance=math.inf)
+        fit_budget(network, member, budget, latency.predict if latency is not None else None, tolerance=math.inf)
     except BudgetMiss as miss:
         raise UserError(f"budget {budget.text} is out of reach of compound scaling: {miss}") from None
 
@@ -156,9 +157,7 @@ def baseline(config: StudyConfig, output: Path = Path("reports"), *, trainer: Tr
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event)
     ctx.emit("prepared", ctx)
     found = search_baseline(ctx)
-    folder = output / ctx.config.name
-    ctx.config.write(folder)
-    write_tables(ctx.store, folder)
+    write_tables(ctx.store, output / ctx.config.name)
     return found
 
 
@@ -169,9 +168,7 @@ def grid(config: StudyConfig, output: Path = Path("reports"), *, trainer: Traine
     ctx.emit("prepared", ctx)
     baseline_spec, _ = search_baseline(ctx)
     found = search_grid(ctx, baseline_spec)
-    folder = output / ctx.config.name
-    ctx.config.write(folder)
-    write_tables(ctx.store, folder, found.rows)
+    write_tables(ctx.store, output / ctx.config.name, found.rows)
     return found
 
 

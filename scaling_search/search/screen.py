@@ -4,7 +4,7 @@ Training a candidate under the proxy costs a minute on a CPU, so a stage 1 of a 
 a search (MnasNet sampled thousands). The screen samples ``screen`` candidates of the stage-1 space (seeded),
 keeps those whose deployment MACs lie within ``screen_band`` of the reward's target (stage 1 looks for a
 baseline *at* the target cost; the MnasNet reward's w = -0.07 moves a reward by under 1% within +-10% of it), and
-scores each kept candidate's proxy, untrained, with the NASWOT score (:mod:`scaling_search.search.zero_cost`) on one
+scores each kept candidate's proxy, untrained, with the NASWOT score (:mod:`scaling_search.network.zero_cost`) on one
 fixed batch of training images. Stage 1 then trains the best-scored candidates in order, one per trial, and picks
 the best reward as before. Scoring costs one forward pass per candidate: hundreds of candidates cost what one
 training does.
@@ -58,19 +58,6 @@ def screen_batch(data: ImageData, resolution: int, size: int, seed: int) -> torc
     return images[order[:min(size, len(images))]].contiguous()
 
 
-def score_network(proxy: NetworkSpec, images: torch.Tensor, seed: int) -> float:
-    """The NASWOT score of ``proxy`` at initialisation (weights from ``seed``, global RNG left as it was)."""
-    import torch
-
-    from scaling_search.network.model import build_model
-    from scaling_search.search.zero_cost import naswot_score
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = build_model(proxy)
-    return naswot_score(model, images)
-
-
 def identity(count: int, band: float, batch: int, seed: int, target_macs: float) -> dict[str, Any]:
     """What determines a screen: a stored screen with another identity is computed again."""
     return {"signal": SIGNAL, "count": count, "band": band, "batch": batch, "seed": seed, "target_macs": target_macs}
@@ -86,6 +73,7 @@ def run_screen(network: NetworkSpec, transform: ProxyTransform, data: ImageData,
     """
     from scaling_search.network.cost import count_cost
     from scaling_search.network.proxy import to_proxy
+    from scaling_search.network.zero_cost import score_network
 
     started = time.perf_counter()
     # every stage-1 candidate keeps the deployment resolution, so every proxy takes the baseline proxy's images
@@ -138,5 +126,5 @@ def summary(screen: dict[str, Any], trained: int) -> dict[str, Any]:
             "best_score": scores[0] if scores else None, "median_score": scores[len(scores) // 2] if scores else None}
 
 
-__all__ = ["ATTR", "SIGNAL", "run_screen", "sample_candidates", "score_network", "screen_batch", "stored_or_run",
+__all__ = ["ATTR", "SIGNAL", "run_screen", "sample_candidates", "screen_batch", "stored_or_run",
            "summary"]

@@ -1,4 +1,5 @@
-"""The study's tables beside its exports: ``<stage>_trials.csv`` for stages 1 and 2 and ``grid_summary.csv``."""
+"""The study's files beside its exports: ``study.json``, ``<stage>_trials.csv`` for stages 1 and 2, and
+``grid_summary.csv``."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ _SPEC_COLUMNS = ("user_attrs_spec", "user_attrs_proxy_spec")
 
 
 def write_tables(store: StudyStore, folder: Path, grid_rows: list[dict[str, Any]] | None = None) -> None:
-    """Every table written atomically (a kill or a full disk leaves the previous file, never half of one)."""
+    """``study.json`` (the config the study ran with) and every table, each written atomically (a kill or a full
+    disk leaves the previous file, never half of one)."""
     import pandas as pd
 
-    folder.mkdir(parents=True, exist_ok=True)
+    store.config.write(folder)
     for stage in ("baseline", "grid"):
         study = store.stage(stage)
         if study is None:

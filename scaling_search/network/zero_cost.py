@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from scaling_search.network.spec import NetworkSpec
+
 
 def naswot_score(model: nn.Module, images: torch.Tensor) -> float:
     """``log |K|`` of the activation-pattern kernel of ``model`` on ``images`` (one forward pass, no grad).
@@ -52,4 +54,14 @@ def naswot_score(model: nn.Module, images: torch.Tensor) -> float:
     return float(logdet) if sign > 0 else float("-inf")
 
 
-__all__ = ["naswot_score"]
+def score_network(proxy: NetworkSpec, images: torch.Tensor, seed: int) -> float:
+    """The NASWOT score of ``proxy`` at initialisation (weights from ``seed``, global RNG left as it was)."""
+    from scaling_search.network.model import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(proxy)
+    return naswot_score(model, images)
+
+
+__all__ = ["naswot_score", "score_network"]
