@@ -73,6 +73,6 @@ def test_it_trains_under_cpu_autocast():
 def test_the_builder_uses_it_for_every_depthwise_convolution_and_nothing_else():
     model = build_model(EFFICIENTNET_B0)
     depthwise = [name for name, module in model.named_modules() if isinstance(module, DepthwiseConv2d)]
-    assert depthwise == [f"blocks.{i}.conv_dw" for i in range(len(model.blocks))]
+    assert depthwise == [f"blocks.{s}.{b}.conv_dw" for s, stage in enumerate(model.blocks) for b in range(len(stage))]
     assert all(module.groups == 1 or isinstance(module, DepthwiseConv2d)
                for module in model.modules() if isinstance(module, nn.Conv2d))

@@ -61,11 +61,16 @@ def test_block_layers_have_names_and_initialisation_uses_them():
     from scaling_search.training.loop import _zero_init
 
     model = build_model(EFFICIENTNET_B0)
-    residual = next(b for b in model.blocks if b.use_residual)
+    blocks = [block for stage in model.blocks for block in stage]
+    residual = next(b for b in blocks if b.has_skip)
     assert {"conv_pw", "bn1", "conv_dw", "bn2", "se", "conv_pwl", "bn3"} <= dict(residual.named_children()).keys()
     _zero_init(model)
-    assert all(float(b.bn3.weight.detach().abs().sum()) == 0 for b in model.blocks if b.use_residual)
-    assert all(float(b.bn3.weight.detach().abs().sum()) > 0 for b in model.blocks if not b.use_residual)
+
+    def last_bn(block):  # an InvertedResidual's projection BatchNorm is bn3, a DepthwiseSeparableConv's bn2
+        return block.bn3 if hasattr(block, "bn3") else block.bn2
+
+    assert all(float(last_bn(b).weight.detach().abs().sum()) == 0 for b in blocks if b.has_skip)
+    assert all(float(last_bn(b).weight.detach().abs().sum()) > 0 for b in blocks if not b.has_skip)
 
 
 def test_folding_batchnorm_keeps_the_eval_outputs():

@@ -5,7 +5,7 @@ import torch
 from specgen import random_spec
 
 from scaling_search.network.family import EFFICIENTNET_B0, efficientnet
-from scaling_search.network.model import MBConv, StochasticDepth, build_model
+from scaling_search.network.model import DepthwiseSeparableConv, DropPath, InvertedResidual, build_model
 
 # torchvision.models.efficientnet_b0..b7 with 1000 classes: sum(p.numel() for p in model.parameters()).
 TORCHVISION_PARAMS = {
@@ -31,29 +31,31 @@ def test_random_spec_forward_shape(seed):
 
 def test_block_structure_follows_spec():
     model = build_model(EFFICIENTNET_B0)
-    blocks = [m for m in model.blocks if isinstance(m, MBConv)]
+    assert [len(stage) for stage in model.blocks] == [1, 2, 2, 3, 3, 4, 1]  # Table 1's stages, nested as timm's
+    blocks = [block for stage in model.blocks for block in stage]
     assert len(blocks) == 16
     first = blocks[0]
-    assert isinstance(first.conv_pw, torch.nn.Identity)  # expand ratio 1: no 1x1 expansion
-    assert isinstance(blocks[1].conv_pw, torch.nn.Conv2d) and blocks[1].conv_pw.out_channels == 96
-    assert first.se.reduce.out_channels == 8  # SE from the block's *input* channels: 32 * 0.25
-    assert blocks[1].se.reduce.out_channels == 4  # 16 * 0.25, not 96 * 0.25
+    assert isinstance(first, DepthwiseSeparableConv)  # expand ratio 1: no 1x1 expansion
+    assert isinstance(blocks[1], InvertedResidual) and blocks[1].conv_pw.out_channels == 96
+    assert first.se.conv_reduce.out_channels == 8  # SE from the block's *input* channels: 32 * 0.25
+    assert blocks[1].se.conv_reduce.out_channels == 4  # 16 * 0.25, not 96 * 0.25
     assert blocks[1].conv_dw.stride == (2, 2) and blocks[2].conv_dw.stride == (1, 1)
-    assert [b.use_residual for b in blocks[:4]] == [False, False, True, False]
-    bn = model.stem.bn
+    assert [b.has_skip for b in blocks[:4]] == [False, False, True, False]
+    bn = model.bn1
     assert (bn.eps, bn.momentum) == (1e-3, 0.01)
 
 
 def test_stochastic_depth_ramps_with_global_block_index():
     model = build_model(EFFICIENTNET_B0)
-    rates = {i: m.drop.rate for i, m in enumerate(model.blocks) if m.use_residual}
+    blocks = [block for stage in model.blocks for block in stage]
+    rates = {i: m.drop_path.rate for i, m in enumerate(blocks) if m.has_skip}
     assert rates[2] == pytest.approx(0.2 * 2 / 16)
     assert rates[15 - 1] == pytest.approx(0.2 * 14 / 16)
 
 
 def test_stochastic_depth_drops_whole_samples_and_keeps_expectation():
     torch.manual_seed(0)
-    layer = StochasticDepth(0.5).train()
+    layer = DropPath(0.5).train()
     out = layer(torch.ones(4000, 3, 2, 2))
     per_sample = out.flatten(1)
     assert set(per_sample.unique().tolist()) == {0.0, 2.0}

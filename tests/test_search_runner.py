@@ -104,7 +104,7 @@ def test_family_is_at_deployment_scale(finished):
     tmp_path, result, _ = finished
     _, paths = runner.export(result.config, parse_budget("2x"), [0.0, 1.0, 2.0, 3.0], output=tmp_path / "reports")
     family = {json.loads(p.read_text())["phi"]: json.loads(p.read_text()) for p in paths}
-    assert family[0.0]["spec"] == result.baseline.to_dict()
+    assert family[0.0]["spec"] == result.baseline.to_dict(explicit=True)  # exports state the layer settings
     macs = [family[phi]["cost"]["macs"] for phi in (0.0, 1.0, 2.0, 3.0)]
     assert macs == sorted(macs) and family[3.0]["spec"]["resolution"] > family[1.0]["spec"]["resolution"]
 

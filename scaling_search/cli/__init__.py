@@ -10,13 +10,13 @@ from collections.abc import Sequence
 
 from scaling_search import __version__
 from scaling_search.cli import (ablate_cmd, baseline_cmd, compare_cmd, cost_cmd, dashboard_cmd, export_cmd, fidelity_cmd,
-                                grid_cmd, latency_cmd, report_cmd, run_cmd, train_cmd)
+                                grid_cmd, latency_cmd, onnx_cmd, report_cmd, run_cmd, studies_cmd, train_cmd)
 from scaling_search.cli.common import OneLineParser
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.search.interrupt import install_interrupt_handler
 
-_COMMANDS = (run_cmd, baseline_cmd, grid_cmd, export_cmd, ablate_cmd, compare_cmd, report_cmd, dashboard_cmd, fidelity_cmd,
-             cost_cmd, train_cmd, latency_cmd)
+_COMMANDS = (run_cmd, baseline_cmd, grid_cmd, export_cmd, ablate_cmd, compare_cmd, report_cmd, studies_cmd, dashboard_cmd,
+             fidelity_cmd, cost_cmd, train_cmd, onnx_cmd, latency_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     grid, paths = runner.export(config, args.budget, args.family, Path(args.output))
     print_grid(grid)
     print_exported(paths)
-    print_summary(grid, paths, build_report(config, args.output), args)
+    print_summary(grid, paths, build_report(config, args.output), args, config)
     return 0
 
 

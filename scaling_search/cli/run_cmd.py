@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     quiet_optuna()
     result = runner.run(config, args.budget, args.family, Path(args.output), progress=not args.no_progress,
                         strategy=args.strategy, max_resolution=args.max_resolution,
-                        long_training=args.long_training, on_event=printer())
+                        long_training=args.long_training, on_event=printer(budget=args.budget))
     index = build_report(result.config, args.output) if result.trained else None
-    print_summary(result.grid, result.exported, index, args)
+    print_summary(result.grid, result.exported, index, args, result.config)
     return 0
 
 

@@ -185,6 +185,23 @@ def describe_baseline(info: dict[str, Any]) -> str:
     return line
 
 
+def describe_budget(budget: Any, info: dict[str, Any], cost: str = "macs") -> str:
+    """The budget and what it multiplies: the baseline by name (searched, or given), its MACs, blocks and size."""
+    if info.get("source") == "stage 1 search":
+        reference = f"the searched baseline (stage 1 trial {info['trial']})"
+    else:
+        reference = info.get("source", "the baseline")
+    shape = (f"{info['macs'] / 1e6:,.1f}M deployment MACs, {info['blocks']} blocks at {info['resolution']} px"
+             if "blocks" in info else f"{info.get('macs', 0) / 1e6:,.1f}M deployment MACs")
+    if budget.kind == "ratio" and cost == "latency":
+        return f"budget: {budget.text} the predicted latency of {reference} ({shape})"
+    if budget.kind == "ratio":
+        return f"budget: {budget.text} of {reference} ({shape}) = {budget.target(info['macs']) / 1e6:,.1f}M MACs"
+    unit = "ms predicted latency" if budget.kind == "latency" else "MACs"
+    value = f"{budget.value:g} ms" if budget.kind == "latency" else f"{budget.value / 1e6:,.1f}M"
+    return f"budget: {value} {unit.removeprefix('ms ')}; the baseline it scales is {reference} ({shape})"
+
+
 def print_grid(grid: Any) -> None:
     """The grid's table, its collisions, the coefficients and the winner's evidence."""
     columns = ("point", "state", "alpha", "beta", "gamma", "nominal_ratio", "achieved_ratio", "resolution", "macs",
@@ -236,8 +253,9 @@ def print_exported(paths: list[Path]) -> None:
     print_table(rows, "table")
 
 
-def print_summary(grid: Any, paths: list[Path], index: Path | None, args: argparse.Namespace) -> None:
-    """The last lines: what was found, where it was written, what to run next."""
+def print_summary(grid: Any, paths: list[Path], index: Path | None, args: argparse.Namespace,
+                  config: Any = None) -> None:
+    """The last lines: what was found, where it was written, where Optuna finds it, what to run next."""
     budgeted = [p for p in paths if (json.loads(p.read_text()).get("budget") or {}).get("text") == args.budget.text]
     model = budgeted[0] if budgeted else paths[0]
     data = f" --data {args.data_source}" if args.data_source not in (None, "synthetic") else ""
@@ -258,7 +276,15 @@ def print_summary(grid: Any, paths: list[Path], index: Path | None, args: argpar
     else:
         print(f"report: none (nothing was trained: a given baseline scaled by the {strategy} rule needs no training; "
               f"'scaling-search compare' trains the rules side by side on your data)")
-    print(f"next: scaling-search train --config {model}{data}   (trains the deployment-scale network)")
+    if config is not None and grid is not None:
+        from scaling_search.settings import mask_credentials
+
+        storage = mask_credentials(config.storage)
+        print(f"optuna: each stage is an Optuna study ({config.name}:baseline, {config.name}:grid, ...; "
+              f"scaling-search studies lists them): optuna.load_study(study_name='{config.name}:grid', "
+              f"storage='{storage}')")
+    print(f"next: scaling-search train --config {model}{data} --save trained/   (trains the deployment-scale "
+          "network and keeps it)")
 
 
 def fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
@@ -279,16 +305,22 @@ def fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
     return "proxy fidelity: " + "; ".join(parts)
 
 
-def printer(*kinds: str) -> Callable[[str, Any], None]:
+def printer(*kinds: str, budget: Any = None) -> Callable[[str, Any], None]:
     """An ``on_event`` handler that prints the events of ``kinds`` (all of them when none is named): the study's
-    scales to stderr, the baseline, the grid and the exported configs to stdout."""
+    scales to stderr, the baseline (and what ``budget`` multiplies), the grid and the exported configs to stdout."""
+    cost = "macs"
+
     def on_event(kind: str, payload: Any) -> None:
+        nonlocal cost
         if kinds and kind not in kinds:
             return
         if kind == "prepared":
+            cost = payload.config.search.cost
             print(describe_scales(payload), file=sys.stderr)
         elif kind == "baseline":
             print(describe_baseline(payload))
+            if budget is not None:
+                print(describe_budget(budget, payload, cost))
         elif kind == "grid":
             print_grid(payload)
         elif kind == "exported":
@@ -304,6 +336,6 @@ def build_report(config: Any, output: str, static: tuple[str, ...] = ()) -> Path
     return build(config.name, config.storage, Path(output), static)
 
 
-__all__ = ["add_budget_args", "add_study_args", "build_report", "describe_baseline",
+__all__ = ["add_budget_args", "add_study_args", "build_report", "describe_baseline", "describe_budget",
            "describe_execution", "describe_scales", "fidelity_line", "print_exported", "print_grid",
            "print_summary", "printer", "quiet_optuna", "study_config"]

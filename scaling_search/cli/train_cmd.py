@@ -52,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_train_args(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="output: an aligned table (default) or JSON with the per-epoch history")
+    parser.add_argument("--save", metavar="DIR",
+                        help="keep what is trained: DIR/model.safetensors (timm's state-dict keys) and DIR/config.json "
+                             "(spec, timm arguments, pretrained_cfg, classes, history); a checkpoint every epoch and "
+                             "on Ctrl-C lets the same command resume with the same numbers")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -59,14 +63,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     data_settings, proxy, train_settings = settings_from_args(args)  # checked before torch loads
     network = selected_networks(args)[0]
+    from pathlib import Path
+
     from scaling_search.training import train_proxy
+    from scaling_search.training.saved import checkpointer, save_trained
 
     data = data_settings.load()
     spec = network.spec
     if args.config is None and args.resolution is None:
         spec = replace(spec, resolution=proxy.resolution)
     spec = replace(spec, num_classes=data.num_classes, input_channels=data.channels)
-    result = train_proxy(spec, data, train_settings, progress=not args.no_progress)
+    checkpoint = checkpointer(Path(args.save), spec, data, train_settings) if args.save else None
+    result = train_proxy(spec, data, train_settings, progress=not args.no_progress, checkpoint=checkpoint)
     row = {"name": network.name, "data": data.name, "resolution": spec.resolution, "width": network.width,
            "depth": network.depth, **{k: v for k, v in result.to_dict().items() if k != "history"}}
     if args.format == "json":
@@ -74,4 +82,10 @@ def run(args: argparse.Namespace) -> int:
         print_table([row], "json")
     else:
         print_table([row], "table")
+    if checkpoint is not None:
+        weights, config = save_trained(checkpoint.folder, spec, data, train_settings, result, network.name)
+        print(f"saved: {weights} and {config}")
     return 0
+
+
+__all__ = ["add_train_args", "register", "run", "settings_from_args"]

@@ -151,6 +151,12 @@ class ImageData:
     def native_resolution(self) -> int:
         return int(self.train_images.shape[-1])
 
+    def pixel_statistics(self) -> tuple[list[float], list[float]]:
+        """The per-channel mean and std every split is normalised with, in pixel units (0..255): the train
+        split's (an inference pipeline feeding a trained network uses the same)."""
+        mean, std = self._normalisation()
+        return mean.flatten().tolist(), std.flatten().tolist()
+
     def _normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The train split's per-channel mean and std, computed once."""
         if self.cache.stats is None:

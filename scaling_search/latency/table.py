@@ -83,19 +83,19 @@ def _block_key(block: BlockPlan) -> str:
 
 def network_parts(spec: NetworkSpec) -> list[tuple[str, PartFactory]]:
     """The (key, factory) of every part whose latency the table sums: stem, each block, head."""
-    from scaling_search.network.model import ConvBNAct, MBConv
+    from scaling_search.network.model import conv_bn_act, make_block
 
     plan = plan_network(spec)
     stem = plan.stem
     parts: list[tuple[str, PartFactory]] = [
         (f"stem:c{stem.in_channels}_o{stem.out_channels}_r{stem.input_size}",
-         lambda: (ConvBNAct(stem), (stem.in_channels, stem.input_size, stem.input_size)))]
+         lambda: (conv_bn_act(stem), (stem.in_channels, stem.input_size, stem.input_size)))]
     for block in plan.blocks:
-        parts.append((_block_key(block), lambda b=block: (MBConv(b), (b.in_channels, b.input_size, b.input_size))))
+        parts.append((_block_key(block), lambda b=block: (make_block(b), (b.in_channels, b.input_size, b.input_size))))
     head = plan.head
 
     def head_part() -> tuple[nn.Module, tuple[int, int, int]]:
-        module = nn.Sequential(ConvBNAct(head.conv), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        module = nn.Sequential(conv_bn_act(head.conv), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                nn.Linear(head.classifier.in_features, head.classifier.out_features))
         return module, (head.conv.in_channels, head.conv.input_size, head.conv.input_size)
 

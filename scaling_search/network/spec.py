@@ -29,7 +29,15 @@ _NETWORK_FIELDS = (
     "dropout",
     "drop_connect",
     "input_channels",
+    "activation",
+    "bn_eps",
+    "bn_momentum",
 )
+#: The activations a spec may name: SiLU (swish), the official EfficientNet's (Ramachandran et al., 2017).
+ACTIVATIONS = ("silu",)
+#: Layer settings written only when they differ from the official code's (``to_dict(explicit=False)``), so the
+#: stored description of every network made before they existed is unchanged.
+_LAYER_DEFAULTS = {"activation": "silu", "bn_eps": 1e-3, "bn_momentum": 0.01}
 
 
 def _require_int(name: str, value: object, minimum: int) -> None:
@@ -101,6 +109,10 @@ class NetworkSpec:
         dropout: dropout rate before the classifier.
         drop_connect: stochastic-depth rate of the last block; block ``i`` of ``n`` uses ``rate * i / n``.
         input_channels: image channels (3 for RGB).
+        activation: the blocks' activation (official code: swish, i.e. SiLU).
+        bn_eps: BatchNorm epsilon (official code: 1e-3).
+        bn_momentum: BatchNorm momentum in PyTorch's convention (official code: TF decay 0.99, i.e. 0.01); the
+            network to ship is built with it, proxy training sets its own.
     """
 
     stem_channels: int
@@ -111,6 +123,9 @@ class NetworkSpec:
     dropout: float = 0.2
     drop_connect: float = 0.2
     input_channels: int = 3
+    activation: str = "silu"
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.01
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, tuple):
@@ -122,6 +137,11 @@ class NetworkSpec:
         _require_int("input_channels", self.input_channels, 1)
         _require_rate("dropout", self.dropout)
         _require_rate("drop_connect", self.drop_connect)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        _require_rate("bn_momentum", self.bn_momentum, upper_inclusive=True)
+        if isinstance(self.bn_eps, bool) or not isinstance(self.bn_eps, (int, float)) or not 0 < self.bn_eps < 1:
+            raise ValueError(f"bn_eps must be a number in (0, 1), got {self.bn_eps!r}")
         if not self.stages:
             raise ValueError("a network needs at least one stage")
         previous = self.stem_channels
@@ -145,10 +165,16 @@ class NetworkSpec:
         """Product of all strides, stem included (32 for B0)."""
         return 2 * math.prod(stage.stride for stage in self.stages)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready, versioned dictionary; :meth:`from_dict` inverts it exactly."""
+    def to_dict(self, explicit: bool = False) -> dict[str, Any]:
+        """A JSON-ready, versioned dictionary; :meth:`from_dict` inverts it exactly. The layer settings
+        (activation, BatchNorm epsilon and momentum) are written where they differ from the official code's, or
+        always with ``explicit`` (exported configs and saved models state them)."""
         body = asdict(self)
         body["stages"] = [asdict(stage) for stage in self.stages]
+        if not explicit:
+            for key, default in _LAYER_DEFAULTS.items():
+                if body[key] == default:
+                    del body[key]
         return {"format": SPEC_FORMAT, "version": SPEC_VERSION, **body}
 
     @classmethod
@@ -209,4 +235,4 @@ def load_spec(source: NetworkSpec | str | Path) -> NetworkSpec:
         raise UserError(f"config file {path}: {error}") from None
 
 
-__all__ = ["NetworkSpec", "SPEC_FORMAT", "SPEC_VERSION", "StageSpec", "load_spec", "squeeze_channels"]
+__all__ = ["ACTIVATIONS", "NetworkSpec", "SPEC_FORMAT", "SPEC_VERSION", "StageSpec", "load_spec", "squeeze_channels"]

@@ -249,6 +249,15 @@ def _figure(name: str, figure: go.Figure) -> str:
     return f"<div class='figure' id='figure-{_e(name)}'>{figure.to_html(full_html=False, include_plotlyjs=False)}</div>"
 
 
+def _budget_reference(budget: dict[str, Any]) -> str:
+    """", a ratio of the searched baseline's 296.1M MACs (17 blocks, 224 px)": what the budget multiplies."""
+    reference = budget.get("reference")
+    if not reference:
+        return ""
+    return _e(f"; {budget['text']} of {reference['network']}: {reference['macs'] / 1e6:,.1f}M MACs, "
+              f"{reference['blocks']} blocks at {reference['resolution']} px")
+
+
 def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame],
                 configs: list[dict[str, Any]], fidelities: Sequence[Fidelity] = (),
                 comparisons: Sequence[Recommendation] = ()) -> Path:
@@ -283,7 +292,7 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
             parts.append(f"<p>Train next, at deployment scale: <code>scaling-search train --config "
                          f"{_e(member.get('_file'))} --data &lt;your data&gt;</code> (budget {_e(member['budget']['text'])}, "
                          f"{member['cost']['macs'] / 1e6:,.1f}M MACs, {member['budget']['relative_error']:+.1%} of the "
-                         "budget).</p>")
+                         f"budget{_budget_reference(member['budget'])}).</p>")
     parts.append("<h2>The family at deployment scale</h2>")
     parts.append(_table(family_rows(configs), link="file", table_id="family"))
     if "family" in figures:

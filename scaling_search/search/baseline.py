@@ -59,9 +59,11 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
     evidence."""
     config, network, transform, data = ctx.config, ctx.network, ctx.transform, ctx.data
     if config.search.baseline == "network":
-        return network, {"source": f"the deployment network ({config.deployment.network}) as given"}
+        return network, {"source": f"the deployment network ({config.deployment.network}) as given",
+                         "macs": count_cost(network).macs, "blocks": network.num_blocks,
+                         "resolution": network.resolution}
     storage = ctx.store.storage
-    study, _ = ctx.store.open_stage("baseline")
+    study, _ = ctx.store.open_stage("baseline", metric="reward")
     cost_of = cost_function(config)
     latency = config.search.cost == "latency"
     target = (config.search.target_latency_ms if latency else config.search.target_macs) or cost_of(network)
@@ -127,12 +129,14 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
                key=lambda t: (t.value, -t.number), default=None)
     if best is None:
         raise UserError(f"stage 1 of study {config.name!r} has no completed trial (all pruned or failed)")
+    baseline = NetworkSpec.from_dict(best.user_attrs["spec"])
     info = {"source": "stage 1 search", "trial": best.number, "reward": best.value,
             "accuracy": best.user_attrs["accuracy"], "macs": best.user_attrs["macs"],
-            "proxy_macs": best.user_attrs["proxy_macs"], "cost": config.search.cost, "target": target}
+            "proxy_macs": best.user_attrs["proxy_macs"], "cost": config.search.cost, "target": target,
+            "blocks": baseline.num_blocks, "resolution": baseline.resolution}
     if screened is not None:
         info["screen"] = screening.summary(screened, total)
-    return NetworkSpec.from_dict(best.user_attrs["spec"]), info
+    return baseline, info
 
 
 def fixed_sampler(params: dict[str, Any], base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:

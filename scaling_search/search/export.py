@@ -23,6 +23,7 @@ from scaling_search.network.proxy import ProxyTransform, to_proxy
 from scaling_search.network.rules import ScalingRule, apply_rule, fit_rule
 from scaling_search.search.confidence import SEPARATED_AT
 from scaling_search.network.spec import NetworkSpec
+from scaling_search.network.timm_compat import pretrained_cfg, timm_config
 from scaling_search.search.context import StudyStore
 from scaling_search.search.decision import GridResult, load_grid
 from scaling_search.search.fidelity import fidelity_evidence, stored_fidelities
@@ -47,14 +48,33 @@ def fit_budget(config: StudyConfig, baseline: NetworkSpec, coefficients: tuple[f
                               config.search.budget_tol if tolerance is None else tolerance)
 
 
-def _budget_record(config: StudyConfig, fit: tuple[Budget, BudgetFit] | None) -> dict[str, Any] | None:
+def budget_reference(config: StudyConfig, baseline: NetworkSpec) -> dict[str, Any]:
+    """What a ratio budget multiplies: the deployment baseline, named (stage 1's searched network, or the
+    deployment network as given), with its MACs, blocks and resolution."""
+    searched = config.search.baseline == "search"
+    return {"network": "the searched baseline (stage 1)" if searched else
+            f"the deployment network {config.deployment.network} as given",
+            "searched": searched, "macs": count_cost(baseline).macs, "blocks": baseline.num_blocks,
+            "resolution": baseline.resolution}
+
+
+def _budget_record(config: StudyConfig, baseline: NetworkSpec,
+                   fit: tuple[Budget, BudgetFit] | None) -> dict[str, Any] | None:
     """The ``budget`` entry of the member the budget was fitted for (None for the others)."""
     if fit is None:
         return None
     parsed, fitted = fit
     return {"text": parsed.text, "kind": parsed.kind, "target": fitted.target, "achieved": fitted.achieved,
             "relative_error": fitted.relative_error, "tolerance": config.search.budget_tol,
-            "unit": "ms" if parsed.kind == "latency" or config.search.cost == "latency" else "MACs"}
+            "unit": "ms" if parsed.kind == "latency" or config.search.cost == "latency" else "MACs",
+            "reference": budget_reference(config, baseline)}
+
+
+def _pretrained_cfg(spec: NetworkSpec, data: dict[str, Any] | None) -> dict[str, Any]:
+    """How to feed the exported network: its input size and interpolation, and the study data's normalisation
+    and class names where the study recorded them (``search_grid`` does)."""
+    data = data or {}
+    return pretrained_cfg(spec, data.get("pixel_mean"), data.get("pixel_std"), data.get("classes"))
 
 
 def _config_body(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTransform, spec: NetworkSpec,
@@ -62,7 +82,7 @@ def _config_body(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
                  evidence: dict[str, Any], provenance: dict[str, Any], file_name: str) -> dict[str, Any]:
     """What every exported config holds: ``spec`` at deployment scale, its costs and budget, its proxy beside it;
     ``scaling`` says how it was scaled (compound's coefficients and phi, or a rule)."""
-    budget = _budget_record(config, fit)
+    budget = _budget_record(config, baseline, fit)
     proxy = to_proxy(spec, transform)
     cost, proxy_cost, base_macs = count_cost(spec), count_cost(proxy), count_cost(baseline).macs
     return {
@@ -77,8 +97,10 @@ def _config_body(config: StudyConfig, baseline: NetworkSpec, transform: ProxyTra
         **scaling,
         "rounding": {"depth": config.deployment.depth_rounding, "resolution_multiple":
                      config.deployment.resolution_multiple, "channel_divisor": 8},
-        "spec": spec.to_dict(),
+        "spec": spec.to_dict(explicit=True),
         "arch": encode_arch(spec),
+        "timm": timm_config(spec),
+        "pretrained_cfg": _pretrained_cfg(spec, provenance.get("data")),
         "stem_channels": spec.stem_channels,
         "head_channels": spec.head_channels,
         "cost": {"params": cost.params, "macs": cost.macs, "activations": cost.activations},
@@ -230,6 +252,8 @@ def export_grid(store: StudyStore, budget: Budget, family: list[float] | None, o
     evidence, latency = grid_evidence(store, grid), latency_table(config)
     provenance = {**_provenance(config, dataset), "grid_study": f"{config.name}:grid",
                   "grid_trial": grid.summary["winner"]["trial"]}
+    if "data" in grid.study.user_attrs:
+        provenance["data"] = grid.study.user_attrs["data"]
     folder = output / config.name
     transform = ProxyTransform.for_baseline(config.proxy, grid.baseline)
     paths = export_models(folder, config, grid.baseline, transform, grid.coefficients, budget, family, evidence,
@@ -270,5 +294,5 @@ def export_by_rule(store: StudyStore, budget: Budget, family: list[float] | None
 
 
 __all__ = ["CONFIG_FORMAT", "CONFIG_VERSION", "export_by_rule", "export_grid", "export_models", "export_rule_models",
-           "fit_budget", "grid_evidence", "latency_table", "mask_credentials", "model_config",
+           "budget_reference", "fit_budget", "grid_evidence", "latency_table", "mask_credentials", "model_config",
            "phi_label", "rule_config"]

@@ -115,7 +115,11 @@ def search_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
 def search_grid(ctx: StudyContext, baseline: NetworkSpec) -> GridResult:
     """Stage 2 on ``search.workers`` processes, every point trained once; then racing, where the preset asks."""
     ctx = ctx.derive(config=with_worker_threads(ctx.config))
-    prepare_grid(ctx, baseline)  # the points enqueued once, before any worker starts
+    study = prepare_grid(ctx, baseline)  # the points enqueued once, before any worker starts
+    if "data" not in study.user_attrs:  # what an exported network's pretrained_cfg tells an inference pipeline
+        mean, std = ctx.data.pixel_statistics()
+        study.set_user_attr("data", {"name": ctx.data.name, "classes": list(ctx.data.classes), "pixel_mean": mean,
+                                     "pixel_std": std})
     with_workers(ctx, partial(train_stage, "grid", "grid", describe_grid_point))
     result = load_grid(ctx.store)  # refuses an unfinished grid before racing it
     if ctx.config.search.race_seeds:

@@ -13,6 +13,7 @@ import os
 import random
 import re
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,8 @@ def open_study(config: StudyConfig, storage: BaseStorage, stage: str,
 
 
 def create_or_load(config: StudyConfig, storage: BaseStorage, stage: str,
-                   sampler: optuna.samplers.BaseSampler | None = None) -> tuple[optuna.Study, bool]:
+                   sampler: optuna.samplers.BaseSampler | None = None,
+                   metric: str = "proxy_val_top1") -> tuple[optuna.Study, bool]:
     """``(study, created)``: ``created`` is True in exactly one of the processes that open a new stage at the
     same moment (the storage refuses a second study of the same name), so that one alone fills it."""
     study_name = f"{config.name}:{stage}"
@@ -262,6 +264,10 @@ def create_or_load(config: StudyConfig, storage: BaseStorage, stage: str,
         created = False
     if "settings" not in study.user_attrs:
         study.set_user_attr("settings", normalise(config.result_settings()))
+    if study.metric_names is None:  # Optuna's plots and optuna-dashboard show it instead of "Objective 0"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric])
     return study, created
 
 

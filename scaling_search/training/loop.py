@@ -18,6 +18,7 @@ Design rules (the quick preset, ``scaling_search/settings/presets/quick.toml``, 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ import torch
 from torch import nn
 
 from scaling_search.training.augment import random_crop_flip
+from scaling_search.training.checkpoint import (Checkpointer, TrainingState, deferred_interrupts, rng_state,
+                                                set_rng_state)
 from scaling_search.network.cost import count_cost
 from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
@@ -112,6 +115,10 @@ class LossLog:
             raise NonFiniteLossError(epoch, step, value)
         self.values.append(value)
 
+    def so_far(self) -> list[float]:
+        """The losses of the steps taken so far (read from the device where they wait there)."""
+        return self.values + [float(loss) for loss in self.pending]
+
     def close(self, epoch: int, first_step: int) -> float:
         """The epoch's mean loss (raises :class:`NonFiniteLossError` naming the first non-finite step)."""
         if self.pending:
@@ -190,14 +197,12 @@ def recompute_bn_statistics(model: nn.Module, batches: list[torch.Tensor]) -> No
 
 @torch.no_grad()
 def _zero_init(model: nn.Module) -> None:
-    from scaling_search.network.model import MBConv
-
     classifier = getattr(model, "classifier")
     classifier.weight.zero_()
     classifier.bias.zero_()
     for module in model.modules():
-        if isinstance(module, MBConv) and module.use_residual:
-            module.bn3.weight.zero_()  # the projection's BatchNorm
+        if getattr(module, "has_skip", False):
+            module.zero_init_last()  # the residual branch's projection BatchNorm
 
 
 def train_proxy(
@@ -206,6 +211,7 @@ def train_proxy(
     settings: TrainSettings = TrainSettings(),
     on_epoch: Callable[[int, EpochMetrics], None] | None = None,
     progress: bool = False,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
     """Train ``spec`` on ``data`` at ``spec.resolution`` and evaluate top-1 after every epoch.
 
@@ -216,6 +222,8 @@ def train_proxy(
         on_epoch: called as ``on_epoch(epoch, metrics)`` after each evaluation (1-based epochs); an exception
             it raises (e.g. ``optuna.TrialPruned``) stops training and propagates.
         progress: show a tqdm bar per epoch on stderr.
+        checkpoint: save the training's state at every epoch's end and on SIGINT/SIGTERM, and resume from the
+            saved state (:mod:`scaling_search.training.checkpoint`); one process only.
 
     Raises:
         NonFiniteLossError: the loss became NaN or infinite.
@@ -237,6 +245,9 @@ def train_proxy(
                         f"{settings.processes} process(es)); use auto or off")
     tensors = (*data.split("train", spec.resolution), *data.split("val", spec.resolution))
     if settings.processes > 1:
+        if checkpoint is not None:
+            raise UserError(f"a checkpointed training runs in one process; drop --processes {settings.processes} "
+                            "(or --save)")
         if device.type != "cpu":
             raise UserError(f"train settings: processes = {settings.processes} is for the CPU; on {device.type} "
                              "use processes = 1")
@@ -249,14 +260,15 @@ def train_proxy(
     # caller's generator state is restored afterwards, as are its threads.
     try:
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            return run_training(spec, tensors, settings, SingleProcess(), on_epoch, progress, device, threads)
+            return run_training(spec, tensors, settings, SingleProcess(), on_epoch, progress, device, threads,
+                                checkpoint)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings: TrainSettings, ranks: Any,
                  on_epoch: Callable[[int, EpochMetrics], None] | None, progress: bool, device: torch.device,
-                 threads: int) -> TrainResult:
+                 threads: int, checkpoint: Checkpointer | None = None) -> TrainResult:
     """The training loop of one process (``ranks`` is :class:`~scaling_search.training.distributed.SingleProcess` or one
     rank of a :class:`~scaling_search.training.distributed.GlooGroup`); ``tensors`` are train and val images and labels."""
     from tqdm import tqdm
@@ -300,67 +312,97 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
     train_seconds = 0.0
     start = time.perf_counter()
     step = 0
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        epoch_start = time.perf_counter()
-        order = torch.randperm(n, generator=generator).to(train_images.device)
-        losses, first_step = LossLog(device if ranks.world == 1 else torch.device("cpu")), step
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{settings.epochs}", leave=False, disable=not progress,
-                   unit="step")
-        for index in bar:
-            batch_idx = order[index * settings.batch_size:(index + 1) * settings.batch_size]
-            if ranks.world > 1:
-                batch_idx = batch_idx.tensor_split(ranks.world)[ranks.rank]
-            images = random_crop_flip(train_images[batch_idx], padding, settings.flip, augment_generator)
-            images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            labels = train_labels[batch_idx].to(device, non_blocking=True)
-            lr = learning_rate(step, total_steps, warmup_steps, settings.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if graphed:
-                if graphed_step is None:
-                    graphed_step = GraphedStep(model, criterion, images, labels, autocast)
-                logits, loss = graphed_step(images, labels)
-                loss = loss.detach().clone()  # the next replay overwrites the graph's loss
+    resumed = checkpoint.load() if checkpoint is not None else None
+    if resumed is not None:
+        model.load_state_dict(resumed.model)
+        optimizer.load_state_dict(resumed.optimizer)
+        set_rng_state(resumed.rng, generator, device)
+        step, train_seconds = resumed.step, resumed.train_seconds
+        history = [EpochMetrics(**metrics) for metrics in resumed.history]
+
+    def state(epoch: int, batch: int, **within: Any) -> TrainingState:
+        return TrainingState(epoch, batch, step, model.state_dict(), optimizer.state_dict(),
+                             rng_state(generator, device), [asdict(h) for h in history], train_seconds, **within)
+
+    interrupts = deferred_interrupts(checkpoint.interrupted) if checkpoint is not None else contextlib.nullcontext()
+    first_epoch = resumed.epoch + 1 if resumed is not None else 1
+    with interrupts:
+        for epoch in range(first_epoch, settings.epochs + 1):
+            model.train()
+            epoch_start = time.perf_counter()
+            losses, first_step = LossLog(device if ranks.world == 1 else torch.device("cpu")), step
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            first_batch = 0
+            if resumed is not None and resumed.batch and epoch == first_epoch:  # stopped within this epoch
+                order, first_batch = resumed.order.to(train_images.device), resumed.batch
+                losses.values, first_step = list(resumed.losses), step - resumed.batch
+                correct += resumed.correct
             else:
+                order = torch.randperm(n, generator=generator).to(train_images.device)
+            bar = tqdm(range(first_batch, steps_per_epoch), desc=f"epoch {epoch}/{settings.epochs}", leave=False,
+                       disable=not progress, unit="step")
+            for index in bar:
+                batch_idx = order[index * settings.batch_size:(index + 1) * settings.batch_size]
+                if ranks.world > 1:
+                    batch_idx = batch_idx.tensor_split(ranks.world)[ranks.rank]
+                images = random_crop_flip(train_images[batch_idx], padding, settings.flip, augment_generator)
+                images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                labels = train_labels[batch_idx].to(device, non_blocking=True)
+                lr = learning_rate(step, total_steps, warmup_steps, settings.lr)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if graphed:
+                    if graphed_step is None:
+                        graphed_step = GraphedStep(model, criterion, images, labels, autocast)
+                    logits, loss = graphed_step(images, labels)
+                    loss = loss.detach().clone()  # the next replay overwrites the graph's loss
+                else:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                        logits = stepped(images)
+                        loss = criterion(logits.float(), labels)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                # the mean over all ranks (every rank sees the same); one process: the loss itself, still on the device
+                losses.add(ranks.average_step(model, loss) if ranks.world > 1 else loss, epoch, step)
+                optimizer.step()
+                correct += (logits.argmax(1) == labels).sum()
+                step += 1
+                if checkpoint is not None and checkpoint.interrupted.is_set() and index + 1 < steps_per_epoch:
+                    train_seconds += time.perf_counter() - epoch_start
+                    checkpoint.save(state(epoch - 1, index + 1, order=order.cpu(), losses=losses.so_far(),
+                                          correct=int(correct)))
+                    raise KeyboardInterrupt
+            train_loss = losses.close(epoch, first_step)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the last step's backward and update belong to this epoch's time
+            train_seconds += time.perf_counter() - epoch_start
+            if settings.precise_bn_batches:
+                batches = [
+                    train_images[order[i * settings.batch_size:(i + 1) * settings.batch_size].tensor_split(ranks.world)[ranks.rank]]
+                    .to(device).contiguous(memory_format=memory_format)
+                    for i in range(min(settings.precise_bn_batches, steps_per_epoch))
+                ]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = stepped(images)
-                    loss = criterion(logits.float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-            # the mean over all ranks (every rank sees the same); one process: the loss itself, still on the device
-            losses.add(ranks.average_step(model, loss) if ranks.world > 1 else loss, epoch, step)
-            optimizer.step()
-            correct += (logits.argmax(1) == labels).sum()
-            step += 1
-        train_loss = losses.close(epoch, first_step)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # the last step's backward and update belong to this epoch's time
-        train_seconds += time.perf_counter() - epoch_start
-        if settings.precise_bn_batches:
-            batches = [
-                train_images[order[i * settings.batch_size:(i + 1) * settings.batch_size].tensor_split(ranks.world)[ranks.rank]]
-                .to(device).contiguous(memory_format=memory_format)
-                for i in range(min(settings.precise_bn_batches, steps_per_epoch))
-            ]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                recompute_bn_statistics(model, batches)
-        ranks.average_buffers(model)
-        val_correct = _count_correct(model, val_images, val_labels, settings.eval_batch_size, device, memory_format,
-                                     autocast)
-        val_correct, correct = (int(c) for c in ranks.sum(torch.stack([val_correct, correct.cpu()])))
-        metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=train_loss,
-            train_top1=correct / (steps_per_epoch * settings.batch_size),
-            val_top1=val_correct / len(tensors[3]),
-            lr=lr,
-            wall_s=time.perf_counter() - start,
-        )
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
+                    recompute_bn_statistics(model, batches)
+            ranks.average_buffers(model)
+            val_correct = _count_correct(model, val_images, val_labels, settings.eval_batch_size, device, memory_format,
+                                         autocast)
+            val_correct, correct = (int(c) for c in ranks.sum(torch.stack([val_correct, correct.cpu()])))
+            metrics = EpochMetrics(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_top1=correct / (steps_per_epoch * settings.batch_size),
+                val_top1=val_correct / len(tensors[3]),
+                lr=lr,
+                wall_s=time.perf_counter() - start,
+            )
+            history.append(metrics)
+            if checkpoint is not None:
+                checkpoint.save(state(epoch, 0))
+                if checkpoint.interrupted.is_set():
+                    raise KeyboardInterrupt
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
 
     wall = time.perf_counter() - start
     cost = count_cost(spec)
