@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import Any
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_bytes_atomically(path: Path, data: bytes) -> Path:
     """Write ``data`` to a unique temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, _file_mode())  # mkstemp makes files private; a report or config is an ordinary file
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)
