@@ -52,7 +52,8 @@ def _write_inputs(folder: Path) -> None:
              "table": "[colour]\nx = 1\n", "key": "[train]\nepoch = 3\n", "broken": "[train\n",
              "width": "[proxy]\nwidth = 2.0\n", "rounding": '[deployment]\ndepth_rounding = "up"\n',
              "bool": "[train]\nzero_init = 1\n", "network": '[deployment]\nnetwork = "resnet50"\n',
-             "workers": '[search]\nworkers = "many"\n'}
+             "workers": '[search]\nworkers = "many"\n', "infinite": "[train]\nlr = inf\n",
+             "manyworkers": "[search]\nworkers = 1000000\n"}
     for name, text in tomls.items():
         (folder / f"{name}.toml").write_text(text)
 
@@ -91,7 +92,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("MACs budget with latency cost", ["run", "--budget", "800M", "--cost", "latency", "--study", "lat", *FLAGS],
      "run 'scaling-search latency calibrate"),
     ("budget tolerance out of range", ["run", "--budget-tol", "2", *FRESH], "budget_tol must be in (0, 1)"),
-    ("negative screen", ["run", "--screen", "-5", *FRESH], "screen must be >= 0 (0: no screen)"),
+    ("negative screen", ["run", "--screen", "-5", *FRESH], "screen must be in 0..100000 (0: no screen)"),
     ("budget rounding cannot meet", ["export", "--budget", "3x", "--budget-tol", "0.000001", *FLAGS],
      "no scaled network lands within"),
     ("bad family", ["export", "--family", "5:1", *FLAGS], "cannot read --family '5:1'"),
@@ -129,7 +130,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("workers zero", ["run", "--workers", "0", *FRESH], "'0' is not a whole number of at least 1 or 'auto'"),
     ("workers in words", ["run", "--workers", "many", *FRESH], "'many' is not a whole number of at least 1 or 'auto'"),
     ("workers neither a number nor auto in a preset", ["run", "--preset", "workers.toml"],
-     'search settings: workers must be >= 1 or "auto"'),
+     'search settings: workers must be in 1..64 or "auto"'),
     ("proxy below the stride", ["run", "--proxy-resolution", "16", *FRESH], "below the network's total stride"),
     ("proxy above the deployment", ["run", "--resolution", "64", "--proxy-resolution", "96", *FRESH],
      "exceeds the deployment resolution"),
@@ -222,6 +223,26 @@ CASES: list[tuple[str, list[str], str]] = [
     ("cost incomplete arch string", ["cost", "--arch", "ir_r2_k3"], "arch string 'ir_r2_k3': missing"),
     ("cost zero resolution", ["cost", "b0", "--resolution", "0"], "must be at least 1"),
     ("unknown command", ["fly"], "invalid choice: 'fly'"),
+    # bounds on what a user types, checked before any work (#27)
+    ("storage folder that cannot be made", ["run", "--storage", "sqlite:////proc/nonexistent/x.db", *FRESH],
+     "cannot create the storage folder"),
+    ("password in a storage URL's query", ["run", "--storage", "nosuchdb://u@host/db?password=secret", *FRESH],
+     "password=***"),
+    ("report of a study named as a path", ["report", "../../x"], "study name '../../x' must be"),
+    ("study name too long", ["run", *FLAGS, "--study", "x" * 101], "at most 100 characters"),
+    ("grid step that would build millions of points", ["run", "--grid-step", "1e-9", *FRESH],
+     "grid_step must be in [0.01, 1]"),
+    ("grid reaching too far", ["run", "--grid-max", "100", *FRESH], "grid_max must be in (1, 4.0]"),
+    ("a million workers", ["run", "--workers", "1000000", *FRESH], "workers must be in 1..64"),
+    ("a million workers in a preset", ["run", "--preset", "manyworkers.toml"], "workers must be in 1..64"),
+    ("a billion epochs", ["run", "--epochs", "1000000000", *FRESH], "epochs must be in 1..100000"),
+    ("a billion trials", ["run", "--trials", "1000000000", *FRESH], "trials must be in 1..1000"),
+    ("a billion repeats", ["run", "--repeats", "1000000000", *FRESH], "repeats must be in 1..100"),
+    ("negative seed", ["run", "--seed", "-1", *FRESH], "seed must be in 0..2147483647"),
+    ("seed beyond 32 bits", ["run", "--seed", "99999999999", *FRESH], "seed must be in 0..2147483647"),
+    ("infinite float in a preset", ["run", "--preset", "infinite.toml"], "[train] lr must be a finite number"),
+    ("cost of a million-fold depth", ["cost", "b0", "--depth", "1000000"], "is above 100x"),
+    ("train of a million-fold width", ["train", "b0", "--width", "1e6", "--preset", "smoke"], "is above 100x"),
 ]
 
 

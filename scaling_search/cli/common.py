@@ -37,6 +37,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+#: The largest extra width or depth multiplier a command takes: B7 is 3.1x B0's depth and 2x its width; 100x
+#: is a typo that would build a network of thousands of blocks.
+MAX_MULTIPLIER = 100.0
+
+
+def multiplier(text: str) -> float:
+    """``--width`` / ``--depth``: a positive number up to :data:`MAX_MULTIPLIER`."""
+    value = positive_float(text)
+    if value > MAX_MULTIPLIER:
+        raise argparse.ArgumentTypeError(f"{text!r} is above {MAX_MULTIPLIER:g}x (B7 is 3.1x B0's depth)")
+    return value
+
+
 def workers_arg(text: str) -> int | str:
     """``--workers``: a whole number of processes, or ``auto``."""
     if text == "auto":
@@ -81,8 +94,8 @@ def add_network_args(parser: argparse.ArgumentParser, *, many: bool) -> None:
     parser.add_argument("--head", type=positive_int, default=1280, help="head width for --arch (default 1280)")
     parser.add_argument("--classes", type=positive_int, default=None, help="classifier outputs (default 1000)")
     parser.add_argument("--resolution", type=positive_int, help="input resolution in pixels (overrides the model's)")
-    parser.add_argument("--width", type=positive_float, default=1.0, help="extra width multiplier")
-    parser.add_argument("--depth", type=positive_float, default=1.0, help="extra depth multiplier")
+    parser.add_argument("--width", type=multiplier, default=1.0, help="extra width multiplier (up to 100)")
+    parser.add_argument("--depth", type=multiplier, default=1.0, help="extra depth multiplier (up to 100)")
 
 
 @dataclass(frozen=True)
@@ -139,4 +152,4 @@ def print_table(rows: list[dict[str, Any]], fmt: str) -> None:
 
 
 __all__ = ["CliError", "OneLineParser", "SelectedNetwork", "add_data_args", "add_network_args", "positive_float",
-           "positive_int", "print_table", "selected_networks", "workers_arg"]
+           "multiplier", "positive_int", "print_table", "selected_networks", "workers_arg"]

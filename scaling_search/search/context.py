@@ -47,6 +47,11 @@ class StudyStore:
     def storage(self) -> BaseStorage:
         return open_storage(self.config)
 
+    def open(self) -> StudyStore:
+        """The storage opened now (a new SQLite file made), so that a storage that cannot be opened fails here."""
+        _ = self.storage
+        return self
+
     def stage(self, name: str) -> optuna.Study | None:
         """The stage as stored, with its trials, or None (creates nothing: not even a SQLite file)."""
         path = storage_file(self.config.storage)

@@ -103,8 +103,10 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     transform = ProxyTransform.for_baseline(config.proxy, network)
     proxy = to_proxy(network, transform)
     check_trainable(proxy, len(data.train_labels) + len(data.val_labels), config.train.batch_size)
-    return StudyContext(with_execution_plan(config, proxy), data, network, transform, trainer, progress,
-                        on_event=on_event)
+    ctx = StudyContext(with_execution_plan(config, proxy), data, network, transform, trainer, progress,
+                       on_event=on_event)
+    ctx.store.open()  # a storage that cannot be opened fails before any line is printed
+    return ctx
 
 
 def search_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
@@ -247,15 +249,16 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     from scaling_search.network.rules import RULES, parse_rule
     from scaling_search.search.compare import compare_points, point_latencies
 
-    ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event)
-    ctx = ctx.derive(config=with_worker_threads(ctx.config))
-    base, transform, search = ctx.network, ctx.transform, ctx.config.search
-    coefficients, source = _study_coefficients(ctx.store) or (PAPER_COEFFICIENTS, "paper")
-    try:
-        rules = [parse_rule(name, coefficients=coefficients, base_resolution=base.resolution,
+    coefficients, source = _study_coefficients(StudyStore(config)) or (PAPER_COEFFICIENTS, "paper")
+    try:  # refused before the data loads or a storage is made
+        rules = [parse_rule(name, coefficients=coefficients,
+                            base_resolution=config.deployment.network_spec().resolution,
                             max_resolution=max_resolution, long_training=long_training) for name in rule_names]
     except ValueError as error:
         raise UserError(str(error)) from None
+    ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event)
+    ctx = ctx.derive(config=with_worker_threads(ctx.config))
+    base, transform, search = ctx.network, ctx.transform, ctx.config.search
     ctx.emit("prepared", ctx)
     points = compare_points(base, ctx.config.deployment, transform, rules, budgets)
     note = (f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} from the {source}; "

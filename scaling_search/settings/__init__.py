@@ -11,11 +11,11 @@ from __future__ import annotations
 from scaling_search.settings.presets import PRESETS, load_toml, preset_path
 from scaling_search.settings.proxy import ProxySettings
 from scaling_search.settings.study import (BASELINES, COSTS, PRUNERS, DeploymentSettings, SearchSettings, StudyConfig,
-                                           default_storage, default_study_name, load_study_config, mask_credentials)
+                                           check_study_name, default_storage, default_study_name, load_study_config, mask_credentials)
 from scaling_search.settings.tables import DataSettings, section_from_table, sections_from_toml
 from scaling_search.settings.train import OPTIMIZERS, TrainSettings
 
 __all__ = ["BASELINES", "COSTS", "OPTIMIZERS", "PRESETS", "PRUNERS", "DataSettings", "DeploymentSettings",
-           "ProxySettings", "SearchSettings", "StudyConfig", "TrainSettings", "default_storage", "default_study_name",
-           "load_study_config", "load_toml", "mask_credentials", "preset_path", "section_from_table",
+           "ProxySettings", "SearchSettings", "StudyConfig", "TrainSettings", "check_study_name", "default_storage",
+           "default_study_name", "load_study_config", "load_toml", "mask_credentials", "preset_path", "section_from_table",
            "sections_from_toml"]

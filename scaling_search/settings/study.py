@@ -32,6 +32,16 @@ PRUNERS = ("none", "median", "asha", "hyperband")
 BASELINES = ("search", "network")
 COSTS = ("macs", "latency")
 TABLES = ("data", "deployment", "proxy", "train", "search")
+#: Bounds on what a study may ask for, so that a typo cannot exhaust the machine: a grid step of 0.01 up to 4
+#: already holds about 3 * 10^4 candidate points; seeds are what torch and Optuna take.
+MIN_GRID_STEP = 0.01
+MAX_GRID_MAX = 4.0
+MAX_TRIALS = 1_000
+MAX_SCREEN = 100_000
+MAX_REPEATS = 100
+MAX_RACE = 1_000
+MAX_WORKERS = 64
+MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -149,22 +159,23 @@ class SearchSettings:
             (self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}"),
             (self.target_latency_ms >= 0, "target_latency_ms must be >= 0"),
             (self.latency_runtime in RUNTIMES, f"latency_runtime must be one of {', '.join(RUNTIMES)}"),
-            (self.trials >= 1, "trials must be >= 1"),
-            (self.screen >= 0, "screen must be >= 0 (0: no screen)"),
+            (1 <= self.trials <= MAX_TRIALS, f"trials must be in 1..{MAX_TRIALS}"),
+            (0 <= self.screen <= MAX_SCREEN, f"screen must be in 0..{MAX_SCREEN} (0: no screen)"),
             (0 < self.screen_band <= 1, "screen_band must be in (0, 1]"),
             (self.screen_batch >= 2, "screen_batch must be >= 2 (the score compares images with each other)"),
             (self.target_macs >= 0, "target_macs must be >= 0"),
             (self.reward_exponent <= 0, "reward_exponent must be <= 0"),
-            (0 < self.grid_step <= 1, "grid_step must be in (0, 1]"),
-            (self.grid_max > 1, "grid_max must be > 1"),
+            (MIN_GRID_STEP <= self.grid_step <= 1, f"grid_step must be in [{MIN_GRID_STEP}, 1]"),
+            (1 < self.grid_max <= MAX_GRID_MAX, f"grid_max must be in (1, {MAX_GRID_MAX}]"),
             (self.grid_tol >= 0, "grid_tol must be >= 0"),
             (0 < self.budget_tol < 1, "budget_tol must be in (0, 1)"),
             (self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}"),
-            (self.repeats >= 1, "repeats must be >= 1"),
-            (self.race_seeds >= 0, "race_seeds must be >= 0"),
+            (1 <= self.repeats <= MAX_REPEATS, f"repeats must be in 1..{MAX_REPEATS}"),
+            (0 <= self.race_seeds <= MAX_RACE, f"race_seeds must be in 0..{MAX_RACE}"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}"),
             (self.heartbeat_s >= 1 and self.grace_s > self.heartbeat_s, "grace_s must exceed heartbeat_s >= 1"),
-            (self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1),
-             'workers must be >= 1 or "auto"'),
+            (self.workers == "auto" or (isinstance(self.workers, int) and 1 <= self.workers <= MAX_WORKERS),
+             f'workers must be in 1..{MAX_WORKERS} or "auto"'),
         ]
         for ok, message in checks:
             if not ok:
@@ -186,8 +197,7 @@ class StudyConfig:
     plan: dict[str, Any] | None = None  # the measured execution plan behind workers = "auto" (recorded only)
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
-            raise UserError(f"study name {self.name!r} must be letters, digits, '.', '_' or '-'")
+        check_study_name(self.name)
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that change trial results (not storage, threads, device or CUDA graphs): the study's
@@ -226,9 +236,25 @@ class StudyConfig:
         return ProxyTransform.for_baseline(self.proxy, deployment_baseline)
 
 
+#: The longest study name: it names files (``studies/<name>.db``, ``reports/<name>/``) on every filesystem.
+MAX_NAME_LENGTH = 100
+
+
+def check_study_name(name: str) -> str:
+    """A study name names folders and files, so it is never a path: letters, digits, '.', '_' or '-', starting
+    with a letter or digit, at most :data:`MAX_NAME_LENGTH` characters."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > MAX_NAME_LENGTH:
+        raise UserError(f"study name {name!r} must be letters, digits, '.', '_' or '-', starting with a letter or "
+                        f"digit, at most {MAX_NAME_LENGTH} characters")
+    return name
+
+
 def mask_credentials(text: str) -> str:
-    """Every URL password in ``text`` masked: ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
+    """Every URL password in ``text`` masked, in the user part and in the query string:
+    ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``, ``...?password=secret`` ->
+    ``...?password=***``."""
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"([?&](?:password|passwd|pwd|pass)=)[^&\s]*", r"\1***", text, flags=re.IGNORECASE)
 
 
 def default_storage(name: str) -> str:
@@ -262,4 +288,4 @@ def load_study_config(preset: str, overrides: dict[str, dict[str, Any]], name: s
 
 
 __all__ = ["BASELINES", "COSTS", "PRUNERS", "DeploymentSettings", "SearchSettings", "StudyConfig",
-           "default_storage", "default_study_name", "load_study_config", "mask_credentials"]
+           "check_study_name", "default_storage", "default_study_name", "load_study_config", "mask_credentials"]

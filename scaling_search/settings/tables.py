@@ -7,6 +7,7 @@ them; a study adds ``[deployment]`` and ``[search]`` (:mod:`scaling_search.setti
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import dataclass, fields, replace
@@ -89,6 +90,8 @@ def check_value_type(table: str, key: str, value: Any, hint: Any) -> None:
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise UserError(f"[{table}] {key} must be a finite number, got {value!r}")
             return
     expected = " or ".join(_TYPE_NAMES[kind] for kind in allowed)
     raise UserError(f"[{table}] {key} must be {expected}, got {value!r} ({type(value).__name__})")

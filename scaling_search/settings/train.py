@@ -15,6 +15,10 @@ from scaling_search.errors import UserError
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 
 
+#: The most epochs a training may ask for (a typo of 1e9 is refused rather than run).
+MAX_EPOCHS = 100_000
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything about a proxy run except the network and the data. Frozen; ``replace`` for variants.
@@ -79,7 +83,8 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.epochs >= 1, "epochs must be >= 1"),
+            (1 <= self.epochs <= MAX_EPOCHS, f"epochs must be in 1..{MAX_EPOCHS}"),
+            (0 <= self.seed <= 2**31 - 1, f"seed must be in 0..{2**31 - 1}"),
             (self.batch_size >= 2, "batch_size must be >= 2 (BatchNorm needs two images)"),
             (self.lr > 0 and math.isfinite(self.lr), "lr must be a positive number"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
