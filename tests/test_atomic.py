@@ -42,3 +42,21 @@ def test_concurrent_writers_of_one_file_never_collide(tmp_path):
         thread.join()
     assert errors == [] and len(set(path.read_text().splitlines())) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.csv"]
+
+
+def test_a_truncated_plotly_bundle_is_replaced_and_pages_leave_no_temporaries(tmp_path):
+    import pandas as pd
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    from scaling_search.report.figures import write_pages
+
+    figure = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+    write_pages(tmp_path, {"f": figure}, {"t": pd.DataFrame({"a": [1.0]})})
+    bundle = tmp_path / "plotly.min.js"
+    full = bundle.read_bytes()
+    assert full == get_plotlyjs().encode() and "plotly.min.js" in (tmp_path / "f.html").read_text()
+    bundle.write_bytes(full[: len(full) // 2])  # what a full disk left behind
+    write_pages(tmp_path, {"f": figure}, {"t": pd.DataFrame({"a": [1.0]})})
+    assert bundle.read_bytes() == full
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.html", "plotly.min.js", "t.csv"]

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 from plotly.subplots import make_subplots
 
+from scaling_search.atomic import write_bytes_atomically, write_csv_atomically, write_text_atomically
 from scaling_search.network.arch import encode_arch
 from scaling_search.search.confidence import Z95, accuracy_variance
 from scaling_search.errors import UserError
@@ -231,13 +232,28 @@ def draw_family(configs: list[dict[str, Any]]) -> go.Figure:
 
 # --- writing ---------------------------------------------------------------------------------------------
 
+def write_plotly_js(folder: Path) -> Path:
+    """``plotly.min.js`` beside the pages, the bundle of the installed plotly: written (atomically) when missing
+    or when it differs, so a file truncated by a full disk or left by another plotly is replaced, never kept."""
+    from plotly.offline import get_plotlyjs
+
+    path = folder / "plotly.min.js"
+    bundle = get_plotlyjs().encode()
+    if not path.is_file() or path.stat().st_size != len(bundle) or path.read_bytes() != bundle:
+        write_bytes_atomically(path, bundle)
+    return path
+
+
 def write_pages(folder: Path, figures: dict[str, go.Figure], tables: dict[str, pd.DataFrame]) -> None:
-    """Write ``<name>.html`` per figure (``plotly.min.js`` written once beside them) and ``<name>.csv`` per table."""
+    """Write ``<name>.html`` per figure (``plotly.min.js`` once beside them) and ``<name>.csv`` per table, each
+    file whole or not at all."""
     folder.mkdir(parents=True, exist_ok=True)
+    if figures:
+        write_plotly_js(folder)
     for name, figure in figures.items():
-        figure.write_html(folder / f"{name}.html", include_plotlyjs="directory", full_html=True)
+        write_text_atomically(folder / f"{name}.html", figure.to_html(include_plotlyjs="directory", full_html=True))
     for name, table in tables.items():
-        table.round(6).to_csv(folder / f"{name}.csv", index=False)
+        write_csv_atomically(folder / f"{name}.csv", table.round(6))
 
 
 STATIC_FORMATS = ("png", "svg", "pdf")
@@ -270,4 +286,5 @@ def load_configs(folder: Path) -> list[dict[str, Any]]:
 
 
 __all__ = ["draw_baseline_history", "draw_baseline_scatter", "draw_family", "draw_figure3", "draw_figure4",
-           "draw_figure8", "draw_grid", "family_frame", "load_configs", "STATIC_FORMATS", "trials_frame", "write_pages", "write_static"]
+           "draw_figure8", "draw_grid", "family_frame", "load_configs", "STATIC_FORMATS", "trials_frame", "write_pages", "write_plotly_js",
+           "write_static"]
