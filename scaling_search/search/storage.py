@@ -8,6 +8,7 @@ PostgreSQL through the ``postgres`` extra, MySQL, ...) or a journal file (``jour
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -70,12 +71,45 @@ def open_storage(config: StudyConfig) -> BaseStorage:
     path = sqlite_path(url)
     if path is None:
         return _rdb_storage(url, "open")
+    if path.is_file() and path.stat().st_size == 0:
+        path.unlink()  # an empty file holds no study: left by a process killed while it made the file
     check_sqlite_path(path, create=True)
-    # The schema first (Optuna's set-up opens nested connections, which immediate transactions would deadlock),
-    # then the storage the study uses.
+    if not path.exists():
+        _create_sqlite(path)
+    # The schema is checked (Optuna's set-up opens nested connections, which immediate transactions would
+    # deadlock), then the storage the study uses is opened.
     _rdb_storage(url, "open", engine_kwargs={"connect_args": {"timeout": 60}})
     return _rdb_storage(url, "open", engine_kwargs=sqlite_engine_kwargs(), skip_table_creation=True,
                         skip_compatibility_check=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _create_sqlite(path: Path) -> None:
+    """A new SQLite storage appears whole or not at all: Optuna's schema is made in a temporary file beside it,
+    which is then hard-linked into place (``os.link`` fails where another process linked its file first, which
+    is then used). A kill at any moment leaves no storage, or a complete one, never an empty file or half a
+    schema."""
+    for stale in path.parent.glob(f".{path.name}.*.creating"):  # left by a creator killed on this machine
+        with contextlib.suppress(ValueError, OSError):
+            pid = int(stale.name.split(".")[-3])
+            if not _alive(pid):
+                stale.unlink()
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{random.randrange(1 << 30)}.creating")
+    try:
+        _rdb_storage(f"sqlite:///{temporary}", "open", engine_kwargs={"connect_args": {"timeout": 60}})
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def sqlite_engine_kwargs() -> dict[str, Any]:

@@ -1,0 +1,44 @@
+"""A new study's storage is made whole or not at all (scaling_search/search/storage.py): a process killed while
+it creates the SQLite file leaves nothing a rerun trips on, and the rerun finishes with the uninterrupted answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).parent / "queue_worker.py"
+
+
+def _run(url: str, output: Path) -> dict:
+    done = subprocess.run([sys.executable, str(WORKER), url, str(output)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_it_creates_its_storage_reruns_to_the_same_answer(tmp_path):
+    reference = _run(f"sqlite:///{tmp_path}/reference.db", tmp_path / "reference")
+    for index, delay in enumerate((0.0, 0.01, 0.03, 0.1)):
+        folder = tmp_path / f"kill{index}"
+        folder.mkdir()
+        url = f"sqlite:///{folder}/study.db"
+        process = subprocess.Popen([sys.executable, str(WORKER), url, str(folder / "out")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not os.listdir(folder) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the storage's file (or its temporary) appears
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        left = sorted(os.listdir(folder))
+        assert left in ([], ["study.db"]) or any(name.endswith(".creating") for name in left), left
+        if "study.db" in left:  # never an empty file or half a schema
+            assert (folder / "study.db").read_bytes()[:16] == b"SQLite format 3\x00"
+        assert _run(url, folder / "out") == reference
