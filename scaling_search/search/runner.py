@@ -82,12 +82,13 @@ def _check_reachable(config: StudyConfig, network: NetworkSpec, budget: Budget, 
 
 def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget | None = None, *,
             strategy: str = "compound", max_resolution: int = 480, trainer: Trainer = train_proxy,
-            progress: bool = True, on_event: EventHandler = ignore_event) -> StudyContext:
+            progress: bool = True, on_event: EventHandler = ignore_event, stores: bool = True) -> StudyContext:
     """Every cheap check before any training or storage write, then the data loaded and the context built.
 
     Checked: the scaling rule against the budget, the device, the stored settings, the deployment network and
-    its proxy's size, a non-empty grid, a latency table where the cost is latency, a budget within reach, and the
-    data (by loading it). ``workers = "auto"`` is resolved to this machine's plan.
+    its proxy's size, a non-empty grid, a latency table where the cost is latency, a budget within reach, the
+    data (by loading it), and, where the pipeline ``stores`` trials, the storage (by opening it, so that one that
+    cannot be made fails before any line is printed). ``workers = "auto"`` is resolved to this machine's plan.
     """
     check_existing(config)
     probe = config.deployment.network_spec()  # a bad network name or file fails before the data is loaded
@@ -105,7 +106,8 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     check_trainable(proxy, len(data.train_labels) + len(data.val_labels), config.train.batch_size)
     ctx = StudyContext(with_execution_plan(config, proxy), data, network, transform, trainer, progress,
                        on_event=on_event)
-    ctx.store.open()  # a storage that cannot be opened fails before any line is printed
+    if stores:
+        ctx.store.open()
     return ctx
 
 
@@ -138,8 +140,9 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
         on_event: EventHandler = ignore_event) -> RunResult:
     """All stages: baseline search, coefficient grid (compound and v2 only), export at deployment scale by
     ``strategy`` (compound scaling, or another rule of :mod:`scaling_search.network.rules`)."""
+    trains = strategy in GRID_RULES or config.search.baseline == "search"  # else no storage is made
     ctx = prepare(config, data, budget, strategy=strategy, max_resolution=max_resolution, trainer=trainer,
-                  progress=progress, on_event=on_event)
+                  progress=progress, on_event=on_event, stores=trains)
     ctx.emit("prepared", ctx)
     baseline_spec, info = search_baseline(ctx)
     ctx.emit("baseline", info)
@@ -153,8 +156,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
     if found is not None:
         ctx.emit("grid", found)
     ctx.emit("exported", paths)
-    trained = found is not None or ctx.config.search.baseline == "search"
-    return RunResult(ctx.config, baseline_spec, info, found, paths, output / ctx.config.name, trained, strategy)
+    return RunResult(ctx.config, baseline_spec, info, found, paths, output / ctx.config.name, trains, strategy)
 
 
 def baseline(config: StudyConfig, output: Path = Path("reports"), *, trainer: Trainer = train_proxy,
