@@ -111,7 +111,7 @@ def test_workers_auto_takes_the_machines_measured_plan_once_and_records_it(tmp_p
 
     def fake_measure(spec, batch_size, plans):
         measured.append((spec.resolution, batch_size, plans))
-        return {f"{w}x{t}": 100.0 * w if w <= 2 else 50.0 for w, t in plans}  # two workers is best
+        return {f"{w}x{t}": [100.0 * w if w <= 2 else 50.0] * 3 for w, t in plans}  # two workers is best
 
     monkeypatch.setattr(plan, "measure_plans", fake_measure)
     monkeypatch.setattr("scaling_search.training.resources.default_threads", lambda: 4)
@@ -142,4 +142,58 @@ def test_the_plan_measurement_runs_each_split_of_the_cores_side_by_side():
 
     tiny = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=16, num_classes=4)
     rates = measure_plans(tiny, 8, [(1, 1), (2, 1)], steps=2, rounds=1)
-    assert set(rates) == {"1x1", "2x1"} and all(rate > 0 for rate in rates.values())
+    assert set(rates) == {"1x1", "2x1"} and all(len(r) == 1 and r[0] > 0 for r in rates.values())
+
+
+def _plan_call(tmp_path, rounds_per_call, load=0.0, monkeypatch=None):
+    """machine_plan with a fake probe answering ``rounds_per_call`` in turn; returns the plan and the calls."""
+    from scaling_search.network.family import EFFICIENTNET_B0
+    from scaling_search.training import plan
+
+    calls = []
+
+    def fake(spec, batch_size, plans):
+        calls.append(plans)
+        return rounds_per_call[min(len(calls), len(rounds_per_call)) - 1]
+
+    monkeypatch.setattr(plan, "load_average", lambda: load)
+    return plan.machine_plan(EFFICIENTNET_B0, 64, cache_dir=tmp_path, measure=fake), calls
+
+
+CLEAN = {"1x2": [600.0, 610.0, 605.0], "2x1": [900.0, 890.0, 910.0]}
+NOISY = {"1x2": [600.0, 610.0, 605.0], "2x1": [300.0, 900.0, 910.0]}  # one round ran beside another job
+IMPLAUSIBLE = {"1x2": [36.0, 35.0, 36.0], "2x1": [536.0, 530.0, 540.0]}
+
+
+def test_a_noisy_plan_measurement_is_taken_again_and_not_cached_when_it_stays_noisy(tmp_path, monkeypatch):
+    from scaling_search.training.plan import cache_file
+
+    plan, calls = _plan_call(tmp_path, [NOISY, NOISY], monkeypatch=monkeypatch)
+    assert len(calls) == 2 and "differed by" in plan.unsure and not cache_file(tmp_path).exists()
+    plan, calls = _plan_call(tmp_path, [IMPLAUSIBLE, IMPLAUSIBLE], monkeypatch=monkeypatch)
+    assert len(calls) == 2 and "against 36 for 1x2" in plan.unsure and not cache_file(tmp_path).exists()
+    plan, calls = _plan_call(tmp_path, [NOISY, CLEAN], monkeypatch=monkeypatch)  # measured again, then trusted
+    assert len(calls) == 2 and plan.unsure is None and (plan.workers, plan.threads) == (2, 1)
+    again, calls = _plan_call(tmp_path, [NOISY], monkeypatch=monkeypatch)
+    assert calls == [] and again == plan  # cached
+
+
+def test_a_plan_measured_under_load_is_measured_again_on_a_quieter_machine(tmp_path, monkeypatch):
+    loaded, _ = _plan_call(tmp_path, [CLEAN], load=2.0, monkeypatch=monkeypatch)
+    assert loaded.load == 2.0
+    _, calls = _plan_call(tmp_path, [CLEAN], load=1.5, monkeypatch=monkeypatch)  # about as busy: kept
+    assert calls == []
+    idle, calls = _plan_call(tmp_path, [CLEAN], load=0.1, monkeypatch=monkeypatch)  # far quieter: measured again
+    assert len(calls) == 1 and idle.load == 0.1
+
+
+def test_a_corrupt_plan_cache_is_measured_over(tmp_path, monkeypatch):
+    from scaling_search.training.plan import cache_file
+
+    first, _ = _plan_call(tmp_path, [CLEAN], monkeypatch=monkeypatch)
+    cache_file(tmp_path).write_text('{"format": 3, "plans": {"trunc')
+    again, calls = _plan_call(tmp_path, [CLEAN], monkeypatch=monkeypatch)
+    assert len(calls) == 1 and again == first and json.loads(cache_file(tmp_path).read_text())["format"] == 3
+    cache_file(tmp_path).write_text("[1, 2]")  # valid JSON, not a plan cache
+    _, calls = _plan_call(tmp_path, [CLEAN], monkeypatch=monkeypatch)
+    assert len(calls) == 1

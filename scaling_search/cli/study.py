@@ -165,6 +165,10 @@ def describe_execution(config: Any) -> str:
         return f"execution: {config.search.workers} worker(s){threads}"
     measured = ", ".join(f"{name} {rate:.0f}" for name, rate in
                          sorted(config.plan["measured"].items(), key=lambda item: -item[1]))
+    if config.plan.get("unsure"):
+        return (f"execution: {config.search.workers} worker(s){threads}, this machine's measured plan (training "
+                f"images/s by workers x threads: {measured}); NOT cached: {config.plan['unsure']} twice, so the "
+                "machine was busy; it is measured again next run (a quieter machine measures it once)")
     return (f"execution: {config.search.workers} worker(s){threads}, this machine's measured plan (training "
             f"images/s by workers x threads: {measured}; cached, see study.json)")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -28,8 +29,15 @@ from scaling_search.atomic import write_json_atomically
 from scaling_search.cache import cache_root
 from scaling_search.network.spec import NetworkSpec
 
-PLAN_FORMAT = 2  # 2: measured with the depthwise weight gradient by taps (scaling_search/network/depthwise.py), which changes the best plan
-Measure = Callable[[NetworkSpec, int, list[tuple[int, int]]], dict[str, float]]
+PLAN_FORMAT = 3  # 3: rounds checked for agreement and the load recorded (2: the depthwise weight gradient by taps)
+#: The measurement: every plan's images/s in each interleaved round.
+Measure = Callable[[NetworkSpec, int, list[tuple[int, int]]], dict[str, list[float]]]
+#: The rounds of one split may differ by this share of their median; beyond it the machine was busy.
+SPREAD_LIMIT = 0.25
+#: On one machine the best split is at most this many times the worst; beyond it one round ran under load.
+IMPLAUSIBLE_RATIO = 5.0
+#: A plan measured at a one-minute load average of L is measured again where the load is now below L - this.
+QUIETER_BY = 1.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class ExecutionPlan:
     machine: str
     measured: dict[str, float]
     probe: str  # the network and batch the plans were timed on
+    load: float = 0.0  # the one-minute load average when it was measured
+    unsure: str | None = None  # why it was not cached: its rounds disagreed twice
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,8 +90,8 @@ def _probe_process(spec: dict[str, Any], batch_size: int, steps: int, threads: i
 
 
 def measure_plans(spec: NetworkSpec, batch_size: int, plans: list[tuple[int, int]], steps: int = 8,
-                  rounds: int = 3) -> dict[str, float]:
-    """Aggregate training images/s of each plan, median over ``rounds`` interleaved rounds."""
+                  rounds: int = 3) -> dict[str, list[float]]:
+    """Aggregate training images/s of each plan in each of ``rounds`` interleaved rounds."""
     from scaling_search.training.distributed import process_context
 
     from tqdm import tqdm
@@ -104,7 +114,29 @@ def measure_plans(spec: NetworkSpec, batch_size: int, plans: list[tuple[int, int
                 process.join(timeout=30)
                 if process.is_alive():
                     process.kill()
-    return {name: statistics.median(values) for name, values in rates.items()}
+    return rates
+
+
+def load_average() -> float:
+    """The machine's one-minute load average (0 where the system does not tell)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+def disagreement(rounds: dict[str, list[float]]) -> str | None:
+    """Why a measurement cannot be trusted, or None: a split whose rounds differ by more than
+    :data:`SPREAD_LIMIT` of their median, or a best split more than :data:`IMPLAUSIBLE_RATIO` times the worst."""
+    medians = {name: statistics.median(values) for name, values in rounds.items()}
+    for name, values in rounds.items():
+        spread = (max(values) - min(values)) / medians[name] if medians[name] > 0 else float("inf")
+        if spread > SPREAD_LIMIT:
+            return f"the rounds of {name} differed by {spread:.0%} of their median"
+    best, worst = max(medians, key=medians.__getitem__), min(medians, key=medians.__getitem__)
+    if medians[worst] <= 0 or medians[best] > IMPLAUSIBLE_RATIO * medians[worst]:
+        return f"{best} measured {medians[best]:.0f} images/s against {medians[worst]:.0f} for {worst}"
+    return None
 
 
 def machine_name() -> str:
@@ -125,7 +157,13 @@ def cache_file(cache_dir: Path | None = None) -> Path:
 def machine_plan(spec: NetworkSpec, batch_size: int, *, cache_dir: Path | None = None,
                  measure: Measure | None = None) -> ExecutionPlan:
     """This machine's plan for training ``spec`` at ``batch_size``: cached once measured (keyed by the machine,
-    the network and the batch), else measured now and cached."""
+    the network and the batch), else measured now and cached.
+
+    A measurement whose rounds disagree (:func:`disagreement`) is taken again; where the second disagrees too,
+    its plan is used for this run but not cached (``unsure`` says why). A cached plan measured under a load
+    average at least :data:`QUIETER_BY` above today's is measured again. A cache file that cannot be read is
+    measured over.
+    """
     from scaling_search.training.resources import default_threads
 
     path = cache_file(cache_dir)
@@ -133,14 +171,26 @@ def machine_plan(spec: NetworkSpec, batch_size: int, *, cache_dir: Path | None =
     probe = f"the proxy network {fingerprint} at {spec.resolution} px, batch {batch_size}"
     try:
         stored = json.loads(path.read_text())
+        if not isinstance(stored, dict):
+            raise ValueError("not a plan cache")
         if stored.get("format") == PLAN_FORMAT and probe in stored.get("plans", {}):
-            return ExecutionPlan(**stored["plans"][probe])
+            cached = ExecutionPlan(**stored["plans"][probe])
+            if cached.load - load_average() < QUIETER_BY:
+                return cached
     except (OSError, ValueError, TypeError):
         stored = {}
-    measured = (measure or measure_plans)(spec, batch_size, candidate_plans(default_threads()))
+    for _ in range(2):
+        load = load_average()
+        rounds = (measure or measure_plans)(spec, batch_size, candidate_plans(default_threads()))
+        unsure = disagreement(rounds)
+        if unsure is None:
+            break
+    measured = {name: statistics.median(values) for name, values in rounds.items()}
     best = max(measured, key=measured.__getitem__)
     workers, threads = (int(part) for part in best.split("x"))
-    plan = ExecutionPlan(workers, threads, machine_name(), measured, probe)
+    plan = ExecutionPlan(workers, threads, machine_name(), measured, probe, round(load, 2), unsure)
+    if unsure is not None:
+        return plan
     try:
         plans = {**(stored.get("plans", {}) if stored.get("format") == PLAN_FORMAT else {}), probe: plan.to_dict()}
         write_json_atomically(path, {"format": PLAN_FORMAT, "plans": plans})
@@ -149,4 +199,4 @@ def machine_plan(spec: NetworkSpec, batch_size: int, *, cache_dir: Path | None =
     return plan
 
 
-__all__ = ["ExecutionPlan", "candidate_plans", "machine_plan", "measure_plans"]
+__all__ = ["ExecutionPlan", "candidate_plans", "disagreement", "load_average", "machine_plan", "measure_plans"]
