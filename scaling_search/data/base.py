@@ -66,14 +66,20 @@ class ResizedCache:
             return compute()
         path = self._file(key)
         try:
-            if not path.exists():
-                self.disk.mkdir(parents=True, exist_ok=True)
-                with exclusive(path.with_suffix(".lock")):
-                    if not path.exists():
-                        save_array(path, compute())
+            if path.exists():
+                try:
+                    return map_array(path)
+                except ValueError:  # truncated or damaged: computed again and rewritten below
+                    pass
+            self.disk.mkdir(parents=True, exist_ok=True)
+            with exclusive(path.with_suffix(".lock")):
+                try:
+                    return map_array(path)  # another process wrote it while this one waited
+                except (OSError, ValueError):
+                    save_array(path, compute())
             return map_array(path)
         except (OSError, ValueError):
-            self.disk = None  # unwritable or damaged: this dataset stays in memory from here on
+            self.disk = None  # unwritable: this dataset stays in memory from here on
             return compute()
 
     def put(self, key: tuple[str, int], split: Split) -> None:

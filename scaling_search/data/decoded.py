@@ -28,7 +28,7 @@ import numpy as np
 
 from scaling_search.cache import cache_root
 from scaling_search.data.arrays import exclusive, map_array
-from scaling_search.data.base import ImageData, ResizedCache
+from scaling_search.data.base import DataError, ImageData, ResizedCache
 
 #: Bump when the layout of an entry changes: old entries are then ignored.
 CACHE_FORMAT = 1
@@ -60,12 +60,14 @@ def dataset_key(kind: str, path: Path, options: dict[str, object]) -> str:
 
 
 def _load_entry(folder: Path) -> ImageData | None:
+    """The cached dataset in ``folder``, or None where there is none or it is damaged (truncated arrays, broken
+    metadata, arrays that no longer fit together): a damaged entry is never trusted."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
         arrays = {name: map_array(folder / f"{name}.npy") for name in _ARRAYS}
-    except (OSError, ValueError):
+        return ImageData(meta["name"], tuple(meta["classes"]), **arrays, cache=ResizedCache(disk=folder / "resized"))
+    except (OSError, ValueError, KeyError, TypeError, DataError):
         return None
-    return ImageData(meta["name"], tuple(meta["classes"]), **arrays, cache=ResizedCache(disk=folder / "resized"))
 
 
 def _write_entry(folder: Path, data: ImageData) -> None:
@@ -97,6 +99,8 @@ def decoded_dataset(kind: str, path: Path, options: dict[str, object], decode: C
             if data is not None:
                 return data
             data = decode()
+            if folder.exists():  # a damaged entry: rebuilt, not kept
+                shutil.rmtree(folder, ignore_errors=True)
             _write_entry(folder, data)
     except OSError:
         return data if data is not None else decode()  # no cache here: the decoded copy stays in memory

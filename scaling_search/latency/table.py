@@ -177,11 +177,14 @@ class LatencyTable:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         suffix = "" if runtime == "torch" else f"_{runtime}"
         path = (cache_dir or cls.cache_dir()) / f"{safe}{suffix}_b{batch}.json"
-        if path.exists():
+        try:
             data = json.loads(path.read_text())
             if data.get("format") == TABLE_FORMAT and data.get("version") == TABLE_VERSION:
-                return cls(device, batch, path, data["entries"], Correction(*data["correction"]), runtime=runtime,
-                           calibrated=data["calibrated"], adapted_from=data.get("adapted_from"))
+                return cls(device, batch, path, dict(data["entries"]), Correction(*data["correction"]),
+                           runtime=runtime, calibrated=bool(data["calibrated"]),
+                           adapted_from=data.get("adapted_from"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # none yet, or truncated or damaged: never trusted, it starts empty (uncalibrated) and is rebuilt
         return cls(device, batch, path, runtime=runtime)
 
     @classmethod
