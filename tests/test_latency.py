@@ -302,3 +302,36 @@ def test_calibrate_measures_the_family_and_the_chosen_number_of_random_networks(
     monkeypatch.setattr(LatencyTable, "calibrate", lambda self, specs, **_: seen.append(specs) or [(1.0, 1.0)])
     assert main(["latency", "calibrate", "--networks", "3", "--runtime", "torch"]) == 0
     assert len(seen[0]) == 5 + 3 and "torch" in capsys.readouterr().out
+
+
+def test_calibration_checks_itself_on_held_out_networks_and_measures_again_when_they_are_off(tmp_path, monkeypatch):
+    """A device whose whole-network latencies follow 2 x parts + 1 ms is checked clean on held-out networks; one
+    whose measurements are noise (a busy machine) is measured again and then reported, not silently saved."""
+    from types import SimpleNamespace
+
+    from scaling_search.latency import HELD_OUT_LIMIT
+    from scaling_search.latency import table as table_module
+
+    specs = [replace(SMALL, resolution=r) for r in (32, 40, 48, 56, 64, 72, 80, 88)]
+    monkeypatch.setattr(LatencyTable, "_measure_parts", lambda self, factories: [0.25 * f()[1][0] for f in factories])
+    calls = []
+
+    def whole(noise):
+        def measure(networks, device, **kwargs):
+            calls.append(len(networks))
+            probe = LatencyTable.open("cpu", 1, cache_dir=tmp_path / "probe")
+            return [SimpleNamespace(ms=2.0 * probe.raw_sum(spec) + 1.0 + noise[i % len(noise)])
+                    for i, spec in enumerate(networks)]
+        return measure
+
+    monkeypatch.setattr(table_module, "measure_latencies", whole([0.0]))
+    clean = LatencyTable.open("cpu", 1, cache_dir=tmp_path / "clean")
+    clean.calibrate(specs)
+    assert calls == [8] and clean.held_out.networks == 2 and clean.held_out.median_error < 1e-6
+    assert json.loads(clean.path.read_text())["held_out"]["networks"] == 2
+
+    calls.clear()
+    monkeypatch.setattr(table_module, "measure_latencies", whole([0.0, 40.0, -0.5, 25.0]))
+    noisy = LatencyTable.open("cpu", 1, cache_dir=tmp_path / "noisy")
+    noisy.calibrate(specs)
+    assert calls == [8, 8] and noisy.held_out.measured_twice and noisy.held_out.median_error > HELD_OUT_LIMIT

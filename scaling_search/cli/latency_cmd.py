@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from scaling_search.cli.common import CliError, add_network_args, positive_int, print_table, selected_networks
 from scaling_search.runtimes import RUNTIMES
@@ -124,6 +125,16 @@ def _calibrate(args: argparse.Namespace, device) -> int:
     print(f"correction: latency = {slope:.4f} * sum + {intercept:.4f} ms + {per_mparam:.4f} ms per million "
           f"parameters, fitted on "
           f"{len(pairs)} networks; table {table.path} ({origin}{len(table.entries)} parts, {args.runtime})")
+    check = table.held_out
+    if check is not None:
+        from scaling_search.latency import HELD_OUT_LIMIT
+
+        again = " after measuring the networks again" if check.measured_twice else ""
+        print(f"held-out check: fitted without {check.networks} of the networks, the correction predicts them with "
+              f"a median error of {check.median_error:.1%} (largest {check.max_error:.1%}){again}")
+        if check.median_error > HELD_OUT_LIMIT:
+            print(f"warning: above {HELD_OUT_LIMIT:.0%}: this machine's measurements are too noisy for a reliable "
+                  "table; calibrate again with --threads 1 or on a quieter machine", file=sys.stderr)
     return 0
 
 

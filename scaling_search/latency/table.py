@@ -162,6 +162,7 @@ class LatencyTable:
         self.rounds, self.runs, self.warmup = rounds, runs, warmup
         self.measurements = 0  # parts measured by this object (the cache test counts them)
         self.calibrated = calibrated  # the correction was fitted on whole-network measurements
+        self.held_out: HeldOut | None = None  # how the last calibration did on networks it was not fitted on
         self.adapted_from = adapted_from  # the device whose parts these are, when not this one (see adapt)
         self._flush = CacheFlush() if self.device.type == "cpu" else None
 
@@ -206,6 +207,7 @@ class LatencyTable:
         body = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "device": describe_device(self.device),
                 "runtime": self.runtime, "batch": self.batch, "threads": torch.get_num_threads(),
                 "correction": list(self.correction), "calibrated": self.calibrated,
+                "held_out": self.held_out._asdict() if self.held_out else None,
                 "adapted_from": self.adapted_from, "entries": self.entries}
         write_json_atomically(self.path, body, indent=1, sort_keys=True)
 
@@ -263,14 +265,25 @@ class LatencyTable:
         return self._fit_correction(specs, rounds, runs)
 
     def _fit_correction(self, specs: Sequence[NetworkSpec], rounds: int, runs: int) -> list[tuple[float, float]]:
-        """Measure ``specs`` whole (interleaved), fit the correction on the table's sums of their parts, save."""
-        measured = measure_latencies(specs, self.device, batch=self.batch, rounds=rounds, runs=runs,
-                                     runtime=self.runtime)
-        pairs = [(self.raw_sum(spec, measure_missing=False), latency.ms) for spec, latency in zip(specs, measured)]
-        self.correction = fit_correction([(raw, count_cost(spec).params, ms) for spec, (raw, ms) in zip(specs, pairs)])
+        """Measure ``specs`` whole (interleaved), fit the correction on the table's sums of their parts, save.
+
+        Before the final fit on every network, the correction is checked on networks it was not fitted on
+        (:func:`held_out_check`); where they are off by more than :data:`HELD_OUT_LIMIT` (a busy machine), the
+        networks are measured again once. ``self.held_out`` records the check the table was saved with.
+        """
+        raws = [self.raw_sum(spec, measure_missing=False) for spec in specs]
+        params = [count_cost(spec).params for spec in specs]
+        for attempt in (1, 2):
+            measured = measure_latencies(specs, self.device, batch=self.batch, rounds=rounds, runs=runs,
+                                         runtime=self.runtime)
+            rows = [(raw, n, latency.ms) for raw, n, latency in zip(raws, params, measured)]
+            check = held_out_check(rows, measured_twice=attempt == 2)
+            if check is None or check.median_error <= HELD_OUT_LIMIT:
+                break
+        self.correction, self.held_out = fit_correction(rows), check
         self.calibrated = True
         self.save()
-        return pairs
+        return [(raw, ms) for raw, _, ms in rows]
 
     def adapt(self, source: dict[str, Any], specs: Sequence[NetworkSpec], rounds: int = 5,
               runs: int = 10) -> list[tuple[float, float]]:
@@ -301,6 +314,31 @@ def check_source_table(source: Any, runtime: str, batch: int) -> None:
         raise UserError(f"that latency table is for runtime {source.get('runtime')} at batch {source.get('batch')}; "
                         f"give --runtime {source.get('runtime')} --batch {source.get('batch')}, or a table for "
                         f"{runtime} at batch {batch}")
+
+
+#: A calibration whose correction is off by more than this (median relative error) on networks it was not fitted
+#: on is measured again, then reported as unreliable.
+HELD_OUT_LIMIT = 0.10
+
+
+class HeldOut(NamedTuple):
+    """A correction fitted on all but every fourth calibration network, scored on those it did not see."""
+
+    networks: int
+    median_error: float
+    max_error: float
+    measured_twice: bool
+
+
+def held_out_check(rows: Sequence[tuple[float, int, float]], measured_twice: bool = False) -> HeldOut | None:
+    """Fit on all but every fourth of ``(sum of parts, parameters, measured ms)`` and score the rest (relative
+    error); None with fewer than four networks."""
+    if len(rows) < 4:
+        return None
+    held, fitted = list(rows[::4]), [row for index, row in enumerate(rows) if index % 4]
+    correction = fit_correction(fitted)
+    errors = [abs(correction.apply(raw, params) / ms - 1) for raw, params, ms in held]
+    return HeldOut(len(held), statistics.median(errors), max(errors), measured_twice)
 
 
 def fit_correction(rows: Sequence[tuple[float, int, float]]) -> Correction:
@@ -344,5 +382,5 @@ def fit_relative(pairs: list[tuple[float, float]]) -> tuple[float, float]:
     return (statistics.fmean(y / x for x, y in pairs), 0.0)  # one distinct sum of parts, or no rising line
 
 
-__all__ = ["MIN_NETWORKS_FOR_WEIGHTS", "CacheFlush", "Correction", "LatencyTable", "PartFactory", "calibration_specs",
+__all__ = ["HELD_OUT_LIMIT", "MIN_NETWORKS_FOR_WEIGHTS", "HeldOut", "held_out_check", "CacheFlush", "Correction", "LatencyTable", "PartFactory", "calibration_specs",
            "check_source_table", "fit_correction", "fit_relative", "network_parts", "random_specs"]
