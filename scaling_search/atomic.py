@@ -13,6 +13,23 @@ from pathlib import Path
 from typing import Any
 
 
+def check_writable_folder(folder: Path, flag: str = "--output") -> Path:
+    """Refuse, before any work, a folder that files cannot be written into: a file, one under a file, or one
+    under a folder this process cannot write. Creates nothing."""
+    from scaling_search.errors import UserError
+
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{flag} {folder} is a file; give a folder")
+    ancestor = folder
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{flag} {folder}: {ancestor} is a file; give another folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder}: {ancestor} is not writable; give another folder")
+    return folder
+
+
 def _file_mode() -> int:
     """The mode ``open()`` would give a new file: 0o666 less the process's umask."""
     umask = os.umask(0)
@@ -51,4 +68,4 @@ def write_csv_atomically(path: Path, frame: Any) -> Path:
     return write_text_atomically(path, frame.to_csv(index=False))
 
 
-__all__ = ["write_bytes_atomically", "write_csv_atomically", "write_json_atomically", "write_text_atomically"]
+__all__ = ["check_writable_folder", "write_bytes_atomically", "write_csv_atomically", "write_json_atomically", "write_text_atomically"]

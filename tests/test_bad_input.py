@@ -56,6 +56,7 @@ def _write_inputs(folder: Path) -> None:
              "manyworkers": "[search]\nworkers = 1000000\n"}
     for name, text in tomls.items():
         (folder / f"{name}.toml").write_text(text)
+    (folder / "latin1.toml").write_bytes("[train]\nepochs = 3  # r\xe9sum\xe9\n".encode("latin-1"))
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +244,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("infinite float in a preset", ["run", "--preset", "infinite.toml"], "[train] lr must be a finite number"),
     ("cost of a million-fold depth", ["cost", "b0", "--depth", "1000000"], "is above 100x"),
     ("train of a million-fold width", ["train", "b0", "--width", "1e6", "--preset", "smoke"], "is above 100x"),
+    ("a preset that is not UTF-8", ["run", "--preset", "latin1.toml"], "not UTF-8 text"),
+    ("in-memory storage", ["run", "--storage", "sqlite:///:memory:", *FRESH], "keeps nothing once the command ends"),
+    ("output that is a file", ["run", "--output", "notes.txt", *FRESH], "--output notes.txt is a file"),
+    ("output under a file", ["export", "--output", "notes.txt/reports", *FLAGS], "notes.txt is a file"),
+    ("ablate output that is a file", ["ablate", "--figure", "8", "--output", "notes.txt", *FLAGS], "is a file"),
+    ("report into a file", ["report", "smoke-synthetic", "--output", "notes.txt"], "--output notes.txt is a file"),
 ]
 
 

@@ -45,7 +45,9 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
     from scaling_search.search.storage import open_for_reading
     from scaling_search.settings.study import check_study_name
 
-    folder = output / check_study_name(name)  # a name is never a path: the report stays under output
+    from scaling_search.atomic import check_writable_folder
+
+    folder = check_writable_folder(output) / check_study_name(name)  # a name is never a path: it stays under output
     figures, tables = {}, {}
     storage = open_for_reading(storage_url)
     for stage in ("baseline", "grid", "fig3", "fig4", "fig8", "compare"):

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from scaling_search.atomic import write_json_atomically, write_text_atomically
+from scaling_search.atomic import check_writable_folder, write_json_atomically, write_text_atomically
 from scaling_search.network.budget import Budget, BudgetMiss, fit_budget
 from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
@@ -140,6 +140,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
         on_event: EventHandler = ignore_event) -> RunResult:
     """All stages: baseline search, coefficient grid (compound and v2 only), export at deployment scale by
     ``strategy`` (compound scaling, or another rule of :mod:`scaling_search.network.rules`)."""
+    check_writable_folder(output)
     trains = strategy in GRID_RULES or config.search.baseline == "search"  # else no storage is made
     ctx = prepare(config, data, budget, strategy=strategy, max_resolution=max_resolution, trainer=trainer,
                   progress=progress, on_event=on_event, stores=trains)
@@ -162,6 +163,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
 def baseline(config: StudyConfig, output: Path = Path("reports"), *, trainer: Trainer = train_proxy,
              progress: bool = True, on_event: EventHandler = ignore_event) -> tuple[NetworkSpec, dict[str, Any]]:
     """Stage 1 alone; writes ``study.json`` and the stage's table."""
+    check_writable_folder(output)
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event)
     ctx.emit("prepared", ctx)
     found = search_baseline(ctx)
@@ -172,6 +174,7 @@ def baseline(config: StudyConfig, output: Path = Path("reports"), *, trainer: Tr
 def grid(config: StudyConfig, output: Path = Path("reports"), *, trainer: Trainer = train_proxy,
          progress: bool = True, on_event: EventHandler = ignore_event) -> GridResult:
     """Stage 2 (stage 1 first where it is not finished); writes ``study.json`` and the tables."""
+    check_writable_folder(output)
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event)
     ctx.emit("prepared", ctx)
     baseline_spec, _ = search_baseline(ctx)
@@ -186,6 +189,7 @@ def export(config: StudyConfig, budget: Budget, family: list[float] | None = Non
 
     A study made with other settings is refused first; the budget is fitted before anything is written.
     """
+    check_writable_folder(output)
     check_existing(config)
     return export_grid(StudyStore(config), budget, family, output, dataset or config.data.source)
 
@@ -212,6 +216,7 @@ def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float
            data: ImageData | None = None, on_event: EventHandler = ignore_event) -> Path:
     """The paper's Figures 3, 4 and 8 as resumable stages at deployment scale; returns the study's report folder
     (``build_report`` draws them)."""
+    check_writable_folder(output)
     given = load_spec(base_path) if base_path else None  # a bad file fails before the data is loaded
     if given is not None:
         config = replace(config, deployment=replace(config.deployment, network=str(base_path), resolution=0))
@@ -248,6 +253,7 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     """Published scaling rules at equal deployment MACs on the study's data, as a resumable stage; returns the
     study's report folder. Compound and V2-style scaling use this study's grid coefficients when a finished run
     exists in the storage, else the paper's."""
+    check_writable_folder(output)
     from scaling_search.network.rules import RULES, parse_rule
     from scaling_search.search.compare import compare_points, point_latencies
 
@@ -300,6 +306,7 @@ def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("
     Stages 1 and 2 run (or are reused) as in :func:`run`; the reference trains the grid's candidates as the stage
     ``fidelity-<regime>`` of the same study. Writes ``fidelity.json`` beside the study's report tables.
     """
+    check_writable_folder(output)
     reference.config(config)  # a reference equal to the proxy, or a bad width, is refused before anything loads
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event)
     reference.transform(ctx.config, ctx.network)  # refused before any training
@@ -314,6 +321,7 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
     ``candidate-<regime>``) and scored against the same reference; the cheapest reaching ``target_tau`` is
     recommended (:mod:`scaling_search.search.proxy_candidates`). Writes ``proxies.json`` and
     ``recommended-proxy.toml`` beside ``fidelity.json``."""
+    check_writable_folder(output)
     if not -1 <= target_tau <= 1:
         raise UserError(f"--target-tau must be a Kendall tau in [-1, 1], got {target_tau:g}")
     reference.config(config)

@@ -70,6 +70,9 @@ def open_storage(config: StudyConfig) -> BaseStorage:
         return _journal_storage(journal)
     path = sqlite_path(url)
     if path is None:
+        if url.startswith("sqlite:") and ":memory:" in url:
+            raise UserError(f"{url} keeps nothing once the command ends (no resuming, no report, no workers); give "
+                            "a file such as sqlite:///studies/<study>.db")
         return _rdb_storage(url, "open")
     if path.is_file() and path.stat().st_size == 0:
         path.unlink()  # an empty file holds no study: left by a process killed while it made the file

@@ -20,7 +20,6 @@ from typing import Any, Callable, TypeVar
 
 import optuna
 
-from scaling_search.errors import UserError
 from scaling_search.network.spec import NetworkSpec
 from scaling_search.search.context import StudyContext, WorkerRecipe
 from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
@@ -86,8 +85,6 @@ def with_workers(ctx: StudyContext, job: Callable[[StudyContext], T]) -> T:
     workers = ctx.config.search.workers
     if workers <= 1:
         return job(ctx)
-    if ":memory:" in ctx.config.storage:
-        raise UserError("--workers needs a shared storage; an in-memory SQLite URL cannot be shared")
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_work, args=(ctx.recipe(), job)) for _ in range(workers - 1)]
     # Workers start with SIGINT ignored (kept across exec, so Python installs no handler): Ctrl-C reaches the

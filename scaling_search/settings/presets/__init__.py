@@ -29,6 +29,8 @@ def load_toml(name_or_path: str) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text, as TOML must be (byte {error.start}); save it as UTF-8") from None
     except OSError as error:
         raise UserError(f"{path}: cannot read ({error.strerror})") from None
 
