@@ -37,6 +37,7 @@ def _write_inputs(folder: Path) -> None:
     np.savez(folder / "nan.npz", x_train=nan, y_train=labels)
     np.savez(folder / "range.npz", x_train=pixels.astype(np.float32) * 1.5, y_train=labels)
     np.savez(folder / "huge_label.npz", x_train=pixels, y_train=np.where(labels == 3, 10**9, labels))
+    np.savez(folder / "stray_label.npz", x_train=pixels, y_train=np.where(np.arange(40) == 7, 99_999, labels))
     np.savez(folder / "negative.npz", x_train=pixels, y_train=labels - 1)
     np.savez(folder / "unseen.npz", x_train=pixels, y_train=labels % 3, x_test=pixels[:8], y_test=labels[:8])
     np.savez(folder / "fewnames.npz", x_train=pixels, y_train=labels * 2, classes=np.array(["a", "b", "c", "d"]))
@@ -151,6 +152,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("NaN pixels", ["run", "--data", "nan.npz", *FRESH], "NaN or infinite pixel values"),
     ("pixels out of range", ["run", "--data", "range.npz", *FRESH], "pixel values must lie in 0..255"),
     ("label of 10^9", ["run", "--data", "huge_label.npz", *FRESH], "label 1000000000 is not a class index"),
+    ("one stray label of 99,999", ["run", "--data", "stray_label.npz", *FRESH], "would make a 100000-class network"),
     ("negative label", ["run", "--data", "negative.npz", *FRESH], "labels must be class indices"),
     ("validation class unseen in training", ["run", "--data", "unseen.npz", *FRESH],
      "the validation split has class(es) the train split lacks"),

@@ -76,6 +76,11 @@ def load_npz(path: Path, val_fraction: float, seed: int) -> ImageData:
     y_train = _labels(arrays["y_train"], f"{path}:y_train")
     if len(x_train) != len(y_train):
         raise DataError(f"{path}: x_train has {len(x_train)} images but y_train has {len(y_train)} labels")
+    used, largest = len(np.unique(y_train.numpy())), int(y_train.max())
+    if "classes" not in arrays and 2 * used < largest + 1:  # class indices, not names: mostly gaps is a stray label
+        raise DataError(f"{path}: y_train uses {used} distinct labels but its largest is {largest}, which would make "
+                        f"a {largest + 1}-class network, most of its classes never seen; number the classes 0.."
+                        f"{used - 1} (or add a 'classes' array naming every class)")
     if "x_test" in arrays and "y_test" in arrays:
         x_val = _to_nchw(arrays["x_test"], f"{path}:x_test")
         y_val = _labels(arrays["y_test"], f"{path}:y_test")
