@@ -247,6 +247,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("cost of a million-fold depth", ["cost", "b0", "--depth", "1000000"], "is above 100x"),
     ("train of a million-fold width", ["train", "b0", "--width", "1e6", "--preset", "smoke"], "is above 100x"),
     ("a preset that is not UTF-8", ["run", "--preset", "latin1.toml"], "not UTF-8 text"),
+    ("--network beside --baseline", ["run", "--network", "b1", *FRESH], "both name the deployment network"),
     ("in-memory storage", ["run", "--storage", "sqlite:///:memory:", *FRESH], "keeps nothing once the command ends"),
     ("output that is a file", ["run", "--output", "notes.txt", *FRESH], "--output notes.txt is a file"),
     ("output under a file", ["export", "--output", "notes.txt/reports", *FLAGS], "notes.txt is a file"),

@@ -61,3 +61,13 @@ def test_a_damaged_latency_table_starts_empty_and_asks_for_calibration(tmp_path,
     with pytest.raises(UserError, match="latency calibrate"):
         LatencyTable.open_calibrated("cpu", 1)
     assert main(["latency", "b0", "--predict"]) == 2 and "latency calibrate" in capsys.readouterr().err
+
+
+def test_a_table_whose_correction_predicts_nothing_is_not_trusted(tmp_path, monkeypatch):
+    from scaling_search.latency import Correction, LatencyTable
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    table = LatencyTable.open("cpu", 1)
+    table.correction, table.calibrated = Correction(0.0, 0.0, 0.0), True  # would predict 0.0 ms for everything
+    table.save()
+    assert not LatencyTable.open("cpu", 1).calibrated

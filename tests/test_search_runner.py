@@ -320,3 +320,14 @@ def test_a_separated_grid_is_not_raced(tmp_path):
         assert len(TRAINED) == len(result.grid.rows)  # nothing raced
     else:  # two points tie at the top: the race can only spend its budget on them
         assert len(TRAINED) == len(result.grid.rows) + 5
+
+
+def test_a_grid_whose_every_training_diverged_says_so_instead_of_asking_for_a_rerun(tmp_path):
+    from scaling_search.errors import NonFiniteLossError
+
+    def diverging(spec, data, settings, on_epoch=None):
+        raise NonFiniteLossError(1, 3, float("nan"))
+
+    with pytest.raises(UserError, match=r"the training of \d+ of \d+ grid points diverged .*lower \[train\] lr"):
+        runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=diverging,
+                   progress=False)

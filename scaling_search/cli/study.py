@@ -111,6 +111,9 @@ def study_config(args: argparse.Namespace) -> Any:
     baseline = getattr(args, "baseline", None)
     network = args.network
     if baseline not in (None, "search"):
+        if network not in (None, baseline):
+            raise CliError(f"--network {network} and --baseline {baseline} both name the deployment network; give "
+                           "one (--baseline NETWORK skips stage 1, --network NETWORK searches around it)")
         network = baseline
     overrides = {
         "data": {"source": args.data_source, "format": args.data_format, "subset": args.subset,

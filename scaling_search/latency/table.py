@@ -180,10 +180,10 @@ class LatencyTable:
         path = (cache_dir or cls.cache_dir()) / f"{safe}{suffix}_b{batch}.json"
         try:
             data = json.loads(path.read_text())
-            if data.get("format") == TABLE_FORMAT and data.get("version") == TABLE_VERSION:
-                return cls(device, batch, path, dict(data["entries"]), Correction(*data["correction"]),
-                           runtime=runtime, calibrated=bool(data["calibrated"]),
-                           adapted_from=data.get("adapted_from"))
+            correction = Correction(*data["correction"])
+            if data.get("format") == TABLE_FORMAT and data.get("version") == TABLE_VERSION and correction.slope > 0:
+                return cls(device, batch, path, dict(data["entries"]), correction, runtime=runtime,
+                           calibrated=bool(data["calibrated"]), adapted_from=data.get("adapted_from"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # none yet, or truncated or damaged: never trusted, it starts empty (uncalibrated) and is rebuilt
         return cls(device, batch, path, runtime=runtime)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from scaling_search.errors import UserError
 from scaling_search.network.spec import NetworkSpec
@@ -45,6 +46,12 @@ def load_grid(store: StudyStore) -> GridResult:
                         "run 'scaling-search grid' (or 'run') first")
     rows = raced_rows(store, study)  # the grid's seeds and the race's extra ones
     expected = len(study.user_attrs["points"])
+    diverged = {t.user_attrs.get("point"): t.user_attrs["error"] for t in study.get_trials(deepcopy=False)
+                if t.state == TrialState.FAIL and "error" in t.user_attrs}
+    if len(rows) < expected and diverged:  # a rerun with these settings would train them to the same NaN
+        first = next(iter(diverged.values()))
+        raise UserError(f"stage 2 of study {config.name!r}: the training of {len(diverged)} of {expected} grid points "
+                        f"diverged ({first}); lower [train] lr or check the data, under a new --study name")
     if len(rows) < expected:
         raise UserError(f"stage 2 of study {config.name!r} has {len(rows)} of {expected} points finished; "
                         "rerun 'scaling-search grid' (or 'run') to finish it")
