@@ -331,3 +331,10 @@ def test_a_grid_whose_every_training_diverged_says_so_instead_of_asking_for_a_re
     with pytest.raises(UserError, match=r"the training of \d+ of \d+ grid points diverged .*lower \[train\] lr"):
         runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=diverging,
                    progress=False)
+
+
+def test_exporting_again_rewrites_the_configs_unchanged(finished):
+    tmp_path, result, _ = finished
+    before = {p.name: p.read_bytes() for p in result.folder.glob("model-phi*.json")}
+    _, paths = runner.export(result.config, parse_budget("2x"), output=tmp_path / "reports")
+    assert {p.name: p.read_bytes() for p in paths} == {name: before[name] for name in (p.name for p in paths)}

@@ -242,13 +242,16 @@ def _provenance(config: StudyConfig, dataset: str) -> dict[str, Any]:
 
 
 def export_grid(store: StudyStore, budget: Budget, family: list[float] | None, output: Path,
-                dataset: str) -> tuple[GridResult, list[Path]]:
+                dataset: str | None = None) -> tuple[GridResult, list[Path]]:
     """Stage 3 by compound scaling from the finished grid: ``model-phi*.json``, ``study.json`` and the tables.
 
     The budget is fitted before anything is written; study.json and the tables are written after the configs.
+    ``dataset`` defaults to the data's name the grid recorded, so exporting again rewrites a config unchanged.
     """
     config = store.config
     grid = load_grid(store)
+    data = grid.study.user_attrs.get("data") or {}
+    dataset = dataset or data.get("name") or config.data.source  # as the run that trained the grid named it
     evidence, latency = grid_evidence(store, grid), latency_table(config)
     provenance = {**_provenance(config, dataset), "grid_study": f"{config.name}:grid",
                   "grid_trial": grid.summary["winner"]["trial"]}

@@ -191,7 +191,7 @@ def export(config: StudyConfig, budget: Budget, family: list[float] | None = Non
     """
     check_writable_folder(output)
     check_existing(config)
-    return export_grid(StudyStore(config), budget, family, output, dataset or config.data.source)
+    return export_grid(StudyStore(config), budget, family, output, dataset)
 
 
 def _study_coefficients(store: StudyStore) -> tuple[tuple[float, float, float], str] | None:
