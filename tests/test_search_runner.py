@@ -338,3 +338,24 @@ def test_exporting_again_rewrites_the_configs_unchanged(finished):
     before = {p.name: p.read_bytes() for p in result.folder.glob("model-phi*.json")}
     _, paths = runner.export(result.config, parse_budget("2x"), output=tmp_path / "reports")
     assert {p.name: p.read_bytes() for p in paths} == {name: before[name] for name in (p.name for p in paths)}
+
+
+def test_seeds_belong_to_a_stage_so_compare_trains_two_on_a_one_seed_study_with_its_grid(tmp_path):
+    """A study whose grid trained one seed per point: compare --repeats 2 trains each rule's networks twice and
+    scales by the study's own coefficients; a grid asked for two seeds is refused, as it was trained with one."""
+    import pandas as pd
+
+    one_seed = _config(tmp_path)
+    found = runner.run(one_seed, parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer,
+                       progress=False)
+    two_seeds = _config(tmp_path, repeats=2)
+    TRAINED.clear()
+    runner.compare(two_seeds, ("compound", "width"), (2.0,), output=tmp_path / "reports", trainer=fake_trainer,
+                   progress=False)
+    frame = pd.read_csv(build_report("fake", two_seeds.storage, tmp_path / "reports").parent / "compare_trials.csv")
+    assert (frame["seeds"] == 2).all() and len(TRAINED) == 2 * len(frame)
+    study = optuna.load_study(study_name="fake:compare", storage=two_seeds.storage)
+    alpha, beta, gamma = found.grid.coefficients
+    assert f"alpha, beta, gamma = {alpha:g}, {beta:g}, {gamma:g} from the study's grid" in study.user_attrs["note"]
+    with pytest.raises(UserError, match=r"stage grid of study 'fake' was trained with 1 seed\(s\) per point"):
+        runner.run(two_seeds, parse_budget("2x"), output=tmp_path / "reports", trainer=fake_trainer, progress=False)

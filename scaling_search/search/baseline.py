@@ -63,7 +63,7 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
                          "macs": count_cost(network).macs, "blocks": network.num_blocks,
                          "resolution": network.resolution}
     storage = ctx.store.storage
-    study, _ = ctx.store.open_stage("baseline", metric="reward")
+    study, _ = ctx.store.open_stage("baseline", metric="reward", seeded=False)  # one seed per trial, always
     cost_of = cost_function(config)
     latency = config.search.cost == "latency"
     target = (config.search.target_latency_ms if latency else config.search.target_macs) or cost_of(network)

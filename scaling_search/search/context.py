@@ -63,11 +63,11 @@ class StudyStore:
             return None
 
     def open_stage(self, name: str, sampler: optuna.samplers.BaseSampler | None = None,
-                   metric: str = "proxy_val_top1") -> tuple[optuna.Study, bool]:
-        """``(study, created)``: the stage created or loaded (refused in one line if made with other settings),
-        its objective named ``metric``; ``created`` is True in exactly one of the processes that open a new stage
-        at the same moment."""
-        return create_or_load(self.config, self.storage, name, sampler, metric)
+                   metric: str = "proxy_val_top1", seeded: bool = True) -> tuple[optuna.Study, bool]:
+        """``(study, created)``: the stage created or loaded (refused in one line if made with other settings, or,
+        where it trains ``seeded`` points, with other seeds per point), its objective named ``metric``;
+        ``created`` is True in exactly one of the processes that open a new stage at the same moment."""
+        return create_or_load(self.config, self.storage, name, sampler, metric, seeded)
 
     def with_config(self, config: StudyConfig) -> StudyStore:
         """The same stages read and written under ``config`` (its settings are what a new stage records)."""

@@ -223,6 +223,11 @@ def latency_table(config: StudyConfig) -> Any:
     return LatencyTable.open_calibrated(config.search.latency_device, 1, runtime=config.search.latency_runtime)
 
 
+def grid_repeats(grid: GridResult) -> int:
+    """The seeds per point the grid was trained with (its own settings: another command may ask for others)."""
+    return int(grid.study.user_attrs.get("settings", {}).get("search", {}).get("repeats", 1))
+
+
 def grid_evidence(store: StudyStore, grid: GridResult) -> dict[str, Any]:
     """What an exported config records of the decision: the winner, the runner-up, P(best) and the noise it
     counted, and every proxy fidelity measured for the study."""
@@ -230,7 +235,7 @@ def grid_evidence(store: StudyStore, grid: GridResult) -> dict[str, Any]:
     return {"grid_winner": summary["winner"], "runner_up": summary.get("runner_up"),
             "gap": summary.get("gap"), "p_best": summary.get("p_best"), "noise": summary.get("noise"),
             "separated": summary.get("separated"), "separated_at": SEPARATED_AT,
-            "seeds_per_point": config.search.repeats, "proxy_epochs": config.train.epochs,
+            "seeds_per_point": grid_repeats(grid), "proxy_epochs": config.train.epochs,
             "measured_at": "the phi = 1 grid point's proxy",
             "proxy_fidelity": [fidelity_evidence(measured)
                                for measured in stored_fidelities(config.name, store.storage)]}
@@ -284,7 +289,7 @@ def export_by_rule(store: StudyStore, budget: Budget, family: list[float] | None
                 "('scaling-search compare' trains each rule's networks on it)")
     evidence: dict[str, Any] = {"strategy": strategy, "measured": measured}
     if grid is not None:
-        evidence.update(grid_winner=grid.summary["winner"], seeds_per_point=config.search.repeats,
+        evidence.update(grid_winner=grid.summary["winner"], seeds_per_point=grid_repeats(grid),
                         proxy_epochs=config.train.epochs)
     provenance = {**_provenance(config, dataset), "baseline_study": f"{config.name}:baseline"}
     if grid is not None:

@@ -82,15 +82,17 @@ def _check_reachable(config: StudyConfig, network: NetworkSpec, budget: Budget, 
 
 def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget | None = None, *,
             strategy: str = "compound", max_resolution: int = 480, trainer: Trainer = train_proxy,
-            progress: bool = True, on_event: EventHandler = ignore_event, stores: bool = True) -> StudyContext:
+            progress: bool = True, on_event: EventHandler = ignore_event, stores: bool = True,
+            seeded: tuple[str, ...] = ()) -> StudyContext:
     """Every cheap check before any training or storage write, then the data loaded and the context built.
 
     Checked: the scaling rule against the budget, the device, the stored settings, the deployment network and
     its proxy's size, a non-empty grid, a latency table where the cost is latency, a budget within reach, the
     data (by loading it), and, where the pipeline ``stores`` trials, the storage (by opening it, so that one that
-    cannot be made fails before any line is printed). ``workers = "auto"`` is resolved to this machine's plan.
+    cannot be made fails before any line is printed). The ``seeded`` stages, which the pipeline trains further, must
+    have been trained with the config's seeds per point. ``workers = "auto"`` is resolved to this machine's plan.
     """
-    check_existing(config)
+    check_existing(config, seeded=seeded)
     probe = config.deployment.network_spec()  # a bad network name or file fails before the data is loaded
     if budget is not None:
         check_rule(strategy, budget.kind, config.search.cost, probe.resolution, max_resolution)
@@ -143,7 +145,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
     check_writable_folder(output)
     trains = strategy in GRID_RULES or config.search.baseline == "search"  # else no storage is made
     ctx = prepare(config, data, budget, strategy=strategy, max_resolution=max_resolution, trainer=trainer,
-                  progress=progress, on_event=on_event, stores=trains)
+                  progress=progress, on_event=on_event, stores=trains, seeded=("grid",))
     ctx.emit("prepared", ctx)
     baseline_spec, info = search_baseline(ctx)
     ctx.emit("baseline", info)
@@ -175,7 +177,7 @@ def grid(config: StudyConfig, output: Path = Path("reports"), *, trainer: Traine
          progress: bool = True, on_event: EventHandler = ignore_event) -> GridResult:
     """Stage 2 (stage 1 first where it is not finished); writes ``study.json`` and the tables."""
     check_writable_folder(output)
-    ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event)
+    ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event, seeded=("grid",))
     ctx.emit("prepared", ctx)
     baseline_spec, _ = search_baseline(ctx)
     found = search_grid(ctx, baseline_spec)
@@ -308,7 +310,7 @@ def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("
     """
     check_writable_folder(output)
     reference.config(config)  # a reference equal to the proxy, or a bad width, is refused before anything loads
-    ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event)
+    ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event, seeded=("grid",))
     reference.transform(ctx.config, ctx.network)  # refused before any training
     ctx.emit("prepared", ctx)
     return _fidelity(ctx, reference, output)
@@ -326,7 +328,7 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
         raise UserError(f"--target-tau must be a Kendall tau in [-1, 1], got {target_tau:g}")
     reference.config(config)
     trained = [candidate.config(config) for candidate in candidates]
-    ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event)
+    ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event, seeded=("grid",))
     reference.transform(ctx.config, ctx.network)
     # a regime no proxy can have (below the network's stride, say) is refused before anything trains
     transforms = [regime.proxy_transform(ctx.network) for regime in trained]

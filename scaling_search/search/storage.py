@@ -247,14 +247,27 @@ def normalise(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+#: Settings that belong to each stage rather than to the study: a stage records its own (a comparison may train
+#: two seeds per point on a study whose grid trained one) and is refused only where it differs itself.
+STAGE_SETTINGS = {"search": ("repeats",)}
+
+
+def _without_stage_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    return {table: {k: v for k, v in values.items() if k not in STAGE_SETTINGS.get(table, ())}
+            for table, values in settings.items()}
+
+
 def check_stored_settings(config: StudyConfig, storage: BaseStorage, study_name: str) -> None:
-    """Refuse (one line, nothing written) when ``study_name`` exists with other result-relevant settings."""
-    settings = normalise(config.result_settings())
+    """Refuse (one line, nothing written) when ``study_name`` exists with other result-relevant settings (a
+    stage's own seeds aside: :data:`STAGE_SETTINGS`)."""
+    settings = _without_stage_settings(normalise(config.result_settings()))
     try:
         existing = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return
     saved = existing.user_attrs.get("settings")
+    if saved is not None:
+        saved = _without_stage_settings(saved)
     if saved is not None and saved != settings:
         changed = sorted(
             f"{table}.{key}" for table in settings for key in settings[table]
@@ -265,9 +278,11 @@ def check_stored_settings(config: StudyConfig, storage: BaseStorage, study_name:
             f"({', '.join(changed)}); rerun with the original flags or choose a new --study name")
 
 
-def check_existing(config: StudyConfig, stages: tuple[str, ...] = ("baseline", "grid")) -> None:
-    """Before any work: the storage can be reached (or a SQLite file made), and the stored stages were made
-    with these settings. Creates no SQLite file or folder."""
+def check_existing(config: StudyConfig, stages: tuple[str, ...] = ("baseline", "grid"),
+                   seeded: tuple[str, ...] = ()) -> None:
+    """Before any work: the storage can be reached (or a SQLite file made), the stored stages were made with
+    these settings, and the ``seeded`` ones (those the command trains further) with these seeds per point.
+    Creates no SQLite file or folder."""
     path = storage_file(config.storage)
     if path is not None and not path.exists():
         would_create(path)
@@ -275,6 +290,20 @@ def check_existing(config: StudyConfig, stages: tuple[str, ...] = ("baseline", "
     storage = open_storage(config)
     for stage in stages:
         check_stored_settings(config, storage, f"{config.name}:{stage}")
+    for stage in seeded:
+        try:
+            study = optuna.load_study(study_name=f"{config.name}:{stage}", storage=storage)
+        except KeyError:
+            continue
+        check_stage_repeats(config, study, stage)
+
+
+def check_stage_repeats(config: StudyConfig, study: optuna.Study, stage: str) -> None:
+    """Refuse a stage trained with other seeds per point than ``config`` asks for (a stage's own setting)."""
+    stored = ((study.user_attrs.get("settings") or {}).get("search") or {}).get("repeats")
+    if stored not in (None, config.search.repeats):
+        raise UserError(f"stage {stage} of study {config.name!r} was trained with {stored} seed(s) per point; "
+                        f"rerun it with --repeats {stored}, or choose a new --study name for {config.search.repeats}")
 
 
 def open_study(config: StudyConfig, storage: BaseStorage, stage: str,
@@ -285,7 +314,7 @@ def open_study(config: StudyConfig, storage: BaseStorage, stage: str,
 
 def create_or_load(config: StudyConfig, storage: BaseStorage, stage: str,
                    sampler: optuna.samplers.BaseSampler | None = None,
-                   metric: str = "proxy_val_top1") -> tuple[optuna.Study, bool]:
+                   metric: str = "proxy_val_top1", seeded: bool = True) -> tuple[optuna.Study, bool]:
     """``(study, created)``: ``created`` is True in exactly one of the processes that open a new stage at the
     same moment (the storage refuses a second study of the same name), so that one alone fills it."""
     study_name = f"{config.name}:{stage}"
@@ -299,6 +328,8 @@ def create_or_load(config: StudyConfig, storage: BaseStorage, stage: str,
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
         created = False
+    if seeded and not created:
+        check_stage_repeats(config, study, stage)
     if "settings" not in study.user_attrs:
         study.set_user_attr("settings", normalise(config.result_settings()))
     if study.metric_names is None:  # Optuna's plots and optuna-dashboard show it instead of "Objective 0"
@@ -342,5 +373,5 @@ def running_elsewhere(study: optuna.Study, storage: BaseStorage, grace_s: float,
 
 
 __all__ = ["DONE", "check_existing", "check_journal_path", "check_sqlite_path", "check_stored_settings",
-           "create_or_load", "is_done", "journal_path", "load_stage", "normalise", "open_for_reading", "open_storage",
+           "STAGE_SETTINGS", "check_stage_repeats", "create_or_load", "is_done", "journal_path", "load_stage", "normalise", "open_for_reading", "open_storage",
            "open_study", "running_elsewhere", "sqlite_path", "storage_file"]
