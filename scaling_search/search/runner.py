@@ -222,7 +222,8 @@ def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float
     given = load_spec(base_path) if base_path else None  # a bad file fails before the data is loaded
     if given is not None:
         config = replace(config, deployment=replace(config.deployment, network=str(base_path), resolution=0))
-    ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event)
+    ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event,
+                  seeded=tuple(f"fig{figure}" for figure in figures))
     ctx = ctx.derive(config=with_worker_threads(ctx.config))
     ctx.emit("prepared", ctx)
     base, transform, deployment = ctx.network, ctx.transform, ctx.config.deployment
@@ -266,7 +267,7 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
                             max_resolution=max_resolution, long_training=long_training) for name in rule_names]
     except ValueError as error:
         raise UserError(str(error)) from None
-    ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event)
+    ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event, seeded=("compare",))
     ctx = ctx.derive(config=with_worker_threads(ctx.config))
     base, transform, search = ctx.network, ctx.transform, ctx.config.search
     ctx.emit("prepared", ctx)
