@@ -68,3 +68,11 @@ def test_a_missing_runtime_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib, "import_module", without_onnxruntime)
     with pytest.raises(UserError, match=r'needs onnxruntime: pip install "scaling-search\[onnx\]"'):
         export_onnx(build_model(SMALL), 32, tmp_path / "x.onnx")
+
+
+def test_an_export_that_disagrees_with_torch_is_not_written(tmp_path, monkeypatch):
+    from scaling_search.network import onnx_export
+
+    monkeypatch.setattr(onnx_export, "TOLERANCE", -1.0)  # nothing can agree within a negative tolerance
+    result = export_onnx(seeded_weights(build_model(SMALL)), SMALL.resolution, tmp_path / "x.onnx")
+    assert not result.within_tolerance and not (tmp_path / "x.onnx").exists()

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"onnx: {result.path} (opset {result.opset}, input '{INPUT_NAME}' [batch, {spec.input_channels}, "
           f"{spec.resolution}, {spec.resolution}], output '{OUTPUT_NAME}' [batch, {spec.num_classes}], BatchNorm "
           f"folded; {weights}; exported in {result.export_s:.1f} s)")
-    verdict = "agree" if result.within_tolerance else f"DISAGREE beyond {TOLERANCE:g}"
+    verdict = "agree" if result.within_tolerance else f"DISAGREE beyond {TOLERANCE:g}, so nothing was written"
     print(f"check: ONNX Runtime and PyTorch {verdict}: largest absolute output difference {diffs}")
     return 0 if result.within_tolerance else 1
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-import optuna
-
 from scaling_search.errors import UserError
+from scaling_search.search.catalog import catalog
 from scaling_search.search.storage import open_for_reading
 from scaling_search.settings.study import mask_credentials
 
 
 def stage_names(study: str, url: str) -> list[str]:
     """The stages ``<study>:<stage>`` stored in ``url`` (creates nothing); refuses a study with none."""
-    stages = sorted(name for name in optuna.get_all_study_names(open_for_reading(url)) if name.startswith(f"{study}:"))
+    stages = [stage.optuna_name for stage in catalog(url) if stage.study == study]
     if not stages:
         raise UserError(f"no study {study!r} in {mask_credentials(url)}; give its --storage or run it first")
     return stages
