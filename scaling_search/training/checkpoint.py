@@ -75,7 +75,7 @@ class Checkpointer:
         if not self.path.exists():
             return None
         try:
-            body = torch.load(self.path, map_location="cpu", weights_only=True)  # tensors and plain data only: never code
+            body = torch.load(self.path, map_location="cpu", weights_only=True)  # tensors and data, never code
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:  # truncated, foreign
             raise UserError(f"{self.path} is not a readable checkpoint ({type(error).__name__}); delete it to start "
                             "the training again") from None
