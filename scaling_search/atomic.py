@@ -15,7 +15,7 @@ from typing import Any
 
 def check_writable_folder(folder: Path, flag: str = "--output") -> Path:
     """Refuse, before any work, a folder that files cannot be written into: a file, one under a file, or one
-    under a folder this process cannot write. Creates nothing."""
+    under a folder this process cannot write (``flag`` names it in the message). Creates nothing."""
     from scaling_search.errors import UserError
 
     if folder.exists() and not folder.is_dir():

@@ -23,9 +23,10 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from scaling_search.atomic import check_writable_folder
 from scaling_search.errors import UserError
 from scaling_search.settings.study import StudyConfig, mask_credentials
-from scaling_search.search.trial_claims import fail_stale_trials
+from scaling_search.search.trial_claims import fail_stale_trials, process_gone, worker_id
 
 # Errors of workers creating the same schema at the same moment (SQLite, PostgreSQL): the loser tries again.
 SCHEMA_RACES = ("already exists", "UNIQUE constraint failed", "UniqueViolation", "duplicate key")
@@ -86,27 +87,17 @@ def open_storage(config: StudyConfig) -> BaseStorage:
                         skip_compatibility_check=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _create_sqlite(path: Path) -> None:
     """A new SQLite storage appears whole or not at all: Optuna's schema is made in a temporary file beside it,
     which is then hard-linked into place (``os.link`` fails where another process linked its file first, which
     is then used). A kill at any moment leaves no storage, or a complete one, never an empty file or half a
     schema."""
-    for stale in path.parent.glob(f".{path.name}.*.creating"):  # left by a creator killed on this machine
-        with contextlib.suppress(ValueError, OSError):
-            pid = int(stale.name.split(".")[-3])
-            if not _alive(pid):
-                stale.unlink()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{random.randrange(1 << 30)}.creating")
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{prefix}*.creating"):  # a creator's ("host:pid"), removed once it is dead
+        owner = stale.name[len(prefix):-len(".creating")].rpartition(".")[0]
+        if process_gone(owner):  # never another machine's, whose creation may still be running
+            stale.unlink(missing_ok=True)
+    temporary = path.with_name(f"{prefix}{worker_id()}.{random.randrange(1 << 30)}.creating")
     try:
         _rdb_storage(f"sqlite:///{temporary}", "open", engine_kwargs={"connect_args": {"timeout": 60}})
         with contextlib.suppress(FileExistsError):
@@ -190,14 +181,7 @@ def would_create(path: Path) -> None:
     """Refuse a SQLite path whose file could not be created, without creating anything."""
     if path.is_dir():
         raise UserError(f"storage path {path} is a folder; give a file such as sqlite:///{path}/study.db")
-    ancestor = path.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UserError(f"cannot create the storage folder {path.parent}: {ancestor} is a file; choose another "
-                        "--storage")
-    if not os.access(ancestor, os.W_OK):
-        raise UserError(f"cannot create the storage under {ancestor}: not writable; choose another --storage")
+    check_writable_folder(path.parent, "the --storage folder")
 
 
 def check_sqlite_path(path: Path, create: bool) -> None:

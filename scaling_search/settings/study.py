@@ -26,7 +26,7 @@ from scaling_search.runtimes import RUNTIMES
 from scaling_search.network.scaling import DEPTH_ROUNDINGS, scale
 from scaling_search.settings.tables import DataSettings, section_from_table, sections_from_toml
 from scaling_search.network.spec import NetworkSpec, load_spec
-from scaling_search.settings.train import TrainSettings
+from scaling_search.settings.train import RUN_ONLY_FIELDS, TrainSettings
 
 PRUNERS = ("none", "median", "asha", "hyperband")
 BASELINES = ("search", "network")
@@ -203,7 +203,7 @@ class StudyConfig:
         """The settings that change trial results (not storage, threads, device or CUDA graphs): the study's
         fingerprint."""
         train = asdict(self.train)
-        for key in ("threads", "device", "eval_batch_size", "cuda_graph"):
+        for key in RUN_ONLY_FIELDS:
             train.pop(key)
         search = asdict(self.search)
         for key in ("heartbeat_s", "grace_s", "workers", "budget_tol", "race_seeds"):  # race: extra, stored apart

@@ -15,6 +15,8 @@ from scaling_search.errors import UserError
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 
 
+#: Settings that change how fast a training runs, never its numbers: left out of every fingerprint.
+RUN_ONLY_FIELDS = ("threads", "device", "eval_batch_size", "cuda_graph")
 #: The most epochs a training may ask for (a typo of 1e9 is refused rather than run).
 MAX_EPOCHS = 100_000
 
@@ -119,4 +121,4 @@ class TrainSettings:
         return cls(**values)
 
 
-__all__ = ["OPTIMIZERS", "TrainSettings"]
+__all__ = ["RUN_ONLY_FIELDS", "OPTIMIZERS", "TrainSettings"]

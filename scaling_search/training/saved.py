@@ -21,7 +21,7 @@ from scaling_search.data.base import ImageData
 from scaling_search.errors import UserError
 from scaling_search.network.spec import NetworkSpec
 from scaling_search.network.timm_compat import pretrained_cfg, timm_config
-from scaling_search.settings.train import TrainSettings
+from scaling_search.settings.train import RUN_ONLY_FIELDS, TrainSettings
 from scaling_search.training.checkpoint import Checkpointer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -33,7 +33,7 @@ def training_fingerprint(spec: NetworkSpec, data: ImageData, settings: TrainSett
     """What identifies a training for its checkpoint: the network, the settings that change its numbers, and the
     data (name, classes, split sizes)."""
     train = asdict(settings)
-    for key in ("threads", "device", "eval_batch_size", "cuda_graph"):
+    for key in RUN_ONLY_FIELDS:
         train.pop(key)
     return {"network": spec.to_dict(explicit=True), "settings": train,
             "data": {"name": data.name, "classes": list(data.classes), "train": len(data.train_labels),
