@@ -307,8 +307,8 @@ def fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
         if measured["kendall_tau"] is None:
             parts.append(f"undefined against {regime} (the reference ranks nothing)")
         else:
-            parts.append(f"{describe_tau(measured['kendall_tau'], measured['kendall_interval'])} against {regime} "
-                         f"over {measured['candidates']} grid points")
+            parts.append(f"{describe_tau(measured['kendall_tau'], measured['kendall_interval'], measured.get('p_value'), measured['candidates'])} "
+                         f"against {regime} over {measured['candidates']} candidates")
     return "proxy fidelity: " + "; ".join(parts)
 
 

@@ -16,7 +16,8 @@ ranked, at that fraction of the cost, without training it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -24,7 +25,9 @@ from optuna.trial import TrialState
 
 from scaling_search.errors import UserError
 from scaling_search.network.proxy import ProxyTransform
-from scaling_search.search.rank_agreement import RankAgreement, rank_agreement
+from scaling_search.search.confidence import accuracy_variance
+from scaling_search.search.rank_agreement import MIN_INTERVAL_CANDIDATES, RankAgreement, rank_agreement
+from scaling_search.settings.ladder import regime_config, regime_stage
 from scaling_search.settings.study import StudyConfig
 from scaling_search.network.spec import NetworkSpec
 
@@ -53,14 +56,12 @@ class Reference:
             raise UserError(f"--reference-resolution must be a positive number of pixels, got {self.resolution}")
 
     def config(self, config: StudyConfig) -> StudyConfig:
-        """The study's config with the reference's training (never pruned: every candidate is compared)."""
-        proxy = replace(config.proxy, resolution=self.resolution or config.proxy.resolution,
-                        width=self.width or config.proxy.width)
-        if (self.epochs, proxy) == (1, config.proxy):
+        """The study's config with the reference's training (:func:`~scaling_search.settings.ladder.regime_config`)."""
+        trained = regime_config(config, self.epochs, self.resolution, self.width)
+        if (self.epochs, trained.proxy) == (1, config.proxy):
             raise UserError("the reference regime equals the proxy; raise --reference-epochs (e.g. 3) or set "
                             "--reference-resolution / --reference-width")
-        return replace(config, proxy=proxy, train=replace(config.train, epochs=config.train.epochs * self.epochs),
-                       search=replace(config.search, pruner="none"))
+        return trained
 
     def transform(self, config: StudyConfig, network: NetworkSpec) -> ProxyTransform:
         """The reference's proxy transform for the deployment ``network``; refuses one no proxy can have."""
@@ -71,9 +72,7 @@ class Reference:
 
     def stage(self, config: StudyConfig) -> str:
         """The stage's name, unique per regime: ``fidelity-e9-r40-w0.5``."""
-        reference = self.config(config)
-        return (f"fidelity-e{reference.train.epochs}-r{reference.proxy.resolution}-"
-                f"w{reference.proxy.width:g}")
+        return regime_stage("fidelity", self.config(config))
 
 
 def regime(settings: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +144,15 @@ def accuracy_curve(trial: optuna.trial.FrozenTrial) -> list[float] | None:
     return None
 
 
+def measurement_sd(trial: optuna.trial.FrozenTrial) -> float:
+    """The standard deviation of a trial's mean accuracy: its validation sampling and, with several seeds, their
+    spread (:func:`scaling_search.search.confidence.accuracy_variance`); 0 where neither is recorded."""
+    attrs = trial.user_attrs
+    seeds = len(attrs.get("accuracy_per_seed") or [None])
+    variance = accuracy_variance(float(trial.value), attrs.get("val_images"), attrs.get("accuracy_std"), seeds)
+    return math.sqrt(variance) if variance else 0.0
+
+
 def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
     """Pair each grid point's proxy result with its reference result and score the signals against it; reads
     only the two stages (the report calls it on a storage alone)."""
@@ -166,16 +174,20 @@ def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
                      "reference_train_s": reference_attrs.get("train_wall_s", 0.0)})
     truth = [row["reference_accuracy"] for row in rows]
     seed = grid.user_attrs["settings"]["search"]["seed"]
-    signals = {"proxy accuracy": rank_agreement([row["proxy_accuracy"] for row in rows], truth, seed)}
+    truth_sd = [measurement_sd(referenced[index]) for index in shared]
+    signals = {"proxy accuracy": rank_agreement([row["proxy_accuracy"] for row in rows], truth, seed,
+                                                signal_sd=[measurement_sd(proxied[index]) for index in shared],
+                                                reference_sd=truth_sd)}
     for key, name in (("proxy_train_loss", "proxy final training loss"),
                       ("proxy_train_loss_sum", "proxy summed training loss")):
         if all(row[key] is not None for row in rows):
-            signals[name] = rank_agreement([-row[key] for row in rows], truth, seed)  # lower loss ranks higher
+            # lower loss ranks higher; a loss's own noise is not recorded, the reference's is
+            signals[name] = rank_agreement([-row[key] for row in rows], truth, seed, reference_sd=truth_sd)
     curves = [row["proxy_accuracy_by_epoch"] for row in rows]
     if all(curves) and len({len(curve) for curve in curves}) == 1:
         for epoch in range(1, len(curves[0])):  # a proxy stopped early: the cheaper regime, read off this one
             signals[f"proxy accuracy after epoch {epoch}"] = rank_agreement([curve[epoch - 1] for curve in curves],
-                                                                            truth, seed)
+                                                                            truth, seed, reference_sd=truth_sd)
     return Fidelity(regime(grid.user_attrs["settings"]), regime(reference.user_attrs["settings"]), rows, signals,
                     sum(row["proxy_train_s"] for row in rows), sum(row["reference_train_s"] for row in rows),
                     len(grid.user_attrs["points"]) - len(shared))
@@ -188,10 +200,16 @@ def regime_text(r: dict[str, Any]) -> str:
             + (f", x{share:g} of the training images" if share != 1.0 else ""))
 
 
-def describe_tau(tau: float, interval: tuple[float, float] | None) -> str:
-    """``"Kendall tau +0.20 (95% interval -0.78 to +1.00)"``: how every output states a measured tau."""
-    bounds = "" if interval is None else f" (95% interval {interval[0]:+.2f} to {interval[1]:+.2f})"
-    return f"Kendall tau {tau:+.2f}{bounds}"
+def describe_tau(tau: float, interval: tuple[float, float] | None, p_value: float | None = None,
+                 candidates: int | None = None) -> str:
+    """``"Kendall tau +0.20 (95% interval -0.78 to +1.00; p 0.31)"``: how every output states a measured tau; with
+    too few candidates for an interval, it says so."""
+    parts = [] if interval is None else [f"95% interval {interval[0]:+.2f} to {interval[1]:+.2f}"]
+    if interval is None and candidates is not None and candidates < MIN_INTERVAL_CANDIDATES:
+        parts.append(f"n = {candidates}: too few candidates for an interval")
+    if p_value is not None:
+        parts.append(f"permutation p {p_value:.3f}" + ("" if p_value < 0.05 else ", not above chance"))
+    return f"Kendall tau {tau:+.2f}" + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def fidelity_sentence(result: Fidelity) -> str:
@@ -200,7 +218,7 @@ def fidelity_sentence(result: Fidelity) -> str:
     against = f"Proxy fidelity against {regime_text(result.reference)} over {len(result.candidates)} grid candidates"
     if not score.defined:
         return f"{against}: undefined, the reference gives every candidate the same accuracy."
-    return (f"{against}: {describe_tau(score.kendall_tau, score.kendall_interval)}; the proxy's best is "
+    return (f"{against}: {describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates)}; the proxy's best is "
             f"{'the' if score.top1_agrees else 'not the'} reference's best; it cost {result.cost_ratio:.2f} of the "
             "reference's training time.")
 
@@ -225,7 +243,7 @@ def fidelity_evidence(result: Fidelity) -> dict[str, Any]:
     """What an exported config records of a measured fidelity: the proxy accuracy's scores and the regime."""
     score = result.signals["proxy accuracy"]
     return {"reference": result.reference, "candidates": len(result.candidates), "kendall_tau": score.kendall_tau,
-            "kendall_interval": score.kendall_interval, "spearman_rho": score.spearman_rho,
+            "kendall_interval": score.kendall_interval, "p_value": score.p_value, "spearman_rho": score.spearman_rho,
             "top1_agrees": score.top1_agrees, "cost_ratio": result.cost_ratio}
 
 
@@ -239,7 +257,7 @@ def describe_fidelity(result: Fidelity) -> str:
             lines.append(f"  {name:<28} undefined: the reference, or this signal, gives every candidate the same value "
                          "(trained at chance?); nothing is ranked")
             continue
-        lines.append(f"  {name:<28} {describe_tau(s.kendall_tau, s.kendall_interval)}, "
+        lines.append(f"  {name:<28} {describe_tau(s.kendall_tau, s.kendall_interval, s.p_value, s.candidates)}, "
                      f"Spearman rho {s.spearman_rho:+.2f}; top-1 {'agrees' if s.top1_agrees else 'differs'}, top-3 overlap {s.top3_overlap:.0%}")
     lines.append(f"  cost: the proxy trained in {result.proxy_train_s:.1f} s, the reference in "
                  f"{result.reference_train_s:.1f} s (ratio {result.cost_ratio:.2f})")

@@ -152,7 +152,7 @@ def describe_recommendation(result: Recommendation) -> str:
              f"{len(result.scored[0].candidates)} grid candidates:"]
     for index, scored in enumerate(result.scored):
         score = scored.signals["proxy accuracy"]
-        tau = describe_tau(score.kendall_tau, score.kendall_interval) if score.defined else "tau undefined"
+        tau = describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates) if score.defined else "tau undefined"
         label = "(the study's proxy) " if index == 0 else ""
         lines.append(f"  {regime_text(scored.proxy):<34} {label}{tau}; cost {scored.cost_ratio:.2f} of the "
                      "reference's training time")
@@ -177,7 +177,7 @@ def preset_text(config: StudyConfig, result: Recommendation) -> str:
                       train=replace(config.train, epochs=regime["epochs"]),
                       data=replace(config.data, train_share=regime.get("train_share", 1.0)))
     score = scored.signals["proxy accuracy"]
-    tau = describe_tau(score.kendall_tau, score.kendall_interval) if score.defined else "tau undefined"
+    tau = describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates) if score.defined else "tau undefined"
     verdict = (f"the cheapest proxy with tau >= {result.target_tau:g}" if result.chosen is not None else
                f"NOT a recommendation: no compared proxy reached tau >= {result.target_tau:g}; the best found")
     lines = [f"# Proxy chosen by 'scaling-search fidelity --candidates' for study {config.name!r}: {verdict}.",

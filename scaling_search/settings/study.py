@@ -19,6 +19,7 @@ from typing import Any
 from scaling_search.atomic import write_json_atomically
 from scaling_search.errors import UserError
 from scaling_search.network.family import FAMILY, efficientnet
+from scaling_search.settings.ladder import Rung
 from scaling_search.settings.presets import load_toml
 from scaling_search.network.proxy import ProxyTransform
 from scaling_search.settings.proxy import ProxySettings
@@ -31,6 +32,8 @@ from scaling_search.settings.train import RUN_ONLY_FIELDS, TrainSettings
 PRUNERS = ("none", "median", "asha", "hyperband")
 BASELINES = ("search", "network")
 COSTS = ("macs", "latency")
+#: How the ladder chooses among points tied with the best at its top rung (:mod:`scaling_search.search.ties`).
+TIE_BREAKS = ("cost", "none")
 TABLES = ("data", "deployment", "proxy", "train", "search")
 #: Bounds on what a study may ask for, so that a typo cannot exhaust the machine: a grid step of 0.01 up to 4
 #: already holds about 3 * 10^4 candidate points; seeds are what torch and Optuna take.
@@ -40,6 +43,7 @@ MAX_TRIALS = 1_000
 MAX_SCREEN = 100_000
 MAX_REPEATS = 100
 MAX_RACE = 1_000
+MAX_RUNGS = 8
 MAX_WORKERS = 64
 MAX_SEED = 2**31 - 1
 
@@ -120,8 +124,14 @@ class SearchSettings:
         budget_tol: relative tolerance of an exported network's cost around its budget.
         pruner: Optuna pruner on per-epoch val accuracy.
         repeats: training seeds per grid point.
-        race_seeds: extra trainings, after the grid, for the points that could still win, round by round until
-            the winner is separated (:mod:`scaling_search.search.race`); 0 turns racing off.
+        race_seeds: extra trainings, at the top rung, for the points that could still win, round by round until
+            the winner is separated (:mod:`scaling_search.search.race`); 0 turns racing off. Counted in trainings
+            of the grid's regime: a seed at a rung of twice the epochs spends two.
+        rungs: the decision ladder's regimes above the grid (:class:`scaling_search.settings.ladder.Rung`), cheapest
+            first; the points that could still be best climb them and the decision is made at the top one. Empty:
+            the grid decides.
+        tie_break: among the points tied with the best at the top rung, ``"cost"`` chooses the lowest predicted
+            latency where a calibrated table exists, else the fewest activations; ``"none"`` the most accurate.
         seed: seed of the sampler and of training.
         heartbeat_s / grace_s: a trial whose process stopped beating for ``grace_s`` is failed and retried.
         workers: processes that train stage-2 grid points at once on this machine, each with
@@ -148,12 +158,18 @@ class SearchSettings:
     pruner: str = "median"
     repeats: int = 1
     race_seeds: int = 0
+    rungs: tuple[Rung, ...] = ()
+    tie_break: str = "cost"
     seed: int = 0
     heartbeat_s: int = 2
     grace_s: int = 8
     workers: int | str = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.rungs, (list, tuple)):
+            raise UserError(f"search settings: rungs must be a list of tables such as [{{epochs = 2}}], got "
+                            f"{self.rungs!r}")
+        object.__setattr__(self, "rungs", tuple(Rung.from_table(rung) for rung in self.rungs))
         checks = [
             (self.baseline in BASELINES, f"baseline must be one of {', '.join(BASELINES)}"),
             (self.cost in COSTS, f"cost must be one of {', '.join(COSTS)}"),
@@ -172,6 +188,8 @@ class SearchSettings:
             (self.pruner in PRUNERS, f"pruner must be one of {', '.join(PRUNERS)}"),
             (1 <= self.repeats <= MAX_REPEATS, f"repeats must be in 1..{MAX_REPEATS}"),
             (0 <= self.race_seeds <= MAX_RACE, f"race_seeds must be in 0..{MAX_RACE}"),
+            (len(self.rungs) <= MAX_RUNGS, f"rungs: at most {MAX_RUNGS}"),
+            (self.tie_break in TIE_BREAKS, f"tie_break must be one of {', '.join(TIE_BREAKS)}"),
             (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}"),
             (self.heartbeat_s >= 1 and self.grace_s > self.heartbeat_s, "grace_s must exceed heartbeat_s >= 1"),
             (self.workers == "auto" or (isinstance(self.workers, int) and 1 <= self.workers <= MAX_WORKERS),
@@ -206,7 +224,8 @@ class StudyConfig:
         for key in RUN_ONLY_FIELDS:
             train.pop(key)
         search = asdict(self.search)
-        for key in ("heartbeat_s", "grace_s", "workers", "budget_tol", "race_seeds"):  # race: extra, stored apart
+        # racing and the ladder's rungs are stages of their own, with their own settings; the tie-break only reads
+        for key in ("heartbeat_s", "grace_s", "workers", "budget_tol", "race_seeds", "rungs", "tie_break"):
             search.pop(key)
         if not self.search.screen:  # studies made before the screen existed keep their fingerprint
             for key in ("screen", "screen_band", "screen_batch"):
@@ -287,5 +306,5 @@ def load_study_config(preset: str, overrides: dict[str, dict[str, Any]], name: s
                        search=search, storage=storage)
 
 
-__all__ = ["BASELINES", "COSTS", "PRUNERS", "DeploymentSettings", "SearchSettings", "StudyConfig",
+__all__ = ["BASELINES", "COSTS", "PRUNERS", "TIE_BREAKS", "DeploymentSettings", "SearchSettings", "StudyConfig",
            "check_study_name", "default_storage", "default_study_name", "load_study_config", "mask_credentials"]
