@@ -210,31 +210,33 @@ def describe_budget(budget: Any, info: dict[str, Any], cost: str = "macs") -> st
 
 
 def print_grid(grid: Any) -> None:
-    """The grid's table, its collisions, the coefficients and the winner's evidence."""
+    """The grid's table (rung 0, and each point's standing on the ladder), its collisions, the ladder's rungs and
+    the fidelity between them, the tied set, the decision and the chosen point's evidence."""
     columns = ("point", "state", "alpha", "beta", "gamma", "nominal_ratio", "achieved_ratio", "resolution", "macs",
-               "proxy_resolution", "proxy_macs", "accuracy", "accuracy_std")
+               "proxy_resolution", "proxy_macs", "accuracy", "accuracy_std", "seeds", "rung", "rung_accuracy", "tied")
     print_table([{k: _rounded(row.get(k)) for k in columns} for row in grid.rows], "table")
     for collision in grid.collisions:
         kind = "deployment networks" if collision["same_deployment"] else "proxies"
         print(f"collision: alpha, beta, gamma = {tuple(collision['dropped'])} has the same {kind} as "
               f"{tuple(collision['kept'])}; trained once")
-    summary = grid.summary
-    winner = summary["winner"]
+    from scaling_search.search.decision import describe_decision
+
+    for line in describe_decision(grid.decision.to_dict()):
+        print(line)
+    summary, chosen = grid.summary, grid.decision.chosen
     alpha, beta, gamma = grid.coefficients
     print(f"coefficients: alpha={alpha:g} beta={beta:g} gamma={gamma:g} (alpha*beta^2*gamma^2 = "
-          f"{alpha * beta**2 * gamma**2:.3f}; {winner['achieved_ratio']:.3f}x the baseline's deployment MACs at phi=1)")
-    line = f"winner: proxy val top-1 {winner['accuracy']:.4f}"
-    if summary.get("runner_up") is not None:
-        line += f", {summary['gap']:.4f} ahead of the runner-up"
-    if summary.get("p_best") is not None:
-        verdict = "separated from the rest" if summary["separated"] else \
-            f"NOT separated at {SEPARATED_AT:.0%} (more seeds where they decide it: --race N)"
-        line += f"; P(best) {summary['p_best']:.2f}, {verdict}; noise counted: {summary['noise']}"
-        raced = sum(row.get("race_seeds", 0) for row in grid.rows)
+          f"{alpha * beta**2 * gamma**2:.3f}; {chosen['achieved_ratio']:.3f}x the baseline's deployment MACs at phi=1)")
+    top = grid.decision.rungs[-1]
+    line = f"chosen: proxy val top-1 {chosen['accuracy']:.4f} at rung {top.index} over {chosen.get('seeds', 1)} seed(s)"
+    if chosen.get("p_best") is not None:
+        most = max(r.get("p_best", 0.0) for r in top.rows)
+        verdict = "separated from the rest" if chosen["p_best"] >= SEPARATED_AT else f"not separated at {SEPARATED_AT:.0%}"
+        line += (f"; P(best) {chosen['p_best']:.2f} ({verdict}; the most likely best has {most:.2f}); noise counted: "
+                 f"{summary['noise']}")
+        raced = sum(row.get("race_seeds", 0) for row in top.rows)
         if raced:
-            line += f"; {raced} extra seed(s) raced on the leaders ({winner['seeds']} on the winner)"
-    elif summary.get("runner_up") is not None:
-        line += " (no noise known: the trials record neither seeds nor validation size)"
+            line += f"; {raced} extra seed(s) raced on the leaders"
     print(line)
 
 
@@ -269,7 +271,13 @@ def print_summary(grid: Any, paths: list[Path], index: Path | None, args: argpar
     strategy = getattr(args, "strategy", "compound")
     if strategy == "compound":
         alpha, beta, gamma = grid.coefficients
-        print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g}; the {args.budget.text} model is {model}")
+        if grid.decision.winner:
+            print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g} ({grid.decision.choice.why.split(';')[0]}); "
+                  f"the {args.budget.text} model is {model}")
+        else:
+            print(f"no winner: no grid point is above chance ({grid.decision.chance:.1%}) at 95%; exported "
+                  f"alpha={alpha:g} beta={beta:g} gamma={gamma:g}, the cheapest ({grid.decision.choice.decided_by}), "
+                  f"as the {args.budget.text} model {model}")
     else:
         rule = json.loads(model.read_text())["rule"]
         parameters = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in rule.items()

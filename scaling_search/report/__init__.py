@@ -13,11 +13,12 @@ import optuna
 import pandas as pd
 
 from scaling_search.errors import UserError
-from scaling_search.report.figures import (draw_baseline_history, draw_baseline_scatter, draw_comparison, draw_family,
+from scaling_search.report.figures import (decision_frame, draw_decision, load_decision, draw_baseline_history, draw_baseline_scatter, draw_comparison, draw_family,
                                            draw_figure3, draw_figure4, draw_figure8, draw_grid,
                                            draw_grid_accuracy, draw_screen, family_frame,
                                            load_configs, screen_frame, trials_frame, write_pages, write_static)
 from scaling_search.report.page import write_index
+from scaling_search.search.decision import describe_decision
 from scaling_search.search.fidelity import stored_fidelities
 from scaling_search.search.proxy_candidates import stored_comparisons
 from scaling_search.search.screen import ATTR as SCREEN_ATTR
@@ -82,6 +83,11 @@ def build_report(name: str, storage_url: str, output: Path, static: tuple[str, .
     for fidelity in fidelities:
         tables[f"fidelity_e{fidelity.reference['epochs']}_r{fidelity.reference['proxy_resolution']}"] = \
             pd.DataFrame(fidelity.candidates)
+    decision = load_decision(folder)
+    if decision is not None and "grid" in figures:
+        tables["decision"] = decision_frame(decision)
+        tables["decision"].attrs["lines"] = describe_decision(decision)
+        figures["grid_accuracy"] = draw_decision(tables["decision"])
     configs = load_configs(folder)
     if configs:
         figures["family"] = draw_family(configs)

@@ -208,6 +208,48 @@ def draw_grid_accuracy(frame: pd.DataFrame) -> go.Figure:
     return figure
 
 
+def decision_frame(decision: dict[str, Any]) -> pd.DataFrame:
+    """One row per grid point from ``decision.json``: the highest rung it reached and its mean accuracy there
+    over every seed, with its 95% interval, whether it is tied with the best and whether it was chosen; in the
+    ladder's order (the top rung first, each rung by accuracy)."""
+    reached: dict[int, dict[str, Any]] = {}
+    for rung in decision["rungs"]:
+        for row in rung["candidates"]:
+            if row["accuracy"] is not None:
+                reached[row["grid_point"]] = {**row, "rung": rung["rung"], "epochs": rung["regime"]["epochs"],
+                                              "proxy_resolution": rung["regime"]["proxy_resolution"]}
+    tied = {row["grid_point"] for row in decision["tied"]}
+    rows = [{"point": point, "alpha": row["alpha"], "beta": row["beta"], "gamma": row["gamma"], "rung": row["rung"],
+             "epochs": row["epochs"], "proxy_resolution": row["proxy_resolution"], "accuracy": row["accuracy"],
+             "low": (row.get("interval") or [None, None])[0], "high": (row.get("interval") or [None, None])[1],
+             "seeds": row.get("seeds"), "tied": point in tied, "chosen": point == decision["chosen"]["grid_point"]}
+            for point, row in reached.items()]
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["rung", "accuracy", "point"], ascending=[False, False, True]).reset_index(drop=True)
+
+
+def draw_decision(frame: pd.DataFrame) -> go.Figure:
+    """Every grid point at the highest rung it reached, mean over its seeds with its 95% interval, in the ladder's
+    order; the chosen point is a star, the points tied with the best are filled."""
+    labels = [f"{a:g}, {b:g}, {g:g}" for a, b, g in zip(frame["alpha"], frame["beta"], frame["gamma"])]
+    figure = go.Figure()
+    for rung, part in frame.groupby("rung", sort=False):
+        index = part.index
+        figure.add_trace(go.Scatter(
+            x=[labels[i] for i in index], y=part["accuracy"], mode="markers",
+            name=f"rung {rung}: {int(part['epochs'].iloc[0])} epoch(s) at {int(part['proxy_resolution'].iloc[0])} px",
+            marker={"symbol": ["star" if c else ("circle" if t else "circle-open") for c, t in
+                               zip(part["chosen"], part["tied"])], "size": [14 if c else 9 for c in part["chosen"]]},
+            error_y={"type": "data", "symmetric": False, "array": part["high"] - part["accuracy"],
+                     "arrayminus": part["accuracy"] - part["low"]},
+            text=[f"{s} seed(s){'; tied with the best' if t else ''}{'; chosen' if c else ''}"
+                  for s, t, c in zip(part["seeds"], part["tied"], part["chosen"])]))
+    figure.update_layout(title="Stage 2: the decision ladder (each point at the highest rung it reached, mean over "
+                               "its seeds, 95% intervals; star: chosen, filled: tied with the best)",
+                         xaxis_title="alpha, beta, gamma", yaxis_title="proxy val top-1")
+    return figure
+
+
 def family_frame(configs: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per exported config at deployment scale, in phi order."""
     rows = [{"phi": c["phi"], "resolution": c["spec"]["resolution"], "macs": c["cost"]["macs"],
@@ -278,6 +320,16 @@ def write_static(folder: Path, figures: dict[str, go.Figure], formats: tuple[str
                             f"kaleido said: {str(error).splitlines()[0][:120]}") from None
         raise
     return [path for _, path in jobs]
+
+
+def load_decision(folder: Path) -> dict[str, Any] | None:
+    """``decision.json`` of a report folder (written with the grid's tables), or None where there is none or it
+    is not a decision (a damaged file is left for the next ``run``/``export`` to rewrite)."""
+    try:
+        decision = json.loads((folder / "decision.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return decision if isinstance(decision, dict) and decision.get("format") == "scaling-search/decision" else None
 
 
 def load_configs(folder: Path) -> list[dict[str, Any]]:

@@ -78,6 +78,9 @@ class Answer(NamedTuple):
     epochs: int | None
     p_best: float | None = None  # the winner's probability of being the best grid point
     noise: str | None = None  # what p_best counts
+    why: str | None = None  # the decision's sentence (how the ladder chose among the tied points)
+    winner: bool = True  # False where no point was above chance
+    rung: int = 0  # the rung the decision was made at
 
 
 def gather_answer(configs: list[dict[str, Any]], grid: pd.DataFrame) -> Answer | None:
@@ -88,7 +91,8 @@ def gather_answer(configs: list[dict[str, Any]], grid: pd.DataFrame) -> Answer |
     config = measured[0]
     evidence = config.get("evidence") or {}
     winner, runner_up = evidence.get("grid_winner") or {}, evidence.get("runner_up")
-    seeds = int(evidence.get("seeds_per_point") or 1)
+    decision = evidence.get("decision") or {}
+    seeds = int(winner.get("seeds") or evidence.get("seeds_per_point") or 1)
 
     def row(point: dict[str, Any]) -> dict[str, Any]:
         extra = {}
@@ -96,13 +100,14 @@ def gather_answer(configs: list[dict[str, Any]], grid: pd.DataFrame) -> Answer |
             match = grid[grid["point"] == point.get("point")]
             if not match.empty:
                 extra["val_images"] = float(match["val_images"].iloc[0])
-        return {**point, **extra, "seeds": seeds}
+        return {**point, **extra, "seeds": point.get("seeds") or seeds}
 
     versus = describe_interval(difference_interval(row(winner), row(runner_up))) if runner_up else None
     alpha, beta, gamma = config["alpha"], config["beta"], config["gamma"]
     return Answer(alpha, beta, gamma, alpha * beta**2 * gamma**2, winner.get("achieved_ratio", float("nan")),
                   winner.get("accuracy", float("nan")), versus, seeds, evidence.get("proxy_epochs"),
-                  evidence.get("p_best"), evidence.get("noise"))
+                  evidence.get("p_best"), evidence.get("noise"), (decision.get("chosen") or {}).get("why"),
+                  decision.get("winner", True), (decision.get("chosen") or {}).get("rung", 0))
 
 
 def figure8_verdicts(frame: pd.DataFrame) -> list[str]:
@@ -277,14 +282,17 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
             f"<p class='answer' id='coefficients'>alpha = {answer.alpha:g}, beta = {answer.beta:g}, gamma = "
             f"{answer.gamma:g} &nbsp;&middot;&nbsp; alpha&middot;beta&sup2;&middot;gamma&sup2; = {answer.product:.3f}"
             f" &nbsp;&middot;&nbsp; {answer.achieved_ratio:.3f}&times; the baseline's deployment MACs at phi = 1</p>")
-        confidence = (f"Winner: {100 * answer.winner_accuracy:.1f}% proxy val top-1"
+        lead = "Chosen" if answer.winner else "No winner (no point above chance); chosen"
+        confidence = (f"{lead}: {100 * answer.winner_accuracy:.1f}% proxy val top-1 at rung {answer.rung}"
                       + (f", {_e(answer.versus_runner_up)} against the runner-up." if answer.versus_runner_up
                          else "."))
         if answer.p_best is not None:
             verdict = "separated from the rest" if answer.p_best >= SEPARATED_AT else \
                 f"not separated at {SEPARATED_AT:.0%}"
             confidence += _e(f" P(best) {answer.p_best:.2f}, {verdict} (noise counted: {answer.noise}).")
-        parts.append(f"<p id='confidence'>{confidence} Seeds per grid point: {answer.seeds}; proxy epochs: "
+        if answer.why:
+            confidence += _e(f" Decision: {answer.why}.")
+        parts.append(f"<p id='confidence'>{confidence} Seeds of the chosen point: {answer.seeds}; grid's proxy epochs: "
                      f"{_e(answer.epochs)}. {_e(fidelity or _NO_FIDELITY)}</p>")
         budgeted = [c for c in configs if c.get("budget")]
         if budgeted:
@@ -312,12 +320,18 @@ def write_index(folder: Path, study: str, figures: dict[str, go.Figure], tables:
     if "grid" in figures:
         parts.append("<h2>The coefficient grid (phi = 1)</h2>")
         parts.append(_figure("grid", figures["grid"]))
+        if "decision" in tables:
+            parts.append("<h3>The decision ladder</h3><ul id='ladder'>"
+                         + "".join(f"<li>{_e(line)}</li>" for line in tables["decision"].attrs["lines"]) + "</ul>")
         if "grid_accuracy" in figures:
             parts.append(_figure("grid_accuracy", figures["grid_accuracy"]))
-        columns = [c for c in ("point", "alpha", "beta", "gamma", "nominal_ratio", "achieved_ratio", "resolution",
-                               "macs", "proxy_resolution", "proxy_macs", "accuracy", "accuracy_std", "seeds",
-                               "val_images") if c in grid]
-        parts.append(_table(grid[columns].sort_values("point").to_dict("records"), table_id="grid"))
+        if "decision" in tables:  # every point's mean over all its seeds at the highest rung it reached
+            parts.append(_table(tables["decision"].to_dict("records"), table_id="decision"))
+        else:  # a grid exported before decision.json existed: its trials
+            columns = [c for c in ("point", "alpha", "beta", "gamma", "nominal_ratio", "achieved_ratio", "resolution",
+                                   "macs", "proxy_resolution", "proxy_macs", "accuracy", "accuracy_std", "seeds",
+                                   "val_images") if c in grid]
+            parts.append(_table(grid[columns].sort_values("point").to_dict("records"), table_id="grid"))
     if fidelities:
         parts.append("<h2>Proxy fidelity: the grid's ranking against a longer regime</h2>")
         for result in fidelities:

@@ -229,10 +229,14 @@ def grid_repeats(grid: GridResult) -> int:
 
 
 def grid_evidence(store: StudyStore, grid: GridResult) -> dict[str, Any]:
-    """What an exported config records of the decision: the winner, the runner-up, P(best) and the noise it
-    counted, and every proxy fidelity measured for the study."""
+    """What an exported config records of the decision: the ladder's choice, tied set, rungs and the fidelity
+    between them (as ``decision.json``), the chosen point, the runner-up, P(best) and the noise it counted, and
+    every proxy fidelity measured for the study."""
     config, summary = store.config, grid.summary
-    return {"grid_winner": summary["winner"], "runner_up": summary.get("runner_up"),
+    decision = grid.decision.to_dict()
+    return {"decision": {"chosen": decision["chosen"], "tied": decision["tied"], "winner": decision["winner"],
+                         "rungs": [rung["regime"] for rung in decision["rungs"]], "fidelity": decision["fidelity"]},
+            "grid_winner": summary["winner"], "runner_up": summary.get("runner_up"),
             "gap": summary.get("gap"), "p_best": summary.get("p_best"), "noise": summary.get("noise"),
             "separated": summary.get("separated"), "separated_at": SEPARATED_AT,
             "seeds_per_point": grid_repeats(grid), "proxy_epochs": config.train.epochs,
@@ -266,7 +270,7 @@ def export_grid(store: StudyStore, budget: Budget, family: list[float] | None, o
     transform = ProxyTransform.for_baseline(config.proxy, grid.baseline)
     paths = export_models(folder, config, grid.baseline, transform, grid.coefficients, budget, family, evidence,
                           provenance, latency)
-    write_tables(store, folder, grid.rows)
+    write_tables(store, folder, grid.rows, grid.decision.to_dict())
     return grid, paths
 
 
@@ -297,7 +301,7 @@ def export_by_rule(store: StudyStore, budget: Budget, family: list[float] | None
     folder = output / config.name
     transform = ProxyTransform.for_baseline(config.proxy, baseline)
     paths = export_rule_models(folder, config, baseline, transform, rule, budget, family, evidence, provenance)
-    write_tables(store, folder, grid.rows if grid else None)
+    write_tables(store, folder, grid.rows if grid else None, grid.decision.to_dict() if grid else None)
     return grid, paths
 
 

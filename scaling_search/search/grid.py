@@ -132,6 +132,7 @@ def grid_table(study: optuna.Study) -> list[dict[str, Any]]:
                "alpha": attrs.get("alpha"), "beta": attrs.get("beta"), "gamma": attrs.get("gamma"),
                "nominal_ratio": attrs.get("nominal_ratio"), "achieved_ratio": attrs.get("achieved_ratio"),
                "resolution": attrs.get("resolution"), "macs": attrs.get("macs"), "params": attrs.get("params"),
+               "activations": attrs.get("activations"),
                "proxy_resolution": attrs.get("proxy_resolution"), "proxy_macs": attrs.get("proxy_macs"),
                "accuracy": attrs.get("accuracy", trial.value if trial.state == TrialState.COMPLETE else None),
                "accuracy_std": attrs.get("accuracy_std"), "seeds": len(attrs.get("accuracy_per_seed") or [None]),

@@ -60,9 +60,10 @@ def with_race_seeds(rows: list[dict[str, Any]], extra: dict[int, list[float]]) -
     return merged
 
 
-def raced_rows(store: StudyStore, grid: optuna.Study) -> list[dict[str, Any]]:
-    """The grid's rows with the race's extra seeds (all rounds) merged in."""
-    return with_race_seeds(grid_table(grid), _race_results(store.stage("race")))
+def raced_rows(store: StudyStore, raced: optuna.Study, stage: str = "race") -> list[dict[str, Any]]:
+    """The raced stage's rows (the grid's, or the ladder's top rung's) with the race's extra seeds (all rounds,
+    from ``stage``) merged in."""
+    return with_race_seeds(grid_table(raced), _race_results(store.stage(stage)))
 
 
 def _leaders(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,14 +71,14 @@ def _leaders(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for i, r in enumerate(ranked) if i < 2 or r["p_best"] >= LEADER_P]
 
 
-def run_race(ctx: StudyContext, grid: optuna.Study) -> int:
-    """Spend up to ``search.race_seeds`` extra trainings on the leaders, round by round; returns how many the
-    race holds. Nothing is trained when the budget is 0 or the grid's winner is already separated."""
-    budget = ctx.config.search.race_seeds
+def run_race(ctx: StudyContext, grid: optuna.Study, budget: int, stage: str = "race") -> int:
+    """Spend up to ``budget`` extra trainings on the leaders of ``grid`` (the grid, or the ladder's top rung,
+    trained by ``ctx``), round by round, as the stage ``stage``; returns how many the race holds. Nothing is
+    trained when the budget is 0 or the winner is already separated."""
     if budget <= 0:
         return 0
     base, grid_points = grid_table(grid), grid.user_attrs["points"]
-    race = ctx.stage("race")
+    race = ctx.stage(stage)
     entries: list[dict[str, Any]] = []  # this replay's decisions, round by round
     round_index = 0
     while len(entries) < budget:
@@ -94,11 +95,11 @@ def run_race(ctx: StudyContext, grid: optuna.Study) -> int:
                      "train_seeds": 1}
             entries.append(point(Candidate.from_dict(entry), attrs))
         stored = list(race.user_attrs.get("points", [])) if race is not None else []
-        race = prepare_points(ctx, "race", stored + [e for e in entries if e not in stored],
+        race = prepare_points(ctx, stage, stored + [e for e in entries if e not in stored],
                               {"baseline": grid.user_attrs["baseline"],
                                "race": [[e["attrs"]["grid_point"], e["attrs"]["seed_offset"]] for e in entries]},
                               growable=("race",))
-        train_points(ctx, race, "race", _describe)
+        train_points(ctx, race, stage, _describe)
         round_index += 1
     return len(race.user_attrs.get("points", [])) if race is not None else 0
 

@@ -30,10 +30,11 @@ from scaling_search.search.ablations import describe_point
 from scaling_search.search.baseline import run_baseline
 from scaling_search.search.candidate import Trainer
 from scaling_search.search.context import EventHandler, StudyContext, StudyStore, ignore_event
-from scaling_search.search.decision import GridResult, load_grid
+from scaling_search.search.decision import GridResult, check_grid_finished, load_grid
 from scaling_search.search.export import export_by_rule, export_grid, latency_table
 from scaling_search.search.fidelity import Fidelity, Reference, reference_points, score_fidelity
 from scaling_search.search.grid import describe_grid_point, grid_of, prepare_grid
+from scaling_search.search.ladder import climb, cost_factor, race_stage, rung_context, rung_stage
 from scaling_search.search.proxy_candidates import (TARGET_TAU, CandidateRegime, Recommendation, candidate_stage,
                                                     preset_text, recommend)
 from scaling_search.search.queue import prepare_points, train_stage
@@ -87,7 +88,7 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     """Every cheap check before any training or storage write, then the data loaded and the context built.
 
     Checked: the scaling rule against the budget, the device, the stored settings, the deployment network and
-    its proxy's size, a non-empty grid, a latency table where the cost is latency, a budget within reach, the
+    its proxy's size, every rung's proxy, a non-empty grid, a latency table where the cost is latency, a budget within reach, the
     data (by loading it), and, where the pipeline ``stores`` trials, the storage (by opening it, so that one that
     cannot be made fails before any line is printed). The ``seeded`` stages, which the pipeline trains further, must
     have been trained with the config's seeds per point. ``workers = "auto"`` is resolved to this machine's plan.
@@ -106,6 +107,11 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     transform = ProxyTransform.for_baseline(config.proxy, network)
     proxy = to_proxy(network, transform)
     check_trainable(proxy, len(data.train_labels) + len(data.val_labels), config.train.batch_size)
+    for index, rung in enumerate(config.search.rungs, start=1):  # a rung no proxy can have fails before training
+        try:
+            rung.config(config).proxy_transform(network)
+        except UserError as error:
+            raise UserError(f"rung {index} of the decision ladder ({rung.describe(config)}): {error}") from None
     ctx = StudyContext(with_execution_plan(config, proxy), data, network, transform, trainer, progress,
                        on_event=on_event)
     if stores:
@@ -119,7 +125,8 @@ def search_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
 
 
 def search_grid(ctx: StudyContext, baseline: NetworkSpec) -> GridResult:
-    """Stage 2 on ``search.workers`` processes, every point trained once; then racing, where the preset asks."""
+    """Stage 2 on ``search.workers`` processes, every point trained once; then the decision ladder's rungs
+    (:mod:`scaling_search.search.ladder`) and racing at its top, where the preset asks."""
     ctx = ctx.derive(config=with_worker_threads(ctx.config))
     study = prepare_grid(ctx, baseline)  # the points enqueued once, before any worker starts
     if "data" not in study.user_attrs:  # what an exported network's pretrained_cfg tells an inference pipeline
@@ -127,13 +134,20 @@ def search_grid(ctx: StudyContext, baseline: NetworkSpec) -> GridResult:
         study.set_user_attr("data", {"name": ctx.data.name, "classes": list(ctx.data.classes), "pixel_mean": mean,
                                      "pixel_std": std})
     with_workers(ctx, partial(train_stage, "grid", "grid", describe_grid_point))
-    result = load_grid(ctx.store)  # refuses an unfinished grid before racing it
-    if ctx.config.search.race_seeds:
-        # extra seeds where they decide the winner: one process, every core (threads never change the numbers)
-        config = ctx.config
-        run_race(ctx.derive(config=replace(config, train=replace(config.train, threads=None))), result.study)
-        result = load_grid(ctx.store)
-    return result
+    check_grid_finished(ctx.store, study)  # an unfinished grid is refused before it is climbed
+    climb(ctx, study)
+    config, top = ctx.config, len(ctx.config.search.rungs)
+    if config.search.race_seeds:
+        # extra seeds where they decide the winner, at the top rung: one process, every core (threads never change
+        # the numbers); the budget counts trainings of the grid's regime
+        raced = study if top == 0 else ctx.stage(rung_stage(config, top))
+        assert raced is not None  # climb() just trained it
+        budget = config.search.race_seeds if top == 0 else \
+            int(config.search.race_seeds // cost_factor(config, config.search.rungs[-1]))
+        race_ctx = rung_context(ctx, top)
+        run_race(race_ctx.derive(config=replace(race_ctx.config, train=replace(race_ctx.config.train, threads=None))),
+                 raced, budget, race_stage(config))
+    return load_grid(ctx.store)
 
 
 def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, output: Path = Path("reports"), *,
@@ -181,7 +195,7 @@ def grid(config: StudyConfig, output: Path = Path("reports"), *, trainer: Traine
     ctx.emit("prepared", ctx)
     baseline_spec, _ = search_baseline(ctx)
     found = search_grid(ctx, baseline_spec)
-    write_tables(ctx.store, output / ctx.config.name, found.rows)
+    write_tables(ctx.store, output / ctx.config.name, found.rows, found.decision.to_dict())
     return found
 
 

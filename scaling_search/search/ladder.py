@@ -1,0 +1,161 @@
+"""The decision ladder: every grid point at the cheapest rung, the ones that could still be best promoted to rungs
+of higher fidelity, seeds added at the top, the decision made there.
+
+Rung 0 is the grid itself (the study's proxy regime). Each rung a preset names (``[search] rungs``,
+:class:`scaling_search.settings.ladder.Rung`) trains the points promoted from the rung below under its regime:
+more epochs, then a larger proxy resolution or width. Promotion is successive halving (Li et al. 2018,
+"Hyperband") with the noise counted: a point climbs when it could still be the best of its rung -- its P(best)
+is at least :data:`PROMOTE_P`, or it is statistically tied with the best (:func:`~.ties.tied_with_best`) --
+and a rung takes at most a third of the rung below (:func:`~scaling_search.settings.ladder.promotion_cap`),
+the most accurate first. Cheap rungs only eliminate: the decision is made at the top rung, where racing
+(:mod:`scaling_search.search.race`) adds seeds to the leaders until the winner is separated or the race's
+budget is spent.
+
+Every rung is a stage of the study (``<name>:rung<k>-e<epochs>-r<px>-w<width>``): resumable, shared by workers,
+its promoted points fixed by the stored results below it, so an interrupted ladder resumes with the same
+decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import optuna
+
+from scaling_search.errors import UserError
+from scaling_search.search.context import StudyContext, StudyStore
+from scaling_search.search.fidelity import reference_points, regime
+from scaling_search.search.grid import choose_coefficients, describe_grid_point, grid_table
+from scaling_search.search.queue import prepare_points, train_stage
+from scaling_search.search.race import raced_rows
+from scaling_search.search.ties import tied_with_best
+from scaling_search.search.workers import with_worker_threads, with_workers
+from scaling_search.settings.ladder import Rung, promotion_cap, regime_stage
+from scaling_search.settings.study import StudyConfig
+
+#: A point whose probability of being the best of its rung is at least this climbs (as racing's leaders do).
+PROMOTE_P = 0.05
+
+
+def rung_config(config: StudyConfig, rung: int) -> StudyConfig:
+    """The config that trains rung ``rung`` (0: the grid, the study's own)."""
+    return config if rung == 0 else config.search.rungs[rung - 1].config(config)
+
+
+def rung_stage(config: StudyConfig, rung: int) -> str:
+    """The stage that holds rung ``rung``: ``grid``, then ``rung1-e6-r40-w0.5`` and so on."""
+    return "grid" if rung == 0 else regime_stage(f"rung{rung}", rung_config(config, rung))
+
+
+def race_stage(config: StudyConfig) -> str:
+    """The stage of the extra seeds raced at the top rung (``race`` on the grid itself, as before rungs)."""
+    top = len(config.search.rungs)
+    return "race" if top == 0 else f"race-{rung_stage(config, top)}"
+
+
+def cost_factor(config: StudyConfig, rung: Rung) -> float:
+    """A rung's training cost per point over the grid's: epochs times the proxy's pixels and channels squared."""
+    trained = rung.config(config)
+    return (rung.epochs * (trained.proxy.resolution / config.proxy.resolution) ** 2
+            * (trained.proxy.width / config.proxy.width) ** 2)
+
+
+def contenders(rows: list[dict[str, Any]]) -> list[int]:
+    """The grid points of a rung that could still be best, most accurate first: P(best) >= :data:`PROMOTE_P` or
+    tied with the best, at most :func:`promotion_cap` of them and never fewer than two."""
+    complete = [r for r in rows if r["state"] == "complete" and r["accuracy"] is not None]
+    if not complete:
+        return []
+    choose_coefficients(complete)  # sets each row's p_best
+    tied = {r["grid_point"] for r in tied_with_best(complete)}
+    ranked = sorted(complete, key=lambda r: (-r["accuracy"], r["grid_point"]))
+    cap = promotion_cap(len(ranked))
+    keep = [r for r in ranked if r.get("p_best", 0.0) >= PROMOTE_P or r["grid_point"] in tied][:cap]
+    for row in ranked:  # two at least: a rung decides between candidates
+        if len(keep) >= min(2, len(ranked)):
+            break
+        if row not in keep:
+            keep.append(row)
+    return [r["grid_point"] for r in keep]
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """One rung of a finished ladder: its regime, a row per point it trained (every seed merged, keyed by the
+    grid point), and the grid points it promoted to the rung above (none at the top)."""
+
+    index: int
+    stage: str
+    regime: dict[str, Any]
+    rows: list[dict[str, Any]]
+    promoted: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = ("grid_point", "alpha", "beta", "gamma", "accuracy", "accuracy_std", "seeds", "accuracy_per_seed",
+                "val_images", "p_best", "interval")
+        return {"rung": self.index, "stage": self.stage, "regime": self.regime, "promoted": self.promoted,
+                "candidates": [{k: row.get(k) for k in keys} for row in self.rows]}
+
+
+def _rows(store: StudyStore, study: optuna.Study, raced: bool, points: list[int] | None) -> list[dict[str, Any]]:
+    """A rung's rows keyed by grid point (a rung above the grid holds the promoted points in order)."""
+    rows = raced_rows(store, study, race_stage(store.config)) if raced else grid_table(study)
+    for row in rows:
+        row["grid_point"] = row["point"] if points is None else points[row["point"]]
+    return rows
+
+
+def climb(ctx: StudyContext, grid: optuna.Study) -> None:
+    """Train every rung above the grid on the points promoted from below, each as a worker-shared stage.
+
+    Racing at the top rung is the caller's (it needs the top rung's context: :func:`rung_context`).
+    """
+    config, below = ctx.config, grid
+    promoted_below: list[int] | None = None
+    for index in range(1, len(config.search.rungs) + 1):
+        promoted = contenders(_rows(ctx.store, below, False, promoted_below))
+        rung_ctx = rung_context(ctx, index)
+        points = reference_points(grid, rung_ctx.transform)
+        entries = [{**points[i], "attrs": {**points[i]["attrs"], "grid_point": i}} for i in promoted]
+        stage = rung_stage(config, index)
+        below = prepare_points(rung_ctx, stage, entries, {"baseline": grid.user_attrs["baseline"], "promoted": promoted})
+        promoted_below = list(below.user_attrs["promoted"])
+        with_workers(rung_ctx, partial(train_stage, stage, f"rung {index}", describe_grid_point))
+
+
+def rung_context(ctx: StudyContext, index: int) -> StudyContext:
+    """The context that trains rung ``index``: its regime's config and proxy transform, the same data and storage."""
+    config = rung_config(ctx.config, index)
+    return ctx.derive(config=with_worker_threads(config), transform=config.proxy_transform(ctx.network))
+
+
+def load_ladder(store: StudyStore, grid: optuna.Study) -> list[RungResult]:
+    """Every rung of a finished ladder, from the storage (racing's seeds merged at the top); refuses a rung that is
+    missing or unfinished."""
+    config = store.config
+    top = len(config.search.rungs)
+    studies: list[tuple[optuna.Study, list[int] | None]] = [(grid, None)]
+    for index in range(1, top + 1):
+        study = store.stage(rung_stage(config, index))
+        if study is None or "points" not in study.user_attrs:
+            raise UserError(f"study {config.name!r}: rung {index} of the decision ladder "
+                            f"({config.search.rungs[index - 1].describe(config)}) is not trained yet; rerun "
+                            "'scaling-search grid' (or 'run') to climb it")
+        studies.append((study, list(study.user_attrs["promoted"])))
+    results = []
+    for index, (study, points) in enumerate(studies):
+        rows = _rows(store, study, index == top, points)
+        expected = len(study.user_attrs["points"])
+        if index and len([r for r in rows if r["state"] == "complete"]) < expected:
+            raise UserError(f"study {config.name!r}: rung {index} of the decision ladder has {len(rows)} of "
+                            f"{expected} points finished; rerun 'scaling-search grid' (or 'run') to finish it")
+        promoted = studies[index + 1][1] or [] if index < top else []
+        results.append(RungResult(index, rung_stage(config, index), regime(study.user_attrs["settings"]), rows,
+                                  list(promoted)))
+    return results
+
+
+__all__ = ["PROMOTE_P", "RungResult", "climb", "contenders", "cost_factor", "load_ladder", "race_stage",
+           "rung_config", "rung_context", "rung_stage"]
