@@ -37,6 +37,10 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--proxy-resolution", type=positive_int,
                        help="pixels the deployment baseline is trained at; every candidate shrinks by the same factor")
     group.add_argument("--proxy-width", type=positive_float, help="width factor of every proxy, in (0, 1]")
+    group.add_argument("--proxy-data", choices=("native", "shrunk"),
+                       help="proxies train on the native images, or on images shrunk by the proxy's resolution "
+                            "factor, so a resolution step adds information to the proxy only where it does to the "
+                            "deployment network (default: the preset's)")
     group.add_argument("--proxy-depth", type=positive_float, help="depth factor of every proxy, in (0, 1]")
     group.add_argument("--epochs", type=positive_int, help="proxy training epochs (default: the preset's)")
     group.add_argument("--seed", type=int, help="seed of the sampler and of training (default: 0)")
@@ -67,6 +71,13 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--race", type=int, metavar="N", dest="race_seeds",
                        help="up to N extra trainings after the grid, each a new seed of a point that could still "
                             "win, until the winner is separated at 95%% (default: the preset's, 0 = off)")
+    group.add_argument("--rungs", type=_rungs, metavar="REGIMES",
+                       help="the decision ladder's rungs above the grid, cheapest first: 'none', or regimes separated "
+                            "by ';', each 'epochs=K[,resolution=PX][,width=W]' (K times the proxy's epochs, PX proxy "
+                            "pixels for the baseline) (default: the preset's)")
+    group.add_argument("--tie-break", choices=("cost", "none"),
+                       help="among points tied with the best at the top rung: cost (lowest predicted latency where "
+                            "a calibrated table exists, else fewest activations; the default) or none (accuracy)")
     group.add_argument("--workers", type=workers_arg,
                        help="processes training grid points at once on this machine, or 'auto' (this machine's "
                             "measured plan, cached; workers and threads) (default: the preset's)")
@@ -102,6 +113,26 @@ def add_budget_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", type=_family, help="also export phi in a range (0:7, -1:3) or a list (0,1,2.5)")
 
 
+def _rungs(text: str) -> list[dict[str, Any]]:
+    """``--rungs``: ``none`` or ``epochs=2;epochs=2,resolution=56`` -> the rungs' tables (checked by the settings)."""
+    if text.strip().lower() == "none":
+        return []
+    rungs = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        table: dict[str, Any] = {}
+        for item in part.split(","):
+            key, _, value = item.partition("=")
+            key = key.strip()
+            if key not in ("epochs", "resolution", "width") or not value.strip():
+                raise argparse.ArgumentTypeError(f"rung {part!r}: each item is epochs=K, resolution=PX or width=W")
+            try:
+                table[key] = float(value) if key == "width" else int(value)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"rung {part!r}: {key} must be a number, got {value.strip()!r}") from None
+        rungs.append(table)
+    return rungs
+
+
 def study_config(args: argparse.Namespace) -> Any:
     """The frozen study config from the preset and the flags (checked before torch and Optuna load)."""
     from scaling_search.settings import load_study_config
@@ -119,7 +150,8 @@ def study_config(args: argparse.Namespace) -> Any:
         "data": {"source": args.data_source, "format": args.data_format, "subset": args.subset,
                  "val_fraction": args.val_fraction, "seed": args.data_seed},
         "deployment": {"network": network, "resolution": args.resolution, "depth_rounding": args.depth_rounding},
-        "proxy": {"resolution": args.proxy_resolution, "width": args.proxy_width, "depth": args.proxy_depth},
+        "proxy": {"resolution": args.proxy_resolution, "width": args.proxy_width, "depth": args.proxy_depth,
+                  "shrink_data": None if args.proxy_data is None else args.proxy_data == "shrunk"},
         "train": {"epochs": args.epochs, "seed": args.seed, "device": args.device, "threads": args.threads},
         "search": {"baseline": None if baseline is None else ("search" if baseline == "search" else "network"),
                    "cost": args.cost, "target_latency_ms": args.target_latency,
@@ -128,7 +160,8 @@ def study_config(args: argparse.Namespace) -> Any:
                    "grid_step": args.grid_step,
                    "grid_max": args.grid_max, "grid_tol": args.grid_tol,
                    "budget_tol": getattr(args, "budget_tol", None), "pruner": args.pruner, "repeats": args.repeats,
-                   "race_seeds": getattr(args, "race_seeds", None),
+                   "race_seeds": getattr(args, "race_seeds", None), "rungs": getattr(args, "rungs", None),
+                   "tie_break": getattr(args, "tie_break", None),
                    "seed": args.seed, "workers": args.workers},
     }
     if args.data_source not in (None, "synthetic") and args.data_format is None:

@@ -43,6 +43,7 @@ class ResizedCache:
         self.entries: OrderedDict[tuple[str, int], Split] = OrderedDict()
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None  # the train split's mean and std (a few bytes)
         self.resized = 0  # splits computed (a test counts them)
+        self.shrunk: dict[int, Any] = {}  # native resolution -> this data shrunk to it (ImageData.shrunk)
 
     @property
     def nbytes(self) -> int:
@@ -181,6 +182,30 @@ class ImageData:
         mean = total / count
         std = (square / count - mean**2).clamp_min(1e-6).sqrt()
         return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
+
+    def shrunk(self, factor: float) -> ImageData:
+        """The same images resampled to ``factor`` times their native resolution (antialiased, as uint8), normalised
+        with this data's statistics: what a proxy whose resolution is ``factor`` of the deployment network's
+        should see, so that a resolution step changes the proxy's input information as it changes the
+        deployment network's (:class:`~scaling_search.settings.proxy.ProxySettings`, ``shrink_data``). Kept
+        once per native size; the data itself where the factor keeps every pixel."""
+        native = max(1, round(self.native_resolution * factor))
+        if native >= self.native_resolution:
+            return self
+        if native not in self.cache.shrunk:
+            def resample(images: torch.Tensor) -> torch.Tensor:
+                out = torch.empty(images.shape[0], images.shape[1], native, native, dtype=torch.uint8)
+                for start in range(0, images.shape[0], _RESIZE_CHUNK):
+                    chunk = F.interpolate(images[start:start + _RESIZE_CHUNK].float(), size=(native, native),
+                                          mode="bilinear", antialias=True, align_corners=False)
+                    out[start:start + _RESIZE_CHUNK] = chunk.round().clamp(0, 255).to(torch.uint8)
+                return out
+
+            shrunk = ImageData(f"{self.name}[native {native}px]", self.classes, resample(self.train_images),
+                               self.train_labels, resample(self.val_images), self.val_labels)
+            shrunk.cache.stats = self._normalisation()  # the deployment network's normalisation
+            self.cache.shrunk[native] = shrunk
+        return self.cache.shrunk[native]
 
     def split(self, which: str, resolution: int) -> Split:
         """The ``"train"`` or ``"val"`` split at ``resolution``, normalised; computed once, then cached."""

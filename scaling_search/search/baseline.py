@@ -57,7 +57,7 @@ def cost_function(config: StudyConfig) -> Callable[[NetworkSpec], float]:
 def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
     """Stage 1: the deployment-scale baseline with the best reward (or the deployment network itself), and its
     evidence."""
-    config, network, transform, data = ctx.config, ctx.network, ctx.transform, ctx.data
+    config, network, transform, data = ctx.config, ctx.network, ctx.transform, ctx.proxy_data
     if config.search.baseline == "network":
         return network, {"source": f"the deployment network ({config.deployment.network}) as given",
                          "macs": count_cost(network).macs, "blocks": network.num_blocks,

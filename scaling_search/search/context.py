@@ -111,6 +111,14 @@ class StudyContext:
         """The stage ``<study>:<name>`` as stored, or None (see :meth:`StudyStore.stage`)."""
         return self.store.stage(name)
 
+    @property
+    def proxy_data(self) -> ImageData:
+        """The images this context's proxies train on: the data as it is, or, with ``[proxy] shrink_data``,
+        resampled by the proxy transform's resolution factor (:meth:`ImageData.shrunk`)."""
+        if not self.config.proxy.shrink_data:
+            return self.data
+        return self.data.shrunk(self.transform.resolution_factor)
+
     def emit(self, kind: str, payload: Any) -> None:
         self.on_event(kind, payload)
 

@@ -24,17 +24,22 @@ REDUCTION = 3
 MAX_EPOCH_FACTOR = 100
 
 
-def regime_config(config: Any, epochs: int, resolution: int | None, width: float | None) -> Any:
+def regime_config(config: Any, epochs: int, resolution: int | None, width: float | None,
+                  shrink_data: bool | None = None) -> Any:
     """``config`` (a :class:`~scaling_search.settings.StudyConfig`) trained ``epochs`` times as long, at another
-    proxy resolution or width where given, and never pruned: every candidate it trains is compared."""
-    proxy = replace(config.proxy, resolution=resolution or config.proxy.resolution, width=width or config.proxy.width)
+    proxy resolution or width where given (and with or without ``[proxy] shrink_data``), and never pruned: every
+    candidate it trains is compared."""
+    proxy = replace(config.proxy, resolution=resolution or config.proxy.resolution, width=width or config.proxy.width,
+                    shrink_data=config.proxy.shrink_data if shrink_data is None else shrink_data)
     return replace(config, proxy=proxy, train=replace(config.train, epochs=config.train.epochs * epochs),
                    search=replace(config.search, pruner="none"))
 
 
 def regime_stage(prefix: str, config: Any) -> str:
-    """A regime's stage name, unique per regime: ``<prefix>-e9-r40-w0.5`` (epochs, proxy px, proxy width)."""
-    return f"{prefix}-e{config.train.epochs}-r{config.proxy.resolution}-w{config.proxy.width:g}"
+    """A regime's stage name, unique per regime: ``<prefix>-e9-r40-w0.5`` (epochs, proxy px, proxy width; ``-shrunk``
+    where the proxy trains on shrunk data)."""
+    return (f"{prefix}-e{config.train.epochs}-r{config.proxy.resolution}-w{config.proxy.width:g}"
+            + ("-shrunk" if config.proxy.shrink_data else ""))
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,10 @@ class StudyConfig:
         data = asdict(self.data)
         if self.data.train_share == 1.0:  # studies made before the key existed keep their fingerprint
             data.pop("train_share")
-        return {"data": data, "deployment": asdict(self.deployment), "proxy": asdict(self.proxy),
+        proxy = asdict(self.proxy)
+        if not self.proxy.shrink_data:  # studies made before the key existed keep their fingerprint
+            proxy.pop("shrink_data")
+        return {"data": data, "deployment": asdict(self.deployment), "proxy": proxy,
                 "train": train, "search": search}
 
     def to_dict(self) -> dict[str, Any]:
