@@ -27,10 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the reference proxy's resolution for the baseline, in pixels (default: the study's)")
     parser.add_argument("--reference-width", type=float, default=None,
                         help="the reference proxy's width factor, in (0, 1] (default: the study's)")
-    parser.add_argument("--reference-data", choices=("native", "shrunk"), default=None,
-                        help="the reference's proxies train on the native images (as a deployment network does) or "
-                             "on images shrunk by their resolution factor ([proxy] shrink_data) (default: as the "
-                             "study's proxy)")
+    parser.add_argument("--reference-images", choices=("native", "shrunk", "matched"), default=None,
+                        help="what the reference's proxy inputs are made from ([proxy] images; native: as a "
+                             "deployment network sees them) (default: as the study's proxy)")
     parser.add_argument("--candidates", nargs="+", metavar="REGIME", default=(),
                         help="cheaper proxies to compare against the same reference, each key=value pairs joined by "
                              "commas (keys epochs, resolution, width, data: the share of the training images), "
@@ -61,8 +60,8 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from scaling_search.search.fidelity import Reference, describe_fidelity
     from scaling_search.search.proxy_candidates import TARGET_TAU, CandidateRegime, describe_recommendation
 
-    shrink = None if args.reference_data is None else args.reference_data == "shrunk"
-    reference = Reference(args.reference_epochs, args.reference_resolution, args.reference_width, shrink)
+    reference = Reference(args.reference_epochs, args.reference_resolution, args.reference_width,
+                          args.reference_images)
     candidates = [CandidateRegime.parse(text) for text in args.candidates]
     quiet_optuna()
     if not candidates:

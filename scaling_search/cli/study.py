@@ -37,10 +37,11 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--proxy-resolution", type=positive_int,
                        help="pixels the deployment baseline is trained at; every candidate shrinks by the same factor")
     group.add_argument("--proxy-width", type=positive_float, help="width factor of every proxy, in (0, 1]")
-    group.add_argument("--proxy-data", choices=("native", "shrunk"),
-                       help="proxies train on the native images, or on images shrunk by the proxy's resolution "
-                            "factor, so a resolution step adds information to the proxy only where it does to the "
-                            "deployment network (default: the preset's)")
+    group.add_argument("--proxy-images", choices=("native", "shrunk", "matched"),
+                       help="what proxy inputs are made from: the native images, or images first resampled so a "
+                            "resolution step changes the proxy's information as it changes the deployment "
+                            "network's (shrunk: by the resolution factor; matched: only where deployment gains "
+                            "information) (default: the preset's)")
     group.add_argument("--proxy-depth", type=positive_float, help="depth factor of every proxy, in (0, 1]")
     group.add_argument("--epochs", type=positive_int, help="proxy training epochs (default: the preset's)")
     group.add_argument("--seed", type=int, help="seed of the sampler and of training (default: 0)")
@@ -151,7 +152,7 @@ def study_config(args: argparse.Namespace) -> Any:
                  "val_fraction": args.val_fraction, "seed": args.data_seed},
         "deployment": {"network": network, "resolution": args.resolution, "depth_rounding": args.depth_rounding},
         "proxy": {"resolution": args.proxy_resolution, "width": args.proxy_width, "depth": args.proxy_depth,
-                  "shrink_data": None if args.proxy_data is None else args.proxy_data == "shrunk"},
+                  "images": args.proxy_images},
         "train": {"epochs": args.epochs, "seed": args.seed, "device": args.device, "threads": args.threads},
         "search": {"baseline": None if baseline is None else ("search" if baseline == "search" else "network"),
                    "cost": args.cost, "target_latency_ms": args.target_latency,

@@ -183,13 +183,11 @@ class ImageData:
         std = (square / count - mean**2).clamp_min(1e-6).sqrt()
         return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
 
-    def shrunk(self, factor: float) -> ImageData:
-        """The same images resampled to ``factor`` times their native resolution (antialiased, as uint8), normalised
-        with this data's statistics: what a proxy whose resolution is ``factor`` of the deployment network's
-        should see, so that a resolution step changes the proxy's input information as it changes the
-        deployment network's (:class:`~scaling_search.settings.proxy.ProxySettings`, ``shrink_data``). Kept
-        once per native size; the data itself where the factor keeps every pixel."""
-        native = max(1, round(self.native_resolution * factor))
+    def resampled(self, native: int) -> ImageData:
+        """The same images resampled to ``native`` pixels (antialiased, as uint8), normalised with this data's
+        statistics (the deployment network's): what a proxy sees where ``[proxy] images`` limits its input
+        information (:func:`scaling_search.settings.proxy.information_pixels`). Kept once per size; the data itself
+        where ``native`` keeps every pixel."""
         if native >= self.native_resolution:
             return self
         if native not in self.cache.shrunk:

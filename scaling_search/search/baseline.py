@@ -57,7 +57,7 @@ def cost_function(config: StudyConfig) -> Callable[[NetworkSpec], float]:
 def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
     """Stage 1: the deployment-scale baseline with the best reward (or the deployment network itself), and its
     evidence."""
-    config, network, transform, data = ctx.config, ctx.network, ctx.transform, ctx.proxy_data
+    config, network, transform, data = ctx.config, ctx.network, ctx.transform, ctx.proxy_data(ctx.network)
     if config.search.baseline == "network":
         return network, {"source": f"the deployment network ({config.deployment.network}) as given",
                          "macs": count_cost(network).macs, "blocks": network.num_blocks,
@@ -95,7 +95,7 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
         cost = cost_of(candidate.deployment)
         if latency:
             trial.set_user_attr("latency_ms", cost)
-        measured = measure(trial, candidate, data, config.train, 1, ctx.trainer,
+        measured = measure(trial, candidate, ctx.proxy_data(candidate.deployment), config.train, 1, ctx.trainer,
                            lambda acc: reward(acc, cost, target, config.search.reward_exponent))
         return reward(measured.mean, cost, target, config.search.reward_exponent)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import optuna
 
 from scaling_search.data.base import ImageData
+from scaling_search.settings.proxy import information_pixels
 from scaling_search.network.spec import NetworkSpec
 from scaling_search.network.proxy import ProxyTransform
 from scaling_search.search.candidate import Trainer
@@ -111,13 +112,12 @@ class StudyContext:
         """The stage ``<study>:<name>`` as stored, or None (see :meth:`StudyStore.stage`)."""
         return self.store.stage(name)
 
-    @property
-    def proxy_data(self) -> ImageData:
-        """The images this context's proxies train on: the data as it is, or, with ``[proxy] shrink_data``,
-        resampled by the proxy transform's resolution factor (:meth:`ImageData.shrunk`)."""
-        if not self.config.proxy.shrink_data:
-            return self.data
-        return self.data.shrunk(self.transform.resolution_factor)
+    def proxy_data(self, deployment: NetworkSpec) -> ImageData:
+        """The images the proxy of ``deployment`` trains on: the data as it is, or resampled first as ``[proxy]
+        images`` says (:func:`scaling_search.settings.proxy.information_pixels`)."""
+        pixels = information_pixels(self.config.proxy.images, self.data.native_resolution,
+                                    self.transform.resolution_factor, deployment.resolution, self.network.resolution)
+        return self.data if pixels is None else self.data.resampled(pixels)
 
     def emit(self, kind: str, payload: Any) -> None:
         self.on_event(kind, payload)

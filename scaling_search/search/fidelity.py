@@ -40,15 +40,15 @@ class Reference:
         epochs: how many times the proxy's epochs the reference trains (the issue asks for >= 3).
         resolution: the reference proxy's resolution for the deployment baseline, in pixels (None: the study's).
         width: the reference proxy's width factor (None: the study's).
-        shrink_data: whether the reference's proxies train on shrunk data (``[proxy] shrink_data``; None: as the
-            study's). A reference above the data's native resolution sees all of it, as the deployment network
-            does: ``False`` is the reference the proxy's shrinking is measured against.
+        images: what the reference's proxy inputs are made from (``[proxy] images``; None: as the study's). A
+            reference above the data's native resolution on ``"native"`` images sees all of it, as the deployment
+            network does: the reference the other ways of making proxy images are measured against.
     """
 
     epochs: int = 3
     resolution: int | None = None
     width: float | None = None
-    shrink_data: bool | None = None
+    images: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -61,7 +61,7 @@ class Reference:
 
     def config(self, config: StudyConfig) -> StudyConfig:
         """The study's config with the reference's training (:func:`~scaling_search.settings.ladder.regime_config`)."""
-        trained = regime_config(config, self.epochs, self.resolution, self.width, self.shrink_data)
+        trained = regime_config(config, self.epochs, self.resolution, self.width, self.images)
         if (self.epochs, trained.proxy) == (1, config.proxy):
             raise UserError("the reference regime equals the proxy; raise --reference-epochs (e.g. 3) or set "
                             "--reference-resolution / --reference-width")

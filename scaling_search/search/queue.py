@@ -231,7 +231,7 @@ def train_points(ctx: StudyContext, study: optuna.Study, label: str,
             trial.set_user_attr("same_network_as", twin.number)
             return float(twin.value)
         settings = config.train if extra_seed is None else replace(config.train, seed=config.train.seed + extra_seed)
-        measured = measure(trial, candidate, ctx.proxy_data, settings,
+        measured = measure(trial, candidate, ctx.proxy_data(candidate.deployment), settings,
                            entry["attrs"].get("train_seeds", config.search.repeats), ctx.trainer, lambda accuracy: accuracy)
         return measured.mean
 

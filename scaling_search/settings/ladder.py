@@ -25,21 +25,21 @@ MAX_EPOCH_FACTOR = 100
 
 
 def regime_config(config: Any, epochs: int, resolution: int | None, width: float | None,
-                  shrink_data: bool | None = None) -> Any:
+                  images: str | None = None) -> Any:
     """``config`` (a :class:`~scaling_search.settings.StudyConfig`) trained ``epochs`` times as long, at another
-    proxy resolution or width where given (and with or without ``[proxy] shrink_data``), and never pruned: every
+    proxy resolution or width where given (and proxy ``images`` made another way), and never pruned: every
     candidate it trains is compared."""
     proxy = replace(config.proxy, resolution=resolution or config.proxy.resolution, width=width or config.proxy.width,
-                    shrink_data=config.proxy.shrink_data if shrink_data is None else shrink_data)
+                    images=images or config.proxy.images)
     return replace(config, proxy=proxy, train=replace(config.train, epochs=config.train.epochs * epochs),
                    search=replace(config.search, pruner="none"))
 
 
 def regime_stage(prefix: str, config: Any) -> str:
-    """A regime's stage name, unique per regime: ``<prefix>-e9-r40-w0.5`` (epochs, proxy px, proxy width; ``-shrunk``
-    where the proxy trains on shrunk data)."""
+    """A regime's stage name, unique per regime: ``<prefix>-e9-r40-w0.5`` (epochs, proxy px, proxy width; then
+    ``-shrunk`` or ``-matched`` where the proxy's images are not the native ones)."""
     return (f"{prefix}-e{config.train.epochs}-r{config.proxy.resolution}-w{config.proxy.width:g}"
-            + ("-shrunk" if config.proxy.shrink_data else ""))
+            + ("" if config.proxy.images == "native" else f"-{config.proxy.images}"))
 
 
 @dataclass(frozen=True)

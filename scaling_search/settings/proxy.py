@@ -8,6 +8,34 @@ from dataclasses import dataclass
 from scaling_search.errors import UserError
 
 
+#: What a proxy's input can be made from (:attr:`ProxySettings.images`).
+PROXY_IMAGES = ("native", "shrunk", "matched")
+
+
+def information_pixels(images: str, native: int, factor: float, deployment: int, base_deployment: int) -> int | None:
+    """The resolution a candidate's proxy input is first resampled to (None: straight from the native images).
+
+    ``native``: the data's resolution; ``factor``: the proxy's resolution over the deployment network's;
+    ``deployment`` and ``base_deployment``: the candidate's and the baseline's deployment resolutions. The
+    deployment network sees ``min(native, deployment)`` pixels of information. ``"shrunk"`` gives the proxy
+    ``factor`` times that; ``"matched"`` gives the baseline's proxy all the information its resolution holds
+    (``min(native, factor * base_deployment)``) and each candidate's proxy that times the deployment information's
+    growth over the baseline's, so a step adds information to the proxy only where it adds it to the deployment
+    network. None where that is no fewer pixels than the native images or the proxy's own resolution.
+    """
+    seen = min(native, deployment)
+    if images == "shrunk":
+        pixels = factor * seen
+    elif images == "matched":
+        base_seen = min(native, base_deployment)
+        pixels = min(native, factor * base_deployment) * seen / base_seen
+    else:
+        return None
+    pixels = max(1, round(pixels))
+    # at or above the proxy's own resolution, resizing straight from the native images loses as much
+    return pixels if pixels < min(native, round(factor * deployment)) else None
+
+
 @dataclass(frozen=True)
 class ProxySettings:
     """How a study shrinks deployment-scale candidates into the networks it trains (a preset's ``[proxy]``).
@@ -17,22 +45,24 @@ class ProxySettings:
             resolution is multiplied by ``resolution / deployment baseline resolution`` (224 -> 40 is 0.179).
         width: width factor applied to every candidate's channels.
         depth: depth factor applied to every stage's repeats (1 keeps them; below 1 can merge depth steps).
-        shrink_data: the proxies train on the data's images resampled by the same resolution factor
-            (:meth:`scaling_search.data.base.ImageData.shrunk`: 96-px images become 17 px for 40 of 224), so the
-            proxy sees what the deployment network sees: where deployment upsamples the native images (96 to
-            224..314 px), a resolution step adds no information there, and none at the proxy either. False: every
-            proxy resizes the native images directly, and a resolution step from 40 to 56 px recovers detail the
-            deployment network never lacked.
+        images: what a proxy's input is made from (:func:`information_pixels`): ``"native"``, the data's images
+            resized straight to the proxy's resolution; ``"shrunk"``, the images first resampled by the proxy's
+            resolution factor (96-px images become 17 px for 40 of 224), so every resolution step changes the
+            proxy's input information in the ratio it changes the deployment network's; ``"matched"``, the images
+            first resampled so that a resolution step adds information to the proxy exactly where it adds it to the
+            deployment network, and the baseline's proxy keeps all it can see. Where deployment upsamples the
+            native images (96 px to 224..314) and the proxy does not (40..56 px), a native proxy's resolution step
+            recovers detail the deployment network never lacked.
     """
 
     resolution: int = 40
     width: float = 0.5
     depth: float = 1.0
-    shrink_data: bool = False
+    images: str = "native"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.shrink_data, bool):
-            raise UserError(f"[proxy] shrink_data must be true or false, got {self.shrink_data!r}")
+        if self.images not in PROXY_IMAGES:
+            raise UserError(f"[proxy] images must be one of {', '.join(PROXY_IMAGES)}, got {self.images!r}")
         for name, value in (("resolution", self.resolution),):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise UserError(f"[proxy] {name} must be a whole number of pixels, got {value!r}")
@@ -43,4 +73,4 @@ class ProxySettings:
                 raise UserError(f"[proxy] {name} must be in (0, 1] (a proxy is never larger), got {value}")
 
 
-__all__ = ["ProxySettings"]
+__all__ = ["PROXY_IMAGES", "ProxySettings", "information_pixels"]

@@ -234,8 +234,8 @@ class StudyConfig:
         if self.data.train_share == 1.0:  # studies made before the key existed keep their fingerprint
             data.pop("train_share")
         proxy = asdict(self.proxy)
-        if not self.proxy.shrink_data:  # studies made before the key existed keep their fingerprint
-            proxy.pop("shrink_data")
+        if self.proxy.images == "native":  # studies made before the key existed keep their fingerprint
+            proxy.pop("images")
         return {"data": data, "deployment": asdict(self.deployment), "proxy": proxy,
                 "train": train, "search": search}
 
