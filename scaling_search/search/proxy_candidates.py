@@ -26,18 +26,20 @@ from scaling_search.search.fidelity import Fidelity, describe_tau, fidelity_stag
 
 #: The Kendall tau a recommended proxy must reach against its reference.
 TARGET_TAU = 0.8
-_KEYS = {"epochs": int, "resolution": int, "width": float, "data": float}
+_KEYS = {"epochs": int, "resolution": int, "width": float, "data": float, "images": str}
 
 
 @dataclass(frozen=True)
 class CandidateRegime:
     """A proxy regime to compare: the study's proxy with some of epochs, resolution, width and the share of the
-    training images (``data``; the validation split stays whole) changed."""
+    training images (``data``; the validation split stays whole) and the way proxy inputs are made (``images``,
+    :attr:`scaling_search.settings.proxy.ProxySettings.images`) changed."""
 
     epochs: int | None = None
     resolution: int | None = None
     width: float | None = None
     data: float | None = None
+    images: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> CandidateRegime:
@@ -47,14 +49,15 @@ class CandidateRegime:
             key, _, value = item.partition("=")
             if key not in _KEYS or not value:
                 raise UserError(f"cannot read candidate proxy {text!r}: write key=value pairs joined by commas, keys "
-                                f"{', '.join(_KEYS)} (e.g. epochs=1, resolution=32,width=0.25 or data=0.5)")
+                                f"{', '.join(_KEYS)} (e.g. epochs=1, resolution=32,width=0.25, data=0.5 or images=matched)")
             try:
                 values[key] = _KEYS[key](value)
             except ValueError:
                 kind = "a whole number" if _KEYS[key] is int else "a number"
                 raise UserError(f"candidate proxy {text!r}: {key} must be {kind}, got {value!r}") from None
         if not values:
-            raise UserError(f"candidate proxy {text!r} changes nothing: give epochs=, resolution=, width= or data=")
+            raise UserError(f"candidate proxy {text!r} changes nothing: give epochs=, resolution=, width=, data= or "
+                            "images=")
         return cls(**values)
 
     def config(self, config: StudyConfig) -> StudyConfig:
@@ -66,7 +69,7 @@ class CandidateRegime:
 
         # ProxySettings refuses a bad width or resolution, DataSettings a share outside (0, 1]
         proxy = replace(config.proxy, resolution=given(self.resolution, config.proxy.resolution),
-                        width=given(self.width, config.proxy.width))
+                        width=given(self.width, config.proxy.width), images=given(self.images, config.proxy.images))
         data = replace(config.data, train_share=given(self.data, config.data.train_share))
         return replace(config, data=data, proxy=proxy,
                        train=replace(config.train, epochs=given(self.epochs, config.train.epochs)),
@@ -79,7 +82,8 @@ def candidate_stage(trained: StudyConfig) -> str:
     (:meth:`CandidateRegime.config`)."""
     share = trained.data.train_share
     return (f"candidate-e{trained.train.epochs}-r{trained.proxy.resolution}-w{trained.proxy.width:g}"
-            + (f"-d{share:g}" if share != 1.0 else ""))
+            + (f"-d{share:g}" if share != 1.0 else "")
+            + ("" if trained.proxy.images == "native" else f"-{trained.proxy.images}"))
 
 
 @dataclass(frozen=True)
