@@ -28,10 +28,19 @@ def test_run_smoke_writes_configs_and_tables(finished_run):
     cwd, proc, seconds = finished_run
     folder = cwd / "reports" / "smoke-synthetic"
     for name in ("model-phi1.json", "study.json", "grid_trials.csv", "grid_summary.csv", "family.csv",
-                 "index.html", "grid.html", "family.html", "plotly.min.js"):
+                 "index.html", "grid.html", "family.html", "plotly.min.js", "decision.json"):
         assert (folder / name).is_file(), name
     assert (cwd / "studies" / "smoke-synthetic.db").is_file()
-    assert "coefficients: alpha=" in proc.stdout and "winner: proxy val top-1" in proc.stdout
+    assert "coefficients: alpha=" in proc.stdout and "chosen: proxy val top-1" in proc.stdout
+    # every point of the smoke grid sits at chance: no winner is claimed, and the export says it chose by cost
+    assert "\nno winner: no grid point is above chance" in proc.stdout and "\nfound:" not in proc.stdout
+    decision = json.loads((folder / "decision.json").read_text())
+    assert {"rungs", "fidelity", "tied", "chosen"} <= set(decision) and decision["winner"] is False
+    assert {"alpha", "beta", "gamma", "why"} <= set(decision["chosen"]) and "no winner" in decision["chosen"]["why"]
+    rung = decision["rungs"][0]
+    assert rung["regime"]["epochs"] == 1 and all({"accuracy", "accuracy_std", "seeds", "interval"} <= set(c)
+                                                 for c in rung["candidates"])
+    assert len(decision["tied"]) == len(rung["candidates"])  # at chance, every point is tied
     # the smoke grid is at chance: its tied points are not separated, and the line says what noise it counted
     assert "P(best) " in proc.stdout and "noise counted: validation images only (one seed" in proc.stdout
     assert seconds < 120  # the issue asks for under a minute; leave room for a loaded CI machine

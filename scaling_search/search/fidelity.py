@@ -94,17 +94,6 @@ def fidelity_stages(storage: Any, name: str, kind: str = "fidelity") -> list[str
     return sorted(s.split(":", 1)[1] for s in optuna.get_all_study_names(storage) if s.startswith(prefix))
 
 
-def reference_points(grid: optuna.Study, transform: ProxyTransform) -> list[dict[str, Any]]:
-    """The grid's points (same index, attributes and params) with their proxies made by the reference's
-    transform."""
-    from scaling_search.search.candidate import Candidate  # torch loads with the trainer, not with the report
-    from scaling_search.search.queue import point
-
-    return [point(Candidate.of(NetworkSpec.from_dict(entry["deployment"]), transform), entry["attrs"],
-                  entry.get("params"))
-            for entry in grid.user_attrs["points"]]
-
-
 def _complete(study: optuna.Study) -> dict[int, optuna.trial.FrozenTrial]:
     return {t.user_attrs["point"]: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if "point" in t.user_attrs}
@@ -227,18 +216,22 @@ def fidelity_sentence(result: Fidelity) -> str:
             "reference's training time.")
 
 
+def proxy_stage_of(reference: optuna.Study) -> str:
+    """The stage holding the proxy's side of a reference: ``proxy-...-n16-s2`` for a fidelity over its own
+    candidates, ``grid`` for one scored over the grid's points (made before fidelity had candidates of its own)."""
+    return str(reference.user_attrs.get("proxy_stage", "grid"))
+
+
 def stored_fidelities(name: str, storage: Any) -> list[Fidelity]:
-    """Every proxy fidelity measured for study ``name`` (one per reference regime), scored from the storage;
+    """Every proxy fidelity measured for study ``name`` (one per reference stage), scored from the storage;
     a reference with fewer than three candidates finished in both regimes is left out."""
-    try:
-        grid = optuna.load_study(study_name=f"{name}:grid", storage=storage)
-    except KeyError:
-        return []
     scored = []
     for stage in fidelity_stages(storage, name):
+        reference = optuna.load_study(study_name=f"{name}:{stage}", storage=storage)
         try:
-            scored.append(score_fidelity(grid, optuna.load_study(study_name=f"{name}:{stage}", storage=storage)))
-        except UserError:
+            proxy = optuna.load_study(study_name=f"{name}:{proxy_stage_of(reference)}", storage=storage)
+            scored.append(score_fidelity(proxy, reference))
+        except (KeyError, UserError):
             continue
     return scored
 
@@ -270,5 +263,5 @@ def describe_fidelity(result: Fidelity) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Fidelity", "Reference", "describe_fidelity", "describe_tau", "fidelity_evidence", "fidelity_sentence",
-           "fidelity_stages", "reference_points", "regime", "regime_text", "score_fidelity", "stored_fidelities"]
+__all__ = ["Fidelity", "Reference", "proxy_stage_of", "describe_fidelity", "describe_tau", "fidelity_evidence", "fidelity_sentence",
+           "fidelity_stages", "regime", "regime_text", "score_fidelity", "stored_fidelities"]

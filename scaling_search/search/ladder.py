@@ -26,7 +26,8 @@ import optuna
 
 from scaling_search.errors import UserError
 from scaling_search.search.context import StudyContext, StudyStore
-from scaling_search.search.fidelity import reference_points, regime
+from scaling_search.search.fidelity import regime
+from scaling_search.search.fidelity_points import regime_points
 from scaling_search.search.grid import choose_coefficients, describe_grid_point, grid_table
 from scaling_search.search.queue import prepare_points, train_stage
 from scaling_search.search.race import raced_rows
@@ -117,7 +118,7 @@ def climb(ctx: StudyContext, grid: optuna.Study) -> None:
     for index in range(1, len(config.search.rungs) + 1):
         promoted = contenders(_rows(ctx.store, below, False, promoted_below))
         rung_ctx = rung_context(ctx, index)
-        points = reference_points(grid, rung_ctx.transform)
+        points = regime_points(grid.user_attrs["points"], rung_ctx.transform)
         entries = [{**points[i], "attrs": {**points[i]["attrs"], "grid_point": i}} for i in promoted]
         stage = rung_stage(config, index)
         below = prepare_points(rung_ctx, stage, entries, {"baseline": grid.user_attrs["baseline"], "promoted": promoted})

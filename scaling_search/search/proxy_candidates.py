@@ -22,7 +22,8 @@ import optuna
 
 from scaling_search.errors import UserError
 from scaling_search.settings.study import TABLES, StudyConfig
-from scaling_search.search.fidelity import Fidelity, describe_tau, fidelity_stages, regime_text, score_fidelity
+from scaling_search.search.fidelity import (Fidelity, describe_tau, fidelity_stages, proxy_stage_of, regime_text,
+                                            score_fidelity)
 
 #: The Kendall tau a recommended proxy must reach against its reference.
 TARGET_TAU = 0.8
@@ -134,10 +135,14 @@ def stored_comparisons(name: str, storage: Any) -> list[Recommendation]:
     comparisons = []
     for stage in fidelity_stages(storage, name):
         reference = optuna.load_study(study_name=f"{name}:{stage}", storage=storage)
+        own = grid if proxy_stage_of(reference) == "grid" else \
+            optuna.load_study(study_name=f"{name}:{proxy_stage_of(reference)}", storage=storage)
         scored, target = [], TARGET_TAU
         for candidate_stage in [None, *candidates]:
-            study = grid if candidate_stage is None else \
+            study = own if candidate_stage is None else \
                 optuna.load_study(study_name=f"{name}:{candidate_stage}", storage=storage)
+            if candidate_stage is not None and study.user_attrs.get("reference_stage", stage) != stage:
+                continue  # a candidate scored over another reference's candidates
             try:
                 scored.append(score_fidelity(study, reference))
             except UserError:

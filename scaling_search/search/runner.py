@@ -32,7 +32,8 @@ from scaling_search.search.candidate import Trainer
 from scaling_search.search.context import EventHandler, StudyContext, StudyStore, ignore_event
 from scaling_search.search.decision import GridResult, check_grid_finished, load_grid
 from scaling_search.search.export import export_by_rule, export_grid, latency_table
-from scaling_search.search.fidelity import Fidelity, Reference, reference_points, score_fidelity
+from scaling_search.search.fidelity import Fidelity, Reference, score_fidelity
+from scaling_search.search.fidelity_points import FIDELITY_SEEDS, fidelity_candidates, regime_points
 from scaling_search.search.grid import describe_grid_point, grid_of, prepare_grid
 from scaling_search.search.ladder import climb, cost_factor, race_stage, rung_context, rung_stage
 from scaling_search.search.proxy_candidates import (TARGET_TAU, CandidateRegime, Recommendation, candidate_stage,
@@ -42,6 +43,7 @@ from scaling_search.search.race import run_race
 from scaling_search.search.storage import check_existing
 from scaling_search.search.tables import write_tables
 from scaling_search.search.workers import with_execution_plan, with_worker_threads, with_workers
+from scaling_search.settings.ladder import regime_stage
 from scaling_search.settings.study import StudyConfig
 from scaling_search.training import check_trainable, choose_device, train_proxy
 
@@ -298,21 +300,47 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     return output / ctx.config.name
 
 
-def _fidelity(ctx: StudyContext, reference: Reference, output: Path) -> Fidelity:
-    """The reference trained on the grid's candidates (stages 1 and 2 run or reused first), and scored."""
-    reference_ctx = ctx.derive(config=with_worker_threads(reference.config(ctx.config)),
-                               transform=reference.transform(ctx.config, ctx.network))
+@dataclass(frozen=True)
+class _Scored:
+    """A proxy fidelity and what it was scored over: the candidates and the two stages that trained them."""
+
+    result: Fidelity
+    candidates: list[dict[str, Any]]
+    proxy_stage: str
+    reference_stage: str
+    suffix: str  # "-n16-s2": how many candidates and seeds, ending each of the stages' names
+
+
+def _with_fidelity_seeds(config: StudyConfig) -> StudyConfig:
+    """A regime's config for a fidelity stage: every candidate under at least two seeds, never pruned."""
+    search = replace(config.search, repeats=max(FIDELITY_SEEDS, config.search.repeats), pruner="none")
+    return with_worker_threads(replace(config, search=search))
+
+
+def _fidelity(ctx: StudyContext, reference: Reference, output: Path) -> _Scored:
+    """The fidelity candidates (the grid's points and more at the same budget: :mod:`.fidelity_points`), trained
+    under the study's proxy and under the reference, both with two seeds or more, and scored (stages 1 and 2 run
+    or reused first)."""
     baseline_spec, _ = search_baseline(ctx)
     found = search_grid(ctx, baseline_spec)
-    stage = reference.stage(ctx.config)
-    study = prepare_points(reference_ctx, stage, reference_points(found.study, reference_ctx.transform),
-                           {"baseline": baseline_spec.to_dict()})
+    candidates = fidelity_candidates(found.study.user_attrs["points"], ctx.config, baseline_spec, ctx.transform)
+    identity = {"baseline": baseline_spec.to_dict()}
+    proxy_ctx = ctx.derive(config=_with_fidelity_seeds(ctx.config))
+    suffix = f"-n{len(candidates)}-s{proxy_ctx.config.search.repeats}"
+    proxy_stage = regime_stage("proxy", proxy_ctx.config) + suffix
+    proxy_study = prepare_points(proxy_ctx, proxy_stage, regime_points(candidates, proxy_ctx.transform), identity)
+    with_workers(proxy_ctx, partial(train_stage, proxy_stage, "fidelity proxy", describe_grid_point))
+    reference_ctx = ctx.derive(config=_with_fidelity_seeds(reference.config(ctx.config)),
+                               transform=reference.transform(ctx.config, ctx.network))
+    stage = reference.stage(ctx.config) + suffix
+    study = prepare_points(reference_ctx, stage, regime_points(candidates, reference_ctx.transform),
+                           {**identity, "proxy_stage": proxy_stage})
     with_workers(reference_ctx, partial(train_stage, stage, "reference", describe_grid_point))
-    result = score_fidelity(found.study, study)
+    result = score_fidelity(proxy_study, study)
     folder = output / ctx.config.name
     ctx.config.write(folder)
     write_json_atomically(folder / "fidelity.json", result.to_dict())
-    return result
+    return _Scored(result, candidates, proxy_stage, stage, suffix)
 
 
 def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("reports"),
@@ -328,7 +356,7 @@ def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event, seeded=("grid",))
     reference.transform(ctx.config, ctx.network)  # refused before any training
     ctx.emit("prepared", ctx)
-    return _fidelity(ctx, reference, output)
+    return _fidelity(ctx, reference, output).result
 
 
 def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[CandidateRegime], *,
@@ -349,17 +377,17 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
     transforms = [regime.proxy_transform(ctx.network) for regime in trained]
     ctx.emit("prepared", ctx)
     own = _fidelity(ctx, reference, output)
-    grid_study, reference_study = ctx.stage("grid"), ctx.stage(reference.stage(ctx.config))
+    grid_study, reference_study = ctx.stage("grid"), ctx.stage(own.reference_stage)
     assert grid_study is not None and reference_study is not None  # _fidelity() just finished both
     baseline_attrs = grid_study.user_attrs["baseline"]
-    scored = [own]
+    scored = [own.result]
     for regime, transform in zip(trained, transforms):
-        candidate_config = with_worker_threads(regime)
+        candidate_config = _with_fidelity_seeds(regime)
         data = ctx.data if candidate_config.data == ctx.config.data else candidate_config.data.load()
         candidate_ctx = ctx.derive(config=candidate_config, transform=transform, data=data)
-        stage = candidate_stage(regime)
-        study = prepare_points(candidate_ctx, stage, reference_points(grid_study, transform),
-                               {"baseline": baseline_attrs})
+        stage = candidate_stage(regime) + own.suffix  # the same candidates, seeds and reference
+        study = prepare_points(candidate_ctx, stage, regime_points(own.candidates, transform),
+                               {"baseline": baseline_attrs, "reference_stage": own.reference_stage})
         study.set_user_attr("target_tau", target_tau)  # the report's recommendation uses the command's target
         with_workers(candidate_ctx, partial(train_stage, stage, "candidate proxy", describe_grid_point))
         scored.append(score_fidelity(study, reference_study))

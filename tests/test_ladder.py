@@ -1,0 +1,147 @@
+"""The decision ladder, ties and the decision (scaling_search/search/ladder.py, ties.py, decision.py) with a fake
+trainer: which points climb, where the decision is made, what is tied and which one is chosen, and that run's
+lines, decision.json, the evidence and the report say the same."""
+
+import json
+
+import pytest
+
+from scaling_search.network.budget import parse_budget
+from scaling_search.report import build_report
+from scaling_search.search import runner
+from scaling_search.search.ladder import contenders, rung_stage
+from scaling_search.search.ties import choose, tied_with_best
+from scaling_search.settings.ladder import Rung, promotion_cap
+from scaling_search.settings.study import load_study_config
+from scaling_search.training import EpochMetrics, TrainResult
+
+TRAINED: list[tuple[int, int, int]] = []  # (proxy resolution, epochs, seed) of every training
+
+
+def graded_trainer(spec, data, settings, on_epoch=None):
+    """Accuracy falls with the proxy's depth and rises with its resolution, a little more with longer training;
+    the seed moves it by a point (a known ranking with seed noise, no training)."""
+    TRAINED.append((spec.resolution, settings.epochs, settings.seed))
+    accuracy = 0.5 + spec.resolution / 400 - spec.num_blocks / 100 + settings.epochs / 100 + (settings.seed % 3) / 100
+    for epoch in range(1, settings.epochs + 1):
+        if on_epoch is not None:
+            on_epoch(epoch, EpochMetrics(epoch, 1.0, accuracy, accuracy, 0.1, 0.0))
+    return TrainResult(accuracy, accuracy, 1.0, settings.epochs, 0.01, 1000.0, 1, 1, spec.resolution, "fake", 1)
+
+
+def _config(tmp_path, **search):
+    overrides = {"search": {"baseline": "network", "pruner": "none", "grid_step": 0.1, "rungs": [{"epochs": 2}],
+                            **search},
+                 "data": {"synthetic_val_per_class": 100}}
+    return load_study_config("smoke", overrides, "ladder", f"sqlite:///{tmp_path}/ladder.db")
+
+
+@pytest.fixture(scope="module")
+def climbed(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ladder")
+    TRAINED.clear()
+    result = runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=graded_trainer,
+                        progress=False)
+    return tmp_path, result, list(TRAINED)
+
+
+def test_a_rung_takes_at_most_a_third_of_the_points_below_and_at_least_two():
+    assert [promotion_cap(n) for n in (1, 2, 3, 6, 12, 13)] == [1, 2, 2, 2, 4, 5]
+
+
+def test_the_points_that_could_still_be_best_climb_and_are_trained_longer(climbed):
+    tmp_path, result, trained = climbed
+    decision = result.grid.decision
+    grid_rung, top = decision.rungs
+    assert top.index == 1 and top.regime["epochs"] == 2  # the smoke preset's 1 epoch, twice
+    promoted = grid_rung.promoted
+    assert 2 <= len(promoted) <= promotion_cap(len(grid_rung.rows))
+    assert promoted == contenders(grid_rung.rows)  # recomputed from the stored rung 0: the same decision
+    best_first = sorted(grid_rung.rows, key=lambda r: (-r["accuracy"], r["grid_point"]))
+    assert promoted[0] == best_first[0]["grid_point"]
+    assert sorted(r["grid_point"] for r in top.rows) == sorted(promoted)
+    assert sum(epochs == 2 for _, epochs, _ in trained) == len(promoted)  # only the promoted trained longer
+    assert all(r["accuracy"] > grid_rung.rows[r["grid_point"]]["accuracy"] for r in top.rows)
+
+
+def test_the_decision_is_made_at_the_top_rung_among_the_tied(climbed):
+    _, result, _ = climbed
+    decision = result.grid.decision
+    top = decision.rungs[-1]
+    assert decision.winner and decision.chosen in top.rows
+    assert [r["grid_point"] for r in decision.tied] == [r["grid_point"] for r in tied_with_best(top.rows)]
+    assert result.grid.coefficients == (decision.chosen["alpha"], decision.chosen["beta"], decision.chosen["gamma"])
+    if len(decision.tied) > 1:
+        assert decision.chosen["activations"] == min(r["activations"] for r in decision.tied)
+        assert decision.choice.why.startswith("tied: ") and "chosen for activations" in decision.choice.why
+    else:
+        assert decision.choice.decided_by == "accuracy"
+
+
+def test_decision_json_evidence_and_report_show_the_same_decision(climbed):
+    tmp_path, result, _ = climbed
+    folder = result.folder
+    decision = json.loads((folder / "decision.json").read_text())
+    assert [rung["rung"] for rung in decision["rungs"]] == [0, 1]
+    assert decision["rungs"][1]["regime"]["epochs"] == 2 and decision["rungs"][0]["promoted"]
+    for candidate in decision["rungs"][1]["candidates"]:
+        assert {"alpha", "beta", "gamma", "accuracy", "accuracy_std", "seeds", "interval"} <= set(candidate)
+    [between] = decision["fidelity"]
+    assert (between["from_rung"], between["to_rung"], between["n"]) == (0, 1, len(decision["rungs"][0]["promoted"]))
+    chosen = decision["chosen"]
+    assert (chosen["alpha"], chosen["beta"], chosen["gamma"]) == result.grid.coefficients
+    assert {(t["alpha"], t["beta"], t["gamma"]) for t in decision["tied"]} == \
+        {(r["alpha"], r["beta"], r["gamma"]) for r in result.grid.decision.tied}
+    config = json.loads((folder / "model-phi1.json").read_text())
+    assert config["evidence"]["decision"]["chosen"] == chosen
+    assert (config["alpha"], config["beta"], config["gamma"]) == (chosen["alpha"], chosen["beta"], chosen["gamma"])
+    index = build_report("ladder", result.config.storage, tmp_path / "reports").read_text()
+    assert chosen["why"].split(";")[0] in index and "id='ladder'" in index and "at rung 1" in index
+    table = (folder / "decision.csv").read_text().splitlines()
+    header = table[0].split(",")
+    first = dict(zip(header, table[1].split(",")))
+    assert first["rung"] == "1"  # the table leads with the top rung, each point's mean over its seeds there
+
+
+def test_rerunning_a_finished_ladder_trains_nothing_and_decides_the_same(climbed):
+    tmp_path, result, _ = climbed
+    TRAINED.clear()
+    again = runner.run(result.config, parse_budget("2x"), output=tmp_path / "reports", trainer=graded_trainer,
+                       progress=False)
+    assert TRAINED == [] and again.grid.decision.to_dict() == result.grid.decision.to_dict()
+
+
+def test_tie_break_none_chooses_the_most_accurate_and_says_so():
+    rows = [{"grid_point": i, "alpha": 1.0, "beta": 1.0, "gamma": 1.0, "accuracy": a, "val_images": 100, "seeds": 1,
+             "activations": act} for i, (a, act) in enumerate([(0.60, 9e6), (0.59, 5e6), (0.30, 1e6)])]
+    tied = tied_with_best(rows)
+    assert [r["grid_point"] for r in tied] == [0, 1]  # 0.30 is far below; 0.59 is within the noise of 100 images
+    assert choose(tied, "none", None, True).row["grid_point"] == 0
+    assert "chosen for accuracy (--tie-break none)" in choose(tied, "none", None, True).why
+    by_cost = choose(tied, "cost", None, True)
+    assert by_cost.row["grid_point"] == 1 and by_cost.decided_by == "activations"
+    by_latency = choose(tied, "cost", lambda row: 3.0 if row["grid_point"] == 0 else 4.0, True)
+    assert by_latency.row["grid_point"] == 0 and "chosen for latency" in by_latency.why
+    assert choose(tied[:1], "cost", None, True).why.startswith("separated")
+
+
+def test_a_rung_no_proxy_can_have_is_refused_before_training(tmp_path):
+    from scaling_search.errors import UserError
+
+    TRAINED.clear()
+    with pytest.raises(UserError, match="rung 1 of the decision ladder"):
+        runner.run(_config(tmp_path, rungs=[{"epochs": 1, "resolution": 8}]), parse_budget("2x"),
+                   output=tmp_path / "reports", trainer=graded_trainer, progress=False)
+    assert TRAINED == []
+
+
+def test_rung_settings_are_checked():
+    from scaling_search.errors import UserError
+
+    with pytest.raises(UserError, match="epochs must be a whole multiple"):
+        Rung(epochs=0)
+    with pytest.raises(UserError, match="unknown rung key"):
+        Rung.from_table({"epoch": 2})
+    with pytest.raises(UserError, match="tie_break must be one of cost, none"):
+        load_study_config("smoke", {"search": {"tie_break": "coin"}}, "x", "sqlite:///x.db")
+    assert rung_stage(load_study_config("quick", {}, "x", "sqlite:///x.db"), 1) == "rung1-e6-r40-w0.5"
