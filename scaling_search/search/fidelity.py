@@ -109,7 +109,7 @@ class Fidelity:
     signals: dict[str, RankAgreement]
     proxy_train_s: float
     reference_train_s: float
-    left_out: int  # grid points without a finished proxy and reference result (pruned or failed)
+    left_out: int  # candidates without a finished proxy and reference result (pruned or failed)
 
     @property
     def cost_ratio(self) -> float:
@@ -152,7 +152,7 @@ def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
     proxied, referenced = _complete(grid), _complete(reference)
     shared = sorted(set(proxied) & set(referenced))
     if len(shared) < 3:
-        raise UserError(f"proxy fidelity needs three or more grid points finished in both regimes, found "
+        raise UserError(f"proxy fidelity needs three or more candidates finished in both regimes, found "
                         f"{len(shared)}; widen the grid (--grid-max, --grid-tol) or turn the pruner off "
                         "(--pruner none)")
     rows = []
@@ -208,7 +208,7 @@ def describe_tau(tau: float, interval: tuple[float, float] | None, p_value: floa
 def fidelity_sentence(result: Fidelity) -> str:
     """The proxy accuracy's fidelity in one sentence, for the report's answer and verdicts."""
     score = result.signals["proxy accuracy"]
-    against = f"Proxy fidelity against {regime_text(result.reference)} over {len(result.candidates)} grid candidates"
+    against = f"Proxy fidelity against {regime_text(result.reference)} over {len(result.candidates)} candidates"
     if not score.defined:
         return f"{against}: undefined, the reference gives every candidate the same accuracy."
     return (f"{against}: {describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates)}; the proxy's best is "
@@ -247,7 +247,7 @@ def fidelity_evidence(result: Fidelity) -> dict[str, Any]:
 def describe_fidelity(result: Fidelity) -> str:
     """The scores as lines of text: one per signal, then the cost."""
     n = len(result.candidates)
-    lines = [f"proxy fidelity over {n} grid candidates: proxy {regime_text(result.proxy)} vs reference "
+    lines = [f"proxy fidelity over {n} candidates: proxy {regime_text(result.proxy)} vs reference "
              f"{regime_text(result.reference)}, {result.proxy['seeds']} seed(s) each"]
     for name, s in result.signals.items():
         if not s.defined:

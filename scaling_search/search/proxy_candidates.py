@@ -158,7 +158,7 @@ def stored_comparisons(name: str, storage: Any) -> list[Recommendation]:
 def describe_recommendation(result: Recommendation) -> str:
     """One line per compared proxy, then the verdict."""
     lines = [f"proxies against the reference {regime_text(result.scored[0].reference)}, over "
-             f"{len(result.scored[0].candidates)} grid candidates:"]
+             f"{len(result.scored[0].candidates)} candidates:"]
     for index, scored in enumerate(result.scored):
         score = scored.signals["proxy accuracy"]
         tau = describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates) if score.defined else "tau undefined"
@@ -191,7 +191,7 @@ def preset_text(config: StudyConfig, result: Recommendation) -> str:
                f"NOT a recommendation: no compared proxy reached tau >= {result.target_tau:g}; the best found")
     lines = [f"# Proxy chosen by 'scaling-search fidelity --candidates' for study {config.name!r}: {verdict}.",
              f"# {regime_text(regime)}: {tau} against {regime_text(scored.reference)} over "
-             f"{len(scored.candidates)} grid candidates; training cost {scored.cost_ratio:.2f} of the reference's.",
+             f"{len(scored.candidates)} candidates; training cost {scored.cost_ratio:.2f} of the reference's.",
              ""]
     body = proxied.to_dict()
     for table in TABLES:
