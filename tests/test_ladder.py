@@ -4,6 +4,7 @@ lines, decision.json, the evidence and the report say the same."""
 
 import json
 
+import optuna
 import pytest
 
 from scaling_search.network.budget import parse_budget
@@ -145,3 +146,26 @@ def test_rung_settings_are_checked():
     with pytest.raises(UserError, match="tie_break must be one of cost, none"):
         load_study_config("smoke", {"search": {"tie_break": "coin"}}, "x", "sqlite:///x.db")
     assert rung_stage(load_study_config("quick", {}, "x", "sqlite:///x.db"), 1) == "rung1-e6-r40-w0.5"
+
+
+def test_racing_adds_seeds_at_the_top_rung_counted_in_grid_trainings(tmp_path):
+    """With a rung of twice the epochs, a race of 4 grid trainings buys 2 extra seeds there, each trained at the
+    rung's regime, on the points that could still win; the decision counts them."""
+    TRAINED.clear()
+    result = runner.run(_config(tmp_path, race_seeds=4, grid_tol=0.3), parse_budget("2x"),
+                        output=tmp_path / "reports", trainer=noisy_trainer, progress=False)
+    top = result.grid.decision.rungs[-1]
+    raced = sum(row.get("race_seeds", 0) for row in top.rows)
+    extra = [entry for entry in TRAINED if entry[1] == 2 and entry[2] > 0]  # rung epochs, a seed beyond the first
+    assert 0 < raced <= 2 and len(extra) == raced
+    assert all(row.get("seeds", 1) == 1 + row.get("race_seeds", 0) for row in top.rows)
+    assert f"ladder:race-{rung_stage(result.config, 1)}" in optuna.get_all_study_names(result.config.storage)
+
+
+def noisy_trainer(spec, data, settings, on_epoch=None):
+    """The graded trainer with every point a point apart and seeds that move it by up to two points: the top is
+    never separated by one seed, so racing has something to decide."""
+    result = graded_trainer(spec, data, settings, on_epoch)
+    accuracy = 0.6 + (spec.resolution % 7) / 200 + ((settings.seed * 7919) % 5) / 250
+    return TrainResult(accuracy, accuracy, 1.0, settings.epochs, 0.01, 1000.0, 1, 1, spec.resolution, "fake", 1,
+                       result.history)

@@ -373,7 +373,9 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
     trained = [candidate.config(config) for candidate in candidates]
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event, seeded=("grid",))
     reference.transform(ctx.config, ctx.network)
-    # a regime no proxy can have (below the network's stride, say) is refused before anything trains
+    # a regime no proxy can have (below the network's stride, say) is refused before anything trains; each is
+    # remade from the prepared config, whose workers = "auto" is resolved to this machine's plan
+    trained = [candidate.config(ctx.config) for candidate in candidates]
     transforms = [regime.proxy_transform(ctx.network) for regime in trained]
     ctx.emit("prepared", ctx)
     own = _fidelity(ctx, reference, output)
