@@ -10,7 +10,7 @@ import pytest
 from scaling_search.network.budget import parse_budget
 from scaling_search.report import build_report
 from scaling_search.search import runner
-from scaling_search.search.ladder import contenders, rung_stage
+from scaling_search.search.ladder import TOP_SEEDS, contenders, rung_stage
 from scaling_search.search.ties import choose, tied_with_best
 from scaling_search.settings.ladder import Rung, promotion_cap
 from scaling_search.settings.study import load_study_config
@@ -61,7 +61,9 @@ def test_the_points_that_could_still_be_best_climb_and_are_trained_longer(climbe
     best_first = sorted(grid_rung.rows, key=lambda r: (-r["accuracy"], r["grid_point"]))
     assert promoted[0] == best_first[0]["grid_point"]
     assert sorted(r["grid_point"] for r in top.rows) == sorted(promoted)
-    assert sum(epochs == 2 for _, epochs, _ in trained) == len(promoted)  # only the promoted trained longer
+    # only the promoted trained longer, each under two seeds at the top rung
+    assert sum(epochs == 2 for _, epochs, _ in trained) == TOP_SEEDS * len(promoted)
+    assert all(r["seeds"] == TOP_SEEDS for r in top.rows)
     assert all(r["accuracy"] > grid_rung.rows[r["grid_point"]]["accuracy"] for r in top.rows)
 
 
@@ -145,7 +147,7 @@ def test_rung_settings_are_checked():
         Rung.from_table({"epoch": 2})
     with pytest.raises(UserError, match="tie_break must be one of cost, none"):
         load_study_config("smoke", {"search": {"tie_break": "coin"}}, "x", "sqlite:///x.db")
-    assert rung_stage(load_study_config("quick", {}, "x", "sqlite:///x.db"), 1) == "rung1-e6-r40-w0.5"
+    assert rung_stage(load_study_config("quick", {}, "x", "sqlite:///x.db"), 1) == "rung1-e6-r40-w0.5-s2"
 
 
 def test_racing_adds_seeds_at_the_top_rung_counted_in_grid_trainings(tmp_path):
@@ -156,9 +158,9 @@ def test_racing_adds_seeds_at_the_top_rung_counted_in_grid_trainings(tmp_path):
                         output=tmp_path / "reports", trainer=noisy_trainer, progress=False)
     top = result.grid.decision.rungs[-1]
     raced = sum(row.get("race_seeds", 0) for row in top.rows)
-    extra = [entry for entry in TRAINED if entry[1] == 2 and entry[2] > 0]  # rung epochs, a seed beyond the first
+    extra = [entry for entry in TRAINED if entry[1] == 2 and entry[2] > 1]  # rung epochs, beyond the two seeds
     assert 0 < raced <= 2 and len(extra) == raced
-    assert all(row.get("seeds", 1) == 1 + row.get("race_seeds", 0) for row in top.rows)
+    assert all(row.get("seeds", 1) == TOP_SEEDS + row.get("race_seeds", 0) for row in top.rows)
     assert f"ladder:race-{rung_stage(result.config, 1)}" in optuna.get_all_study_names(result.config.storage)
 
 

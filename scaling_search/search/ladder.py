@@ -7,7 +7,8 @@ more epochs, then a larger proxy resolution or width. Promotion is successive ha
 "Hyperband") with the noise counted: a point climbs when it could still be the best of its rung -- its P(best)
 is at least :data:`PROMOTE_P`, or it is statistically tied with the best (:func:`~.ties.tied_with_best`) --
 and a rung takes at most a third of the rung below (:func:`~scaling_search.settings.ladder.promotion_cap`),
-the most accurate first. Cheap rungs only eliminate: the decision is made at the top rung, where racing
+the most accurate first. Cheap rungs only eliminate: the decision is made at the top rung, where every point
+trains under two seeds or more (so the decision counts seed noise, which one seed cannot measure) and racing
 (:mod:`scaling_search.search.race`) adds seeds to the leaders until the winner is separated or the race's
 budget is spent.
 
@@ -18,7 +19,7 @@ decisions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -38,16 +39,27 @@ from scaling_search.settings.study import StudyConfig
 
 #: A point whose probability of being the best of its rung is at least this climbs (as racing's leaders do).
 PROMOTE_P = 0.05
+#: The fewest seeds of every point at the top rung (where the decision is made).
+TOP_SEEDS = 2
 
 
 def rung_config(config: StudyConfig, rung: int) -> StudyConfig:
-    """The config that trains rung ``rung`` (0: the grid, the study's own)."""
-    return config if rung == 0 else config.search.rungs[rung - 1].config(config)
+    """The config that trains rung ``rung`` (0: the grid, the study's own). The top rung of a ladder trains every
+    point under :data:`TOP_SEEDS` seeds or more: the decision counts their spread, never one seed's luck."""
+    if rung == 0:
+        return config
+    trained = config.search.rungs[rung - 1].config(config)
+    if rung == len(config.search.rungs):
+        trained = replace(trained, search=replace(trained.search, repeats=max(TOP_SEEDS, trained.search.repeats)))
+    return trained
 
 
 def rung_stage(config: StudyConfig, rung: int) -> str:
-    """The stage that holds rung ``rung``: ``grid``, then ``rung1-e6-r40-w0.5`` and so on."""
-    return "grid" if rung == 0 else regime_stage(f"rung{rung}", rung_config(config, rung))
+    """The stage that holds rung ``rung``: ``grid``, then ``rung1-e6-r40-w0.5-s2`` (seeds last) and so on."""
+    if rung == 0:
+        return "grid"
+    trained = rung_config(config, rung)
+    return f"{regime_stage(f'rung{rung}', trained)}-s{trained.search.repeats}"
 
 
 def race_stage(config: StudyConfig) -> str:
@@ -158,5 +170,5 @@ def load_ladder(store: StudyStore, grid: optuna.Study) -> list[RungResult]:
     return results
 
 
-__all__ = ["PROMOTE_P", "RungResult", "climb", "contenders", "cost_factor", "load_ladder", "race_stage",
+__all__ = ["PROMOTE_P", "TOP_SEEDS", "RungResult", "climb", "contenders", "cost_factor", "load_ladder", "race_stage",
            "rung_config", "rung_context", "rung_stage"]
