@@ -129,7 +129,8 @@ def _rungs(text: str) -> list[dict[str, Any]]:
             try:
                 table[key] = float(value) if key == "width" else int(value)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"rung {part!r}: {key} must be a number, got {value.strip()!r}") from None
+                raise argparse.ArgumentTypeError(f"rung {part!r}: {key} must be a number, got {value.strip()!r}") \
+                    from None
         rungs.append(table)
     return rungs
 
@@ -265,7 +266,8 @@ def print_grid(grid: Any) -> None:
     line = f"chosen: proxy val top-1 {chosen['accuracy']:.4f} at rung {top.index} over {chosen.get('seeds', 1)} seed(s)"
     if chosen.get("p_best") is not None:
         most = max(r.get("p_best", 0.0) for r in top.rows)
-        verdict = "separated from the rest" if chosen["p_best"] >= SEPARATED_AT else f"not separated at {SEPARATED_AT:.0%}"
+        verdict = ("separated from the rest" if chosen["p_best"] >= SEPARATED_AT else
+                   f"not separated at {SEPARATED_AT:.0%}")
         line += (f"; P(best) {chosen['p_best']:.2f} ({verdict}; the most likely best has {most:.2f}); noise counted: "
                  f"{summary['noise']}")
         raced = sum(row.get("race_seeds", 0) for row in top.rows)
@@ -349,8 +351,9 @@ def fidelity_line(fidelities: list[dict[str, Any]] | None) -> str:
         if measured["kendall_tau"] is None:
             parts.append(f"undefined against {regime} (the reference ranks nothing)")
         else:
-            parts.append(f"{describe_tau(measured['kendall_tau'], measured['kendall_interval'], measured.get('p_value'), measured['candidates'])} "
-                         f"against {regime} over {measured['candidates']} candidates")
+            tau = describe_tau(measured["kendall_tau"], measured["kendall_interval"], measured.get("p_value"),
+                               measured["candidates"])
+            parts.append(f"{tau} against {regime} over {measured['candidates']} candidates")
     return "proxy fidelity: " + "; ".join(parts)
 
 

@@ -13,10 +13,11 @@ import optuna
 import pandas as pd
 
 from scaling_search.errors import UserError
-from scaling_search.report.figures import (decision_frame, draw_decision, load_decision, draw_baseline_history, draw_baseline_scatter, draw_comparison, draw_family,
-                                           draw_figure3, draw_figure4, draw_figure8, draw_grid,
-                                           draw_grid_accuracy, draw_screen, family_frame,
-                                           load_configs, screen_frame, trials_frame, write_pages, write_static)
+from scaling_search.report.figures import (decision_frame, draw_baseline_history, draw_baseline_scatter,
+                                           draw_comparison, draw_decision, draw_family, draw_figure3, draw_figure4,
+                                           draw_figure8, draw_grid, draw_grid_accuracy, draw_screen, family_frame,
+                                           load_configs, load_decision, screen_frame, trials_frame, write_pages,
+                                           write_static)
 from scaling_search.report.page import write_index
 from scaling_search.search.decision import describe_decision
 from scaling_search.search.fidelity import stored_fidelities

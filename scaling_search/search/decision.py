@@ -73,7 +73,8 @@ class Decision:
 
         return {"format": DECISION_FORMAT, "rungs": [rung.to_dict() for rung in self.rungs],
                 "fidelity": self.fidelity, "tied": [measured(row) for row in self.tied],
-                "chosen": {**measured(self.chosen), "rung": self.rungs[-1].index, "decided_by": self.choice.decided_by, "why": self.choice.why},
+                "chosen": {**measured(self.chosen), "rung": self.rungs[-1].index, "decided_by": self.choice.decided_by,
+                           "why": self.choice.why},
                 "winner": self.winner, "tie_break": self.tie_break, "chance": self.chance}
 
 
@@ -108,7 +109,8 @@ def describe_decision(decision: dict[str, Any]) -> list[str]:
                      f"{100 * r['interval'][1]:.1f}]" for r in decision["tied"])
     lines.append(f"tied with the best at rung {top} (95%): {tied}")
     chosen = decision["chosen"]
-    lines.append(f"decision: {chosen['why']}: alpha={chosen['alpha']:g} beta={chosen['beta']:g} gamma={chosen['gamma']:g}")
+    lines.append(f"decision: {chosen['why']}: alpha={chosen['alpha']:g} beta={chosen['beta']:g} "
+                 f"gamma={chosen['gamma']:g}")
     return lines
 
 
@@ -220,4 +222,5 @@ def check_grid_finished(store: StudyStore, study: optuna.Study) -> None:
                         "rerun 'scaling-search grid' (or 'run') to finish it")
 
 
-__all__ = ["DECISION_FORMAT", "Decision", "GridResult", "check_grid_finished", "decide", "describe_decision", "load_grid", "rung_fidelity"]
+__all__ = ["DECISION_FORMAT", "Decision", "GridResult", "check_grid_finished", "decide", "describe_decision",
+           "load_grid", "rung_fidelity"]

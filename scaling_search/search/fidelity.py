@@ -205,13 +205,18 @@ def describe_tau(tau: float, interval: tuple[float, float] | None, p_value: floa
     return f"Kendall tau {tau:+.2f}" + (f" ({'; '.join(parts)})" if parts else "")
 
 
+def describe_score(score: RankAgreement) -> str:
+    """:func:`describe_tau` of a measured score (its interval, p-value and candidate count)."""
+    return describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates)
+
+
 def fidelity_sentence(result: Fidelity) -> str:
     """The proxy accuracy's fidelity in one sentence, for the report's answer and verdicts."""
     score = result.signals["proxy accuracy"]
     against = f"Proxy fidelity against {regime_text(result.reference)} over {len(result.candidates)} candidates"
     if not score.defined:
         return f"{against}: undefined, the reference gives every candidate the same accuracy."
-    return (f"{against}: {describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates)}; the proxy's best is "
+    return (f"{against}: {describe_score(score)}; the proxy's best is "
             f"{'the' if score.top1_agrees else 'not the'} reference's best; it cost {result.cost_ratio:.2f} of the "
             "reference's training time.")
 
@@ -254,7 +259,7 @@ def describe_fidelity(result: Fidelity) -> str:
             lines.append(f"  {name:<28} undefined: the reference, or this signal, gives every candidate the same value "
                          "(trained at chance?); nothing is ranked")
             continue
-        lines.append(f"  {name:<28} {describe_tau(s.kendall_tau, s.kendall_interval, s.p_value, s.candidates)}, "
+        lines.append(f"  {name:<28} {describe_score(s)}, "
                      f"Spearman rho {s.spearman_rho:+.2f}; top-1 {'agrees' if s.top1_agrees else 'differs'}, top-3 overlap {s.top3_overlap:.0%}")
     lines.append(f"  cost: the proxy trained in {result.proxy_train_s:.1f} s, the reference in "
                  f"{result.reference_train_s:.1f} s (ratio {result.cost_ratio:.2f})")
@@ -263,5 +268,6 @@ def describe_fidelity(result: Fidelity) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Fidelity", "Reference", "proxy_stage_of", "describe_fidelity", "describe_tau", "fidelity_evidence", "fidelity_sentence",
+__all__ = ["Fidelity", "Reference", "describe_fidelity", "describe_score", "describe_tau", "fidelity_evidence",
+           "fidelity_sentence", "proxy_stage_of",
            "fidelity_stages", "regime", "regime_text", "score_fidelity", "stored_fidelities"]

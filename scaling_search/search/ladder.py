@@ -12,8 +12,8 @@ trains under two seeds or more (so the decision counts seed noise, which one see
 (:mod:`scaling_search.search.race`) adds seeds to the leaders until the winner is separated or the race's
 budget is spent.
 
-Every rung is a stage of the study (``<name>:rung<k>-e<epochs>-r<px>-w<width>``): resumable, shared by workers,
-its promoted points fixed by the stored results below it, so an interrupted ladder resumes with the same
+Every rung is a stage of the study (``<name>:rung<k>-e<epochs>-r<px>-w<width>-s<seeds>``): resumable, shared by
+workers, its promoted points fixed by the stored results below it, so an interrupted ladder resumes with the same
 decisions.
 """
 
@@ -133,7 +133,8 @@ def climb(ctx: StudyContext, grid: optuna.Study) -> None:
         points = regime_points(grid.user_attrs["points"], rung_ctx.transform)
         entries = [{**points[i], "attrs": {**points[i]["attrs"], "grid_point": i}} for i in promoted]
         stage = rung_stage(config, index)
-        below = prepare_points(rung_ctx, stage, entries, {"baseline": grid.user_attrs["baseline"], "promoted": promoted})
+        identity = {"baseline": grid.user_attrs["baseline"], "promoted": promoted}
+        below = prepare_points(rung_ctx, stage, entries, identity)
         promoted_below = list(below.user_attrs["promoted"])
         with_workers(rung_ctx, partial(train_stage, stage, f"rung {index}", describe_grid_point))
 

@@ -22,7 +22,7 @@ import optuna
 
 from scaling_search.errors import UserError
 from scaling_search.settings.study import TABLES, StudyConfig
-from scaling_search.search.fidelity import (Fidelity, describe_tau, fidelity_stages, proxy_stage_of, regime_text,
+from scaling_search.search.fidelity import (Fidelity, describe_score, fidelity_stages, proxy_stage_of, regime_text,
                                             score_fidelity)
 
 #: The Kendall tau a recommended proxy must reach against its reference.
@@ -50,7 +50,8 @@ class CandidateRegime:
             key, _, value = item.partition("=")
             if key not in _KEYS or not value:
                 raise UserError(f"cannot read candidate proxy {text!r}: write key=value pairs joined by commas, keys "
-                                f"{', '.join(_KEYS)} (e.g. epochs=1, resolution=32,width=0.25, data=0.5 or images=matched)")
+                                f"{', '.join(_KEYS)} (e.g. epochs=1, resolution=32,width=0.25, data=0.5 or "
+                                "images=matched)")
             try:
                 values[key] = _KEYS[key](value)
             except ValueError:
@@ -161,7 +162,7 @@ def describe_recommendation(result: Recommendation) -> str:
              f"{len(result.scored[0].candidates)} candidates:"]
     for index, scored in enumerate(result.scored):
         score = scored.signals["proxy accuracy"]
-        tau = describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates) if score.defined else "tau undefined"
+        tau = describe_score(score) if score.defined else "tau undefined"
         label = "(the study's proxy) " if index == 0 else ""
         lines.append(f"  {regime_text(scored.proxy):<34} {label}{tau}; cost {scored.cost_ratio:.2f} of the "
                      "reference's training time")
@@ -186,7 +187,7 @@ def preset_text(config: StudyConfig, result: Recommendation) -> str:
                       train=replace(config.train, epochs=regime["epochs"]),
                       data=replace(config.data, train_share=regime.get("train_share", 1.0)))
     score = scored.signals["proxy accuracy"]
-    tau = describe_tau(score.kendall_tau, score.kendall_interval, score.p_value, score.candidates) if score.defined else "tau undefined"
+    tau = describe_score(score) if score.defined else "tau undefined"
     verdict = (f"the cheapest proxy with tau >= {result.target_tau:g}" if result.chosen is not None else
                f"NOT a recommendation: no compared proxy reached tau >= {result.target_tau:g}; the best found")
     lines = [f"# Proxy chosen by 'scaling-search fidelity --candidates' for study {config.name!r}: {verdict}.",

@@ -55,7 +55,8 @@ class Rung:
     width: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 1 <= self.epochs <= MAX_EPOCH_FACTOR:
+        whole = isinstance(self.epochs, int) and not isinstance(self.epochs, bool)
+        if not whole or not 1 <= self.epochs <= MAX_EPOCH_FACTOR:
             raise UserError(f"search settings: a rung's epochs must be a whole multiple of the study's in "
                             f"1..{MAX_EPOCH_FACTOR}, got {self.epochs!r}")
         if self.resolution is not None and (isinstance(self.resolution, bool) or not isinstance(self.resolution, int)
