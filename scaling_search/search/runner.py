@@ -92,8 +92,9 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     Checked: the scaling rule against the budget, the device, the stored settings, the deployment network and
     its proxy's size, every rung's proxy, a non-empty grid, a latency table where the cost is latency, a budget
     within reach, the data (by loading it), and, where the pipeline ``stores`` trials, the storage (by opening it,
-    so that one that cannot be made fails before any line is printed). The ``seeded`` stages, which the pipeline trains further, must
-    have been trained with the config's seeds per point. ``workers = "auto"`` is resolved to this machine's plan.
+    so that one that cannot be made fails before any line is printed). The ``seeded`` stages, which the pipeline
+    trains further, must have been trained with the config's seeds per point. ``workers = "auto"`` is resolved to
+    this machine's plan.
     """
     check_existing(config, seeded=seeded)
     probe = config.deployment.network_spec()  # a bad network name or file fails before the data is loaded
