@@ -171,3 +171,33 @@ def noisy_trainer(spec, data, settings, on_epoch=None):
     accuracy = 0.6 + (spec.resolution % 7) / 200 + ((settings.seed * 7919) % 5) / 250
     return TrainResult(accuracy, accuracy, 1.0, settings.epochs, 0.01, 1000.0, 1, 1, spec.resolution, "fake", 1,
                        result.history)
+
+
+def test_the_ladder_and_tie_break_flags_reach_the_study_config():
+    from scaling_search.cli import build_parser
+    from scaling_search.cli.study import study_config
+
+    def config(*flags):
+        return study_config(build_parser().parse_args(["run", "--budget", "2x", *flags]))
+
+    assert config().search.rungs == (Rung(epochs=2),) and config().search.tie_break == "cost"  # the quick preset's
+    assert config("--rungs", "none", "--tie-break", "none").search.rungs == ()
+    assert config("--tie-break", "none").search.tie_break == "none"
+    assert config("--rungs", "epochs=2;epochs=2,resolution=56").search.rungs == \
+        (Rung(epochs=2), Rung(epochs=2, resolution=56))
+    assert config("--proxy-images", "matched").proxy.images == "matched"
+
+
+@pytest.mark.parametrize("flags", [["--rungs", "epochs=two"], ["--rungs", "depth=2"], ["--tie-break", "coin"],
+                                   ["--rungs", "epochs=0"], ["--proxy-images", "blurred"]])
+def test_a_bad_ladder_flag_is_one_line_and_exit_2(tmp_path, flags, capsys):
+    from scaling_search.cli import main
+
+    argv = ["run", "--budget", "2x", "--study", "bad", "--storage", f"sqlite:///{tmp_path}/bad.db", *flags]
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse's own refusals exit from inside the parser
+        code = stop.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) <= 2 and "Traceback" not in "\n".join(err) and not (tmp_path / "bad.db").exists()
