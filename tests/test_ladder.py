@@ -180,7 +180,7 @@ def test_the_ladder_and_tie_break_flags_reach_the_study_config():
     def config(*flags):
         return study_config(build_parser().parse_args(["run", "--budget", "2x", *flags]))
 
-    assert config().search.rungs == (Rung(epochs=2),) and config().search.tie_break == "cost"  # the quick preset's
+    assert config().search.rungs == (Rung(epochs=3),) and config().search.tie_break == "cost"  # the quick preset's
     assert config("--rungs", "none", "--tie-break", "none").search.rungs == ()
     assert config("--tie-break", "none").search.tie_break == "none"
     assert config("--rungs", "epochs=2;epochs=2,resolution=56").search.rungs == \
