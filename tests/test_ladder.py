@@ -10,7 +10,9 @@ import pytest
 from scaling_search.network.budget import parse_budget
 from scaling_search.report import build_report
 from scaling_search.search import runner
-from scaling_search.search.ladder import TOP_SEEDS, contenders, rung_stage
+from scaling_search.search.ladder import contenders, rung_stage
+
+TOP_SEEDS = 2  # the rung of these tests trains two seeds
 from scaling_search.search.ties import choose, tied_with_best
 from scaling_search.settings.ladder import Rung, promotion_cap
 from scaling_search.settings.study import load_study_config
@@ -31,7 +33,8 @@ def graded_trainer(spec, data, settings, on_epoch=None):
 
 
 def _config(tmp_path, **search):
-    overrides = {"search": {"baseline": "network", "pruner": "none", "grid_step": 0.1, "rungs": [{"epochs": 2}],
+    overrides = {"search": {"baseline": "network", "pruner": "none", "grid_step": 0.1,
+                            "rungs": [{"epochs": 2, "seeds": TOP_SEEDS}],
                             **search},
                  "data": {"synthetic_val_per_class": 100}}
     return load_study_config("smoke", overrides, "ladder", f"sqlite:///{tmp_path}/ladder.db")
@@ -147,7 +150,7 @@ def test_rung_settings_are_checked():
         Rung.from_table({"epoch": 2})
     with pytest.raises(UserError, match="tie_break must be one of cost, none"):
         load_study_config("smoke", {"search": {"tie_break": "coin"}}, "x", "sqlite:///x.db")
-    assert rung_stage(load_study_config("quick", {}, "x", "sqlite:///x.db"), 1) == "rung1-e6-r40-w0.5-s2"
+    assert rung_stage(load_study_config("quick", {}, "x", "sqlite:///x.db"), 1) == "rung1-e6-r40-w0.5-s1"
 
 
 def test_racing_adds_seeds_at_the_top_rung_counted_in_grid_trainings(tmp_path):
@@ -180,11 +183,11 @@ def test_the_ladder_and_tie_break_flags_reach_the_study_config():
     def config(*flags):
         return study_config(build_parser().parse_args(["run", "--budget", "2x", *flags]))
 
-    assert config().search.rungs == (Rung(epochs=3),) and config().search.tie_break == "cost"  # the quick preset's
+    assert config().search.rungs == (Rung(epochs=2),) and config().search.tie_break == "cost"  # the quick preset's
     assert config("--rungs", "none", "--tie-break", "none").search.rungs == ()
     assert config("--tie-break", "none").search.tie_break == "none"
-    assert config("--rungs", "epochs=2;epochs=2,resolution=56").search.rungs == \
-        (Rung(epochs=2), Rung(epochs=2, resolution=56))
+    assert config("--rungs", "epochs=2;epochs=2,resolution=56,seeds=2").search.rungs == \
+        (Rung(epochs=2), Rung(epochs=2, resolution=56, seeds=2))
     assert config("--proxy-images", "matched").proxy.images == "matched"
 
 

@@ -74,8 +74,8 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
                             "win, until the winner is separated at 95%% (default: the preset's, 0 = off)")
     group.add_argument("--rungs", type=_rungs, metavar="REGIMES",
                        help="the decision ladder's rungs above the grid, cheapest first: 'none', or regimes separated "
-                            "by ';', each 'epochs=K[,resolution=PX][,width=W]' (K times the proxy's epochs, PX proxy "
-                            "pixels for the baseline) (default: the preset's)")
+                            "by ';', each 'epochs=K[,resolution=PX][,width=W][,seeds=N]' (K times the proxy's epochs, "
+                            "PX proxy pixels for the baseline) (default: the preset's)")
     group.add_argument("--tie-break", choices=("cost", "none"),
                        help="among points tied with the best at the top rung: cost (lowest predicted latency where "
                             "a calibrated table exists, else fewest activations; the default) or none (accuracy)")
@@ -124,8 +124,9 @@ def _rungs(text: str) -> list[dict[str, Any]]:
         for item in part.split(","):
             key, _, value = item.partition("=")
             key = key.strip()
-            if key not in ("epochs", "resolution", "width") or not value.strip():
-                raise argparse.ArgumentTypeError(f"rung {part!r}: each item is epochs=K, resolution=PX or width=W")
+            if key not in ("epochs", "resolution", "width", "seeds") or not value.strip():
+                raise argparse.ArgumentTypeError(f"rung {part!r}: each item is epochs=K, resolution=PX, width=W or "
+                                                 "seeds=N")
             try:
                 table[key] = float(value) if key == "width" else int(value)
             except ValueError:

@@ -7,10 +7,10 @@ more epochs, then a larger proxy resolution or width. Promotion is successive ha
 "Hyperband") with the noise counted: a point climbs when it could still be the best of its rung -- its P(best)
 is at least :data:`PROMOTE_P`, or it is statistically tied with the best (:func:`~.ties.tied_with_best`) --
 and a rung takes at most a third of the rung below (:func:`~scaling_search.settings.ladder.promotion_cap`),
-the most accurate first. Cheap rungs only eliminate: the decision is made at the top rung, where every point
-trains under two seeds or more (so the decision counts seed noise, which one seed cannot measure) and racing
-(:mod:`scaling_search.search.race`) adds seeds to the leaders until the winner is separated or the race's
-budget is spent.
+the most accurate first. Cheap rungs only eliminate: the decision is made at the top rung, where each point trains
+under the rung's seeds (``seeds = 2`` counts seed noise in the decision; one seed counts the validation noise
+alone, and says so) and racing (:mod:`scaling_search.search.race`) adds seeds to the leaders until the winner is
+separated or the race's budget is spent.
 
 Every rung is a stage of the study (``<name>:rung<k>-e<epochs>-r<px>-w<width>-s<seeds>``): resumable, shared by
 workers, its promoted points fixed by the stored results below it, so an interrupted ladder resumes with the same
@@ -19,7 +19,7 @@ decisions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -39,19 +39,11 @@ from scaling_search.settings.study import StudyConfig
 
 #: A point whose probability of being the best of its rung is at least this climbs (as racing's leaders do).
 PROMOTE_P = 0.05
-#: The fewest seeds of every point at the top rung (where the decision is made).
-TOP_SEEDS = 2
 
 
 def rung_config(config: StudyConfig, rung: int) -> StudyConfig:
-    """The config that trains rung ``rung`` (0: the grid, the study's own). The top rung of a ladder trains every
-    point under :data:`TOP_SEEDS` seeds or more: the decision counts their spread, never one seed's luck."""
-    if rung == 0:
-        return config
-    trained = config.search.rungs[rung - 1].config(config)
-    if rung == len(config.search.rungs):
-        trained = replace(trained, search=replace(trained.search, repeats=max(TOP_SEEDS, trained.search.repeats)))
-    return trained
+    """The config that trains rung ``rung`` (0: the grid, the study's own), under the rung's seeds."""
+    return config if rung == 0 else config.search.rungs[rung - 1].config(config)
 
 
 def rung_stage(config: StudyConfig, rung: int) -> str:
@@ -171,5 +163,5 @@ def load_ladder(store: StudyStore, grid: optuna.Study) -> list[RungResult]:
     return results
 
 
-__all__ = ["PROMOTE_P", "TOP_SEEDS", "RungResult", "climb", "contenders", "cost_factor", "load_ladder", "race_stage",
+__all__ = ["PROMOTE_P", "RungResult", "climb", "contenders", "cost_factor", "load_ladder", "race_stage",
            "rung_config", "rung_context", "rung_stage"]

@@ -45,14 +45,16 @@ def regime_stage(prefix: str, config: Any) -> str:
 @dataclass(frozen=True)
 class Rung:
     """One rung above the grid: ``epochs`` times the study's epochs, at ``resolution`` proxy pixels for the
-    deployment baseline and ``width`` (None: the study's).
+    deployment baseline and ``width`` (None: the study's), every point under ``seeds`` seeds (at least the
+    study's ``repeats``).
 
-    In a preset: ``rungs = [{epochs = 2}, {epochs = 2, resolution = 56}]`` under ``[search]``.
+    In a preset: ``rungs = [{epochs = 2}, {epochs = 2, resolution = 56, seeds = 2}]`` under ``[search]``.
     """
 
     epochs: int = 1
     resolution: int | None = None
     width: float | None = None
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         whole = isinstance(self.epochs, int) and not isinstance(self.epochs, bool)
@@ -63,6 +65,8 @@ class Rung:
                                             or not 8 <= self.resolution <= 1024):
             raise UserError(f"search settings: a rung's resolution must be proxy pixels in 8..1024, got "
                             f"{self.resolution!r}")
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or not 1 <= self.seeds <= 100:
+            raise UserError(f"search settings: a rung's seeds must be a whole number in 1..100, got {self.seeds!r}")
         if self.width is not None and (isinstance(self.width, bool) or not isinstance(self.width, (int, float))
                                        or not 0 < self.width <= 1):
             raise UserError(f"search settings: a rung's width must be a proxy width factor in (0, 1], got "
@@ -75,20 +79,22 @@ class Rung:
             return table
         if not isinstance(table, dict):
             raise UserError(f"search settings: each rung is a table such as {{epochs = 2}}, got {table!r}")
-        unknown = sorted(set(table) - {"epochs", "resolution", "width"})
+        unknown = sorted(set(table) - {"epochs", "resolution", "width", "seeds"})
         if unknown:
             raise UserError(f"search settings: unknown rung key(s) {', '.join(unknown)} (known: epochs, resolution, "
-                            "width)")
+                            "width, seeds)")
         return cls(**table)
 
     def config(self, config: Any) -> Any:
-        """The study's config trained as this rung (:func:`regime_config`)."""
-        return regime_config(config, self.epochs, self.resolution, self.width)
+        """The study's config trained as this rung (:func:`regime_config`), under its seeds."""
+        trained = regime_config(config, self.epochs, self.resolution, self.width)
+        return replace(trained, search=replace(trained.search, repeats=max(self.seeds, trained.search.repeats)))
 
     def describe(self, config: Any) -> str:
         """``"6 epoch(s) at 40 px, width x0.5"``."""
         trained = self.config(config)
-        return f"{trained.train.epochs} epoch(s) at {trained.proxy.resolution} px, width x{trained.proxy.width:g}"
+        return (f"{trained.train.epochs} epoch(s) at {trained.proxy.resolution} px, width x{trained.proxy.width:g}, "
+                f"{trained.search.repeats} seed(s)")
 
 
 def promotion_cap(points: int) -> int:
