@@ -156,7 +156,7 @@ def test_sigkill_in_stage_2_then_resume(tmp_path, finished_run):
     assert any(state == "FAIL" for _, state, _ in rows)  # the killed trial, failed by its stale heartbeat
     # Same seed, same settings: every point's numbers and the final choice equal the uninterrupted run's.
     assert _grid_results(tmp_path) == _grid_results(reference_cwd)
-    winner = [line for line in reference_proc.stdout.splitlines() if line.startswith("winner:")]
+    winner = [line for line in reference_proc.stdout.splitlines() if line.startswith("chosen:")]
     resumed = json.loads((tmp_path / "reports" / "smoke-synthetic" / "model-phi1.json").read_text())
     reference = json.loads((reference_cwd / "reports" / "smoke-synthetic" / "model-phi1.json").read_text())
     assert winner and (resumed["alpha"], resumed["beta"], resumed["gamma"]) == (
