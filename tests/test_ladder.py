@@ -157,7 +157,7 @@ def test_racing_adds_seeds_at_the_top_rung_counted_in_grid_trainings(tmp_path):
     """With a rung of twice the epochs, a race of 4 grid trainings buys 2 extra seeds there, each trained at the
     rung's regime, on the points that could still win; the decision counts them."""
     TRAINED.clear()
-    result = runner.run(_config(tmp_path, race_seeds=4, grid_tol=0.3), parse_budget("2x"),
+    result = runner.run(_config(tmp_path, race_seeds=4), parse_budget("2x"),
                         output=tmp_path / "reports", trainer=noisy_trainer, progress=False)
     top = result.grid.decision.rungs[-1]
     raced = sum(row.get("race_seeds", 0) for row in top.rows)
