@@ -129,6 +129,10 @@ def test_tie_break_none_chooses_the_most_accurate_and_says_so():
     by_latency = choose(tied, "cost", lambda row: 3.0 if row["grid_point"] == 0 else 4.0, True)
     assert by_latency.row["grid_point"] == 0 and "chosen for latency" in by_latency.why
     assert choose(tied[:1], "cost", None, True).why.startswith("separated")
+    assert [c.summary for c in (choose(tied[:1], "cost", None, True), by_cost, by_latency,
+                                choose(tied, "none", None, True), choose(tied, "cost", None, False))] == \
+        ["separated", "tied: chosen for activations", "tied: chosen for latency", "tied: chosen for accuracy",
+         "no winner: chosen for activations"]
 
 
 def test_a_rung_no_proxy_can_have_is_refused_before_training(tmp_path):

@@ -309,7 +309,7 @@ def print_summary(grid: Any, paths: list[Path], index: Path | None, args: argpar
     if strategy == "compound":
         alpha, beta, gamma = grid.coefficients
         if grid.decision.winner:
-            print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g} ({grid.decision.choice.why.split(';')[0]}); "
+            print(f"found: alpha={alpha:g} beta={beta:g} gamma={gamma:g} ({grid.decision.choice.summary}); "
                   f"the {args.budget.text} model is {model}")
         else:
             print(f"no winner: no grid point is above chance ({grid.decision.chance:.1%}) at 95%; exported "

@@ -54,6 +54,14 @@ class Choice(NamedTuple):
     decided_by: str
     why: str
 
+    @property
+    def summary(self) -> str:
+        """``"separated"``, ``"tied: chosen for latency"``, ``"no winner: chosen for activations"``: the sentence's
+        head, for one-line answers."""
+        if self.why.startswith("separated"):
+            return "separated"
+        return f"{self.why.split(':')[0]}: chosen for {self.decided_by}"
+
 
 def choose(tied: list[dict[str, Any]], tie_break: str, latency: Callable[[dict[str, Any]], float] | None,
            winner: bool) -> Choice:
