@@ -148,7 +148,7 @@ def load_ladder(store: StudyStore, grid: optuna.Study) -> list[RungResult]:
         if study is None or "points" not in study.user_attrs:
             raise UserError(f"study {config.name!r}: rung {index} of the decision ladder "
                             f"({config.search.rungs[index - 1].describe(config)}) is not trained yet; rerun "
-                            "'scaling-search grid' (or 'run') to climb it")
+                            "'scaling-search grid' (or 'run') to climb it, or give the --rungs it was run with")
         studies.append((study, list(study.user_attrs["promoted"])))
     results = []
     for index, (study, points) in enumerate(studies):
