@@ -47,3 +47,11 @@ def test_resampled_data_keeps_labels_and_the_deployment_normalisation():
 def test_an_unknown_way_is_refused():
     with pytest.raises(UserError, match="images must be one of native, shrunk, matched"):
         ProxySettings(images="blurred")
+
+
+def test_a_regime_names_how_its_proxy_images_were_made():
+    from scaling_search.search.fidelity import regime_text
+
+    regime = {"epochs": 3, "proxy_resolution": 40, "proxy_width": 0.5}
+    assert regime_text(regime) == "3 epoch(s) at 40 px, width x0.5"
+    assert regime_text({**regime, "images": "matched"}) == "3 epoch(s) at 40 px, width x0.5, matched images"

@@ -84,7 +84,8 @@ def regime(settings: dict[str, Any]) -> dict[str, Any]:
     (:meth:`StudyConfig.result_settings`)."""
     return {"epochs": settings["train"]["epochs"], "proxy_resolution": settings["proxy"]["resolution"],
             "proxy_width": settings["proxy"]["width"], "proxy_depth": settings["proxy"]["depth"],
-            "seeds": settings["search"]["repeats"], "train_share": settings["data"].get("train_share", 1.0)}
+            "seeds": settings["search"]["repeats"], "train_share": settings["data"].get("train_share", 1.0),
+            "images": settings["proxy"].get("images", "native")}
 
 
 def fidelity_stages(storage: Any, name: str, kind: str = "fidelity") -> list[str]:
@@ -187,10 +188,12 @@ def score_fidelity(grid: optuna.Study, reference: optuna.Study) -> Fidelity:
 
 
 def regime_text(r: dict[str, Any]) -> str:
-    """``"9 epoch(s) at 40 px, width x0.5"`` (``", x0.5 of the training images"`` on less data)."""
-    share = r.get("train_share", 1.0)
+    """``"9 epoch(s) at 40 px, width x0.5"`` (``", x0.5 of the training images"`` on less data, ``", matched
+    images"`` where the proxy's images are not the native ones)."""
+    share, images = r.get("train_share", 1.0), r.get("images", "native")
     return (f"{r['epochs']} epoch(s) at {r['proxy_resolution']} px, width x{r['proxy_width']:g}"
-            + (f", x{share:g} of the training images" if share != 1.0 else ""))
+            + (f", x{share:g} of the training images" if share != 1.0 else "")
+            + (f", {images} images" if images != "native" else ""))
 
 
 def describe_tau(tau: float, interval: tuple[float, float] | None, p_value: float | None = None,
