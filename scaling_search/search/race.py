@@ -1,4 +1,5 @@
-"""Racing: after the grid, extra seeds go to the points that could still win, until the winner is separated.
+"""Racing: at the rung that decides (the grid, or the ladder's top rung), extra seeds go to the points that could
+still win, until the winner is separated.
 
 A grid trained under one seed names its argmax; the seed-to-seed spread of a few-epoch proxy
 is about the size of the gaps it is asked to resolve. Racing spends a budget of extra trainings
