@@ -43,7 +43,7 @@ class ResizedCache:
         self.entries: OrderedDict[tuple[str, int], Split] = OrderedDict()
         self.stats: tuple[torch.Tensor, torch.Tensor] | None = None  # the train split's mean and std (a few bytes)
         self.resized = 0  # splits computed (a test counts them)
-        self.shrunk: dict[int, Any] = {}  # native resolution -> this data shrunk to it (ImageData.shrunk)
+        self.resampled: dict[int, ImageData] = {}  # native px -> the data resampled to it
 
     @property
     def nbytes(self) -> int:
@@ -190,7 +190,7 @@ class ImageData:
         where ``native`` keeps every pixel."""
         if native >= self.native_resolution:
             return self
-        if native not in self.cache.shrunk:
+        if native not in self.cache.resampled:
             def resample(images: torch.Tensor) -> torch.Tensor:
                 out = torch.empty(images.shape[0], images.shape[1], native, native, dtype=torch.uint8)
                 for start in range(0, images.shape[0], _RESIZE_CHUNK):
@@ -202,8 +202,8 @@ class ImageData:
             shrunk = ImageData(f"{self.name}[native {native}px]", self.classes, resample(self.train_images),
                                self.train_labels, resample(self.val_images), self.val_labels)
             shrunk.cache.stats = self._normalisation()  # the deployment network's normalisation
-            self.cache.shrunk[native] = shrunk
-        return self.cache.shrunk[native]
+            self.cache.resampled[native] = shrunk
+        return self.cache.resampled[native]
 
     def split(self, which: str, resolution: int) -> Split:
         """The ``"train"`` or ``"val"`` split at ``resolution``, normalised; computed once, then cached."""
