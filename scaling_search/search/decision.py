@@ -15,12 +15,12 @@ from optuna.trial import TrialState
 
 from scaling_search.errors import UserError
 from scaling_search.network.spec import NetworkSpec
-from scaling_search.search.confidence import SEPARATED_AT, Z95
+from scaling_search.search.confidence import SEPARATED_AT
 from scaling_search.search.context import StudyStore
 from scaling_search.search.grid import choose_coefficients, grid_table
 from scaling_search.search.ladder import RungResult, load_ladder
 from scaling_search.search.rank_agreement import rank_agreement
-from scaling_search.search.ties import Choice, above_chance, choose, interval, tied_with_best
+from scaling_search.search.ties import Choice, above_chance, choose, interval, standard_error, tied_with_best
 from scaling_search.settings.study import mask_credentials
 
 DECISION_FORMAT = "scaling-search/decision"
@@ -36,14 +36,10 @@ def rung_fidelity(below: RungResult, above: RungResult, seed: int) -> dict[str, 
         return {**record, "kendall_tau": None, "kendall_interval": None, "p_value": None,
                 "note": f"n = {len(pairs)}: too few candidates to rank (needs 3)"}
     score = rank_agreement([b["accuracy"] for b, _ in pairs], [a["accuracy"] for _, a in pairs], seed,
-                           signal_sd=[_sd(b) for b, _ in pairs], reference_sd=[_sd(a) for _, a in pairs])
+                           signal_sd=[standard_error(b) for b, _ in pairs],
+                           reference_sd=[standard_error(a) for _, a in pairs])
     return {**record, "kendall_tau": score.kendall_tau, "kendall_interval": score.kendall_interval,
             "p_value": score.p_value, "note": score.note}
-
-
-def _sd(row: dict[str, Any]) -> float:
-    low, high = interval(row)
-    return (high - low) / (2 * Z95)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,14 @@ def _variance(row: dict[str, Any]) -> float:
     return variance or 0.0
 
 
+def standard_error(row: dict[str, Any]) -> float:
+    """The standard deviation of a point's mean accuracy (validation sampling and seed spread; 0 if neither)."""
+    return math.sqrt(_variance(row))
+
+
 def interval(row: dict[str, Any]) -> tuple[float, float]:
     """A point's 95% interval of its mean accuracy."""
-    half = Z95 * math.sqrt(_variance(row))
+    half = Z95 * standard_error(row)
     return row["accuracy"] - half, row["accuracy"] + half
 
 
@@ -86,4 +91,4 @@ def choose(tied: list[dict[str, Any]], tie_break: str, latency: Callable[[dict[s
                                       "fewest of the tied; Dollar et al. 2021: activations track runtime)")
 
 
-__all__ = ["Choice", "above_chance", "choose", "interval", "tied_with_best"]
+__all__ = ["Choice", "above_chance", "choose", "interval", "standard_error", "tied_with_best"]
