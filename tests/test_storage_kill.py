@@ -42,3 +42,28 @@ def test_a_run_killed_while_it_creates_its_storage_reruns_to_the_same_answer(tmp
         if "study.db" in left:  # never an empty file or half a schema
             assert (folder / "study.db").read_bytes()[:16] == b"SQLite format 3\x00"
         assert _run(url, folder / "out") == reference
+
+
+def test_a_journal_writer_killed_while_it_holds_the_lock_blocks_no_one(tmp_path):
+    """A journal storage's writers take turns through flock, which dies with its holder: the next writer goes on
+    at once, where Optuna's own lock file waited out a 30 s grace period and could then be taken by two."""
+    import optuna
+
+    from scaling_search.search.storage import open_for_reading
+
+    url = f"journal:{tmp_path}/study.log"
+    (tmp_path / "study.log").touch()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from scaling_search.search.storage import open_for_reading\n"
+        f"storage = open_for_reading({url!r})\n"
+        "storage._backend._lock.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    started = time.monotonic()
+    study = optuna.create_study(study_name="after-the-kill", storage=open_for_reading(url))
+    study.enqueue_trial({"x": 1.0})
+    assert time.monotonic() - started < 10 and len(study.trials) == 1

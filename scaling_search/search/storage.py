@@ -137,8 +137,43 @@ def _begin_immediately(connection: Any) -> None:
 def _journal_storage(path: Path) -> JournalStorage:
     from optuna.storages.journal import JournalFileBackend
 
-    # The default lock is a symlink, which NFS creates atomically (Optuna's advice for shared filesystems).
-    return JournalStorage(JournalFileBackend(str(path)))
+    try:
+        import fcntl  # noqa: F401  (flock: POSIX only)
+    except ImportError:  # Windows: Optuna's default lock, a file made atomically and removed after a grace period
+        return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=_FlockJournalLock(Path(f"{path}.flock"))))
+
+
+class _FlockJournalLock:
+    """The journal's writers take turns through ``flock(2)`` on a file beside it, which the kernel releases when
+    its holder dies. Optuna's own locks are files a writer makes and removes: one killed while holding it leaves
+    the file, and every waiter removes it after a 30 s grace period, so two waiters can each remove the other's
+    new lock and both write (seen as "did not possess lock" after a worker was killed). On NFS, Linux maps
+    ``flock`` onto the server's byte-range locks (NFSv4, or lockd for v3)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._handle: Any = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        handle = open(self._path, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except BaseException:
+            handle.close()
+            raise
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        import fcntl
+
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 def _rdb_storage(url: str, verb: str, **kwargs: Any) -> RDBStorage:
