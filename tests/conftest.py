@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from smoke_run import SMOKE, cli
+from smoke_run import SMOKE, cli, cli_in_process
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,3 +29,25 @@ def smoke_run(tmp_path_factory):
     started = time.perf_counter()
     proc = cli(cwd, "run", "--budget", "2x", *SMOKE)
     return cwd, proc, time.perf_counter() - started
+
+
+@pytest.fixture(scope="session")
+def smoke_fidelity(smoke_run, tmp_path_factory):
+    """``scaling-search fidelity --format json`` after the smoke run, in a copy of its folder: (folder, stdout).
+    The fidelity candidates train in both regimes once per session; ``fidelity --candidates`` reuses them."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("fidelity")
+    shutil.copytree(smoke_run[0], folder, dirs_exist_ok=True)
+    return folder, cli_in_process(folder, "fidelity", *SMOKE, "--format", "json")
+
+
+@pytest.fixture
+def few_fidelity_candidates(monkeypatch):
+    """Fidelity over 6 candidates instead of 16, for tests of what a fidelity does with its candidates rather
+    than of how many it scores (tests/test_fidelity.py checks the 16): a third of the fake trainings."""
+    import functools
+
+    from scaling_search.search import fidelity_points, runner
+
+    monkeypatch.setattr(runner, "fidelity_candidates", functools.partial(fidelity_points.fidelity_candidates, count=6))

@@ -15,7 +15,6 @@ from scaling_search.search.fidelity_points import FIDELITY_CANDIDATES, FIDELITY_
 from scaling_search.settings.study import load_study_config
 from scaling_search.training import EpochMetrics, TrainResult
 
-from smoke_run import SMOKE, cli_in_process
 
 
 def _config(tmp_path, **train):
@@ -72,7 +71,7 @@ def test_the_proxys_ranking_is_scored_against_the_reference(tmp_path, order, tau
     assert f"proxy accuracy Kendall tau {tau:+.2f}" in " ".join(section.split()) and "not measured" not in page
 
 
-def test_early_epoch_accuracy_is_scored_as_the_proxy_a_shorter_training_would_be(tmp_path):
+def test_early_epoch_accuracy_is_scored_as_the_proxy_a_shorter_training_would_be(tmp_path, few_fidelity_candidates):
     """A 2-epoch proxy whose first epoch ranks the candidates backwards: early-epoch accuracy scores -1 while
     the final accuracy scores +1 against the 6-epoch reference."""
     same = regime_trainer("same", [])
@@ -96,7 +95,7 @@ def test_early_epoch_accuracy_is_scored_as_the_proxy_a_shorter_training_would_be
     assert "proxy accuracy after epoch 1" in describe_fidelity(result)
 
 
-def test_fidelity_reuses_the_runs_grid_and_its_own_reference(tmp_path):
+def test_fidelity_reuses_the_runs_grid_and_its_own_reference(tmp_path, few_fidelity_candidates):
     calls: list = []
     trainer = regime_trainer("same", calls)
     runner.run(_config(tmp_path), parse_budget("2x"), output=tmp_path / "reports", trainer=trainer, progress=False)
@@ -146,13 +145,11 @@ def test_a_bad_reference_flag_is_named(flags, message):
 
 
 @pytest.mark.slow
-def test_fidelity_command_on_the_smoke_preset_prints_json(tmp_path, smoke_run):
+def test_fidelity_command_on_the_smoke_preset_prints_json(smoke_fidelity):
     """The issue's smoke test: after the session's smoke run, the fidelity candidates train in both regimes
     (real training), and the smoke run's grid is reused."""
-    import shutil
-
-    shutil.copytree(smoke_run[0], tmp_path, dirs_exist_ok=True)
-    out = json.loads(cli_in_process(tmp_path, "fidelity", *SMOKE, "--format", "json"))
+    folder, stdout = smoke_fidelity
+    out = json.loads(stdout)
     accuracy = out["signals"]["proxy accuracy"]
     assert out["reference"]["epochs"] == 3 * out["proxy"]["epochs"] and out["cost"]["ratio"] > 0
     if accuracy["kendall_tau"] is None:  # the smoke preset trains at chance: the reference ranks nothing
@@ -160,10 +157,10 @@ def test_fidelity_command_on_the_smoke_preset_prints_json(tmp_path, smoke_run):
     else:
         low, high = accuracy["kendall_interval"]  # redrawn from each candidate's noise: it need not hold tau
         assert -1 <= low <= high <= 1 and 0 <= accuracy["p_value"] <= 1 and len(out["candidates"]) >= 16
-    assert json.loads((tmp_path / "reports" / "smoke-synthetic" / "fidelity.json").read_text()) == out
+    assert json.loads((folder / "reports" / "smoke-synthetic" / "fidelity.json").read_text()) == out
 
 
-def test_an_extra_worker_trains_the_reference_stage(tmp_path, monkeypatch):
+def test_an_extra_worker_trains_the_reference_stage(tmp_path, few_fidelity_candidates, monkeypatch):
     """What a --workers process runs (workers._work: the stage's job on a context rebuilt from its recipe), here in
     this process before the parent's own loop: it trains every reference point. (It used to check stages 1 and 2
     against the reference's settings and die.)"""
