@@ -250,6 +250,29 @@ def test_a_dataset_is_decoded_once_per_machine_and_every_process_maps_that_copy(
     assert len([p for p in decoded.datasets_root().iterdir() if p.is_dir()]) == 3
 
 
+def test_a_mapped_split_is_written_in_chunks_and_only_the_resolution_in_use_stays_mapped(tmp_path, monkeypatch):
+    """Splits from the disk cache: written a chunk at a time (never the whole float array in memory) with the
+    numbers an in-memory resize gives, and unmapped once another resolution is in use (a kept mapping holds every
+    page training touched; mapping the file again costs nothing)."""
+    from scaling_search.data import base
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(base, "_RESIZE_CHUNK", 7)  # several chunks, the last one short
+    mapped = load_dataset(str(_npz(tmp_path / "a.npz", n=80)))
+    assert mapped.cache.disk is not None and mapped.cache.max_bytes > 0
+    first = mapped.split("train", 20).images
+    assert _mapped_from_file(first, tmp_path / "cache")
+    in_memory = base.ImageData(mapped.name, mapped.classes, mapped.train_images.clone(), mapped.train_labels,
+                          mapped.val_images.clone(), mapped.val_labels)
+    assert torch.equal(first, in_memory.split("train", 20).images)
+    mapped.split("val", 20)
+    mapped.split("train", 28)
+    assert set(mapped.cache.entries) == {("train", 28)}  # 20 px unmapped, though well within max_bytes
+    assert torch.equal(mapped.split("train", 20).images, first) and mapped.cache.resized == 4
+    in_memory.split("train", 28)
+    assert set(in_memory.cache.entries) == {("train", 20), ("train", 28)}  # in memory: kept within max_bytes
+
+
 def test_a_subset_shares_its_resized_splits_and_an_unwritable_cache_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
     path = _npz(tmp_path / "a.npz", n=80)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,27 @@ def save_array(path: Path, tensor: torch.Tensor) -> None:
     try:
         with os.fdopen(handle, "wb") as out:
             np.save(out, tensor.numpy())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_chunks(path: Path, shape: tuple[int, ...], dtype: torch.dtype, chunks: Iterable[torch.Tensor]) -> None:
+    """Write an array of ``shape`` given as ``chunks`` along its first axis, as :func:`save_array` writes a whole
+    one (atomically, as ``.npy``), holding one chunk at a time instead of the array: written through the file,
+    not a memory map, so no page of it is counted in this process's memory."""
+    descr = np.lib.format.dtype_to_descr(np.dtype(torch.empty(0, dtype=dtype).numpy().dtype))
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False, "shape": shape})
+            rows = 0
+            for chunk in chunks:
+                out.write(chunk.contiguous().numpy().tobytes())
+                rows += chunk.shape[0]
+            if rows != shape[0]:
+                raise ValueError(f"{path.name}: {rows} rows written of {shape[0]}")
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -60,4 +81,4 @@ def exclusive(lock: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-__all__ = ["exclusive", "map_array", "save_array"]
+__all__ = ["exclusive", "map_array", "save_array", "save_chunks"]

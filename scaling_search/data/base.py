@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -11,11 +11,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from scaling_search.data.arrays import exclusive, map_array, save_array
+from scaling_search.data.arrays import exclusive, map_array, save_chunks
 from scaling_search.errors import UserError
 
-#: Images are resized in chunks of this many to bound peak memory.
-_RESIZE_CHUNK = 2048
+#: Images are resized in chunks of this many to bound peak memory (antialiased interpolation works image by image,
+#: so the numbers do not depend on it).
+_RESIZE_CHUNK = 512
 #: Part of every resized split's file name in the disk cache: bump it when :meth:`ImageData._resized` changes
 #: what it computes, so that no process maps a split resized the old way.
 RESIZE_FORMAT = 1
@@ -34,7 +35,9 @@ class ResizedCache:
     A study trains proxies at many resolutions (each grid point's gamma gives its own); keeping every one
     would hold gigabytes that no later trial reads. Entries of the resolution being inserted are never evicted
     for it (a trial needs its train and val splits together), so one resolution larger than the bound still
-    fits; ``max_bytes = 0`` keeps only the resolution in use.
+    fits; ``max_bytes = 0`` keeps only the resolution in use. Splits mapped from the disk cache are never kept
+    beyond the resolution in use: mapping a file again costs nothing (the page cache holds it), while every page
+    of a kept mapping that training touched counts in the process's resident memory.
     """
 
     def __init__(self, max_bytes: int = 1 << 30, disk: Path | None = None) -> None:
@@ -58,13 +61,14 @@ class ResizedCache:
         assert self.disk is not None
         return self.disk / f"{key[0]}-{key[1]}px-v{RESIZE_FORMAT}.npy"
 
-    def load_or_compute(self, key: tuple[str, int], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """A split's images: from the disk cache, memory-mapped, when a process or an earlier run wrote them;
-        else ``compute()``'d, written there and mapped back (the pages every process then shares). Of processes
-        asking together, one computes and the others wait for its file. Without a writable disk cache:
-        ``compute()``, kept in memory."""
+    def load_or_compute(self, key: tuple[str, int], shape: tuple[int, ...],
+                        chunks: Callable[[], Iterator[torch.Tensor]]) -> torch.Tensor:
+        """A split's float32 images of ``shape``: from the disk cache, memory-mapped, when a process or an earlier
+        run wrote them; else computed as ``chunks()`` (along the first axis), written there one chunk at a time and
+        mapped back (the pages every process then shares). Of processes asking together, one computes and the
+        others wait for its file. Without a writable disk cache: computed into memory and kept there."""
         if self.disk is None:
-            return compute()
+            return _assembled(shape, chunks())
         path = self._file(key)
         try:
             if path.exists():
@@ -77,19 +81,29 @@ class ResizedCache:
                 try:
                     return map_array(path)  # another process wrote it while this one waited
                 except (OSError, ValueError):
-                    save_array(path, compute())
+                    save_chunks(path, shape, torch.float32, chunks())
             return map_array(path)
         except (OSError, ValueError):
             self.disk = None  # unwritable: this dataset stays in memory from here on
-            return compute()
+            return _assembled(shape, chunks())
 
     def put(self, key: tuple[str, int], split: Split) -> None:
         self.resized += 1
         self.entries[key] = split
+        limit = 0 if self.disk is not None else self.max_bytes
         for old in [k for k in self.entries if k[1] != key[1]]:  # least recently used first
-            if self.nbytes <= self.max_bytes:
+            if self.nbytes <= limit:
                 break
             del self.entries[old]
+
+
+def _assembled(shape: tuple[int, ...], chunks: Iterator[torch.Tensor]) -> torch.Tensor:
+    out = torch.empty(shape)
+    start = 0
+    for chunk in chunks:
+        out[start:start + chunk.shape[0]] = chunk
+        start += chunk.shape[0]
+    return out
 
 
 class DataError(UserError):
@@ -214,22 +228,23 @@ class ImageData:
         key = (which, resolution)
         cached = self.cache.get(key)
         if cached is None:
-            images = self.cache.load_or_compute(key, lambda: self._resized(which, resolution))
+            source = getattr(self, f"{which}_images")
+            shape = (source.shape[0], source.shape[1], resolution, resolution)
+            images = self.cache.load_or_compute(key, shape, lambda: self._resized(which, resolution))
             cached = Split(images, getattr(self, f"{which}_labels"))
             self.cache.put(key, cached)
         return cached
 
-    def _resized(self, which: str, resolution: int) -> torch.Tensor:
+    def _resized(self, which: str, resolution: int) -> Iterator[torch.Tensor]:
+        """The split resized and normalised, :data:`_RESIZE_CHUNK` images at a time."""
         mean, std = self._normalisation()
         source = getattr(self, f"{which}_images")
-        out = torch.empty(source.shape[0], source.shape[1], resolution, resolution)
         for start in range(0, source.shape[0], _RESIZE_CHUNK):
             chunk = source[start:start + _RESIZE_CHUNK].float()
             if chunk.shape[-1] != resolution or chunk.shape[-2] != resolution:
                 chunk = F.interpolate(chunk, size=(resolution, resolution), mode="bilinear",
                                       antialias=True, align_corners=False)
-            out[start:start + _RESIZE_CHUNK] = (chunk - mean) / std
-        return out
+            yield (chunk - mean) / std
 
     def describe(self) -> str:
         return (f"{self.name}: {self.num_classes} classes, {len(self.train_labels)} train / "
