@@ -18,9 +18,11 @@ from scaling_search.network.budget import parse_budget
 from scaling_search.cli import main
 from scaling_search.search import runner
 from scaling_search.settings.study import load_study_config
+from scaling_search.training import default_threads
 from test_search_runner import fake_trainer
 
 FLAGS = ["--preset", "smoke", "--baseline", "b0", "--no-progress"]
+CORES = default_threads()
 FRESH = [*FLAGS, "--study", "fresh"]  # flags that change the stored study's settings would be refused first
 STUDY = ["--preset", "smoke", "--baseline", "b0"]
 
@@ -240,6 +242,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("grid reaching too far", ["run", "--grid-max", "100", *FRESH], "grid_max must be in (1, 4.0]"),
     ("a million workers", ["run", "--workers", "1000000", *FRESH], "workers must be in 1..64"),
     ("a million workers in a preset", ["run", "--preset", "manyworkers.toml"], "workers must be in 1..64"),
+    ("more workers than cores", ["run", "--workers", str(CORES + 1), *FRESH],
+     f"--workers {CORES + 1} is more than the {CORES} core(s) this process may use"),
+    ("more workers than cores for fidelity", ["fidelity", "--workers", str(CORES + 1), *FRESH],
+     "add --oversubscribe to start them anyway"),
     ("a billion epochs", ["run", "--epochs", "1000000000", *FRESH], "epochs must be in 1..100000"),
     ("a billion trials", ["run", "--trials", "1000000000", *FRESH], "trials must be in 1..1000"),
     ("a billion repeats", ["run", "--repeats", "1000000000", *FRESH], "repeats must be in 1..100"),

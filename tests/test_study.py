@@ -197,3 +197,18 @@ def test_a_corrupt_plan_cache_is_measured_over(tmp_path, monkeypatch):
     cache_file(tmp_path).write_text("[1, 2]")  # valid JSON, not a plan cache
     _, calls = _plan_call(tmp_path, [CLEAN], monkeypatch=monkeypatch)
     assert len(calls) == 1
+
+
+def test_more_workers_than_cores_need_oversubscribe_and_change_no_result(tmp_path):
+    from scaling_search.errors import UserError
+    from scaling_search.search import runner
+    from scaling_search.training import default_threads
+
+    many = default_threads() + 1
+    storage = f"sqlite:///{tmp_path}/w.db"
+    refused = load_study_config("smoke", {"search": {"workers": many}}, "w", storage)
+    with pytest.raises(UserError, match=f"--workers {many} is more than the"):
+        runner.prepare(refused, stores=False)
+    asked = load_study_config("smoke", {"search": {"workers": many, "oversubscribe": True}}, "w", storage)
+    assert runner.prepare(asked, stores=False).config.search.workers == many
+    assert asked.result_settings() == refused.result_settings()  # a run-only setting: the same study

@@ -81,7 +81,10 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
                             "a calibrated table exists, else fewest activations; the default) or none (accuracy)")
     group.add_argument("--workers", type=workers_arg,
                        help="processes training grid points at once on this machine, or 'auto' (this machine's "
-                            "measured plan, cached; workers and threads) (default: the preset's)")
+                            "measured plan, cached; workers and threads) (default: the preset's); at most this "
+                            "machine's cores")
+    group.add_argument("--oversubscribe", action="store_true", default=None,
+                       help="allow more --workers than cores (each extra one shares a core with another)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars or per-trial lines")
 
 
@@ -165,7 +168,7 @@ def study_config(args: argparse.Namespace) -> Any:
                    "budget_tol": getattr(args, "budget_tol", None), "pruner": args.pruner, "repeats": args.repeats,
                    "race_seeds": getattr(args, "race_seeds", None), "rungs": getattr(args, "rungs", None),
                    "tie_break": getattr(args, "tie_break", None),
-                   "seed": args.seed, "workers": args.workers},
+                   "seed": args.seed, "workers": args.workers, "oversubscribe": getattr(args, "oversubscribe", None)},
     }
     if args.data_source not in (None, "synthetic") and args.data_format is None:
         overrides["data"]["format"] = ""

@@ -42,7 +42,7 @@ from scaling_search.search.queue import prepare_points, train_stage
 from scaling_search.search.race import run_race
 from scaling_search.search.storage import check_existing
 from scaling_search.search.tables import write_tables
-from scaling_search.search.workers import with_execution_plan, with_worker_threads, with_workers
+from scaling_search.search.workers import check_workers, with_execution_plan, with_worker_threads, with_workers
 from scaling_search.settings.ladder import regime_stage
 from scaling_search.settings.study import StudyConfig
 from scaling_search.training import check_trainable, choose_device, train_proxy
@@ -101,6 +101,7 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     if budget is not None:
         check_rule(strategy, budget.kind, config.search.cost, probe.resolution, max_resolution)
     choose_device(config.train.device)
+    check_workers(config.search)
     latency = latency_table(config)
     if budget is not None:
         _check_reachable(config, probe, budget, latency)

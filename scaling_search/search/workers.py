@@ -20,14 +20,24 @@ from typing import Any, Callable, TypeVar
 
 import optuna
 
+from scaling_search.errors import UserError
 from scaling_search.network.spec import NetworkSpec
 from scaling_search.search.context import StudyContext, WorkerRecipe
 from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
-from scaling_search.settings.study import StudyConfig
+from scaling_search.settings.study import SearchSettings, StudyConfig
 from scaling_search.training import choose_device, default_threads
 
 T = TypeVar("T")
 Job = Callable[[StudyContext], Any]
+
+
+def check_workers(search: SearchSettings) -> None:
+    """Refuse more workers than the cores this process may use, unless ``oversubscribe`` asks for them: each
+    worker trains on at least one core, so the extra ones only slow the others down."""
+    cores = default_threads()
+    if isinstance(search.workers, int) and search.workers > cores and not search.oversubscribe:
+        raise UserError(f"--workers {search.workers} is more than the {cores} core(s) this process may use; use "
+                        f"--workers {cores} or fewer (or auto), or add --oversubscribe to start them anyway")
 
 
 def with_execution_plan(config: StudyConfig, proxy: NetworkSpec) -> StudyConfig:
@@ -123,4 +133,4 @@ def with_workers(ctx: StudyContext, job: Callable[[StudyContext], T]) -> T:
     return result
 
 
-__all__ = ["Job", "with_execution_plan", "with_worker_threads", "with_workers"]
+__all__ = ["Job", "check_workers", "with_execution_plan", "with_worker_threads", "with_workers"]

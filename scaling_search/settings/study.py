@@ -138,6 +138,8 @@ class SearchSettings:
             ``cores // workers`` threads (stage 1 runs in one process so that its TPE history, and so its
             samples, do not depend on timing); ``"auto"``: the machine's measured execution plan
             (:mod:`scaling_search.training.plan`), workers and threads both. Neither changes the numbers.
+        oversubscribe: allow more ``workers`` than the cores this process may use (refused otherwise: each worker
+            trains on at least one core, so the extra ones only slow the others down).
     """
 
     baseline: str = "search"
@@ -164,6 +166,7 @@ class SearchSettings:
     heartbeat_s: int = 2
     grace_s: int = 8
     workers: int | str = 1
+    oversubscribe: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.rungs, (list, tuple)):
@@ -194,6 +197,7 @@ class SearchSettings:
             (self.heartbeat_s >= 1 and self.grace_s > self.heartbeat_s, "grace_s must exceed heartbeat_s >= 1"),
             (self.workers == "auto" or (isinstance(self.workers, int) and 1 <= self.workers <= MAX_WORKERS),
              f'workers must be in 1..{MAX_WORKERS} or "auto"'),
+            (isinstance(self.oversubscribe, bool), "oversubscribe must be true or false"),
         ]
         for ok, message in checks:
             if not ok:
@@ -225,7 +229,8 @@ class StudyConfig:
             train.pop(key)
         search = asdict(self.search)
         # racing and the ladder's rungs are stages of their own, with their own settings; the tie-break only reads
-        for key in ("heartbeat_s", "grace_s", "workers", "budget_tol", "race_seeds", "rungs", "tie_break"):
+        for key in ("heartbeat_s", "grace_s", "workers", "oversubscribe", "budget_tol", "race_seeds", "rungs",
+                    "tie_break"):
             search.pop(key)
         if not self.search.screen:  # studies made before the screen existed keep their fingerprint
             for key in ("screen", "screen_band", "screen_batch"):
