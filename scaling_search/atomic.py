@@ -46,6 +46,11 @@ def write_bytes_atomically(path: Path, data: bytes) -> Path:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        if error.filename is None:  # a failed write() names no file: name the one being written
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -23,4 +23,29 @@ class NonFiniteLossError(RuntimeError):
         return (type(self), (self.epoch, self.step, self.value))
 
 
-__all__ = ["NonFiniteLossError", "UserError"]
+#: The errno values of a device that has no room left: out of space, out of quota.
+_NO_ROOM = (28, 122)  # ENOSPC, EDQUOT (Linux numbering; errno is consulted too where it names them)
+
+
+def no_room_left(error: BaseException) -> str | None:
+    """Where ``error`` (or an error it was raised from, as Optuna's storage wraps SQLite's) is a device without
+    room left, a sentence naming the file; else None. A full disk is the machine's state, not a bug: it is
+    reported in one line, and every write is atomic (``scaling_search.atomic``, SQLite's journal), so nothing
+    saved changed."""
+    import errno
+
+    codes = {getattr(errno, "ENOSPC", 28), getattr(errno, "EDQUOT", 122)}
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in codes:
+            where = f" ({current.filename})" if current.filename else ""
+            return f"no space left on the device{where}"
+        if "database or disk is full" in str(current):  # SQLite's SQLITE_FULL, through SQLAlchemy and Optuna
+            return "no space left on the device holding the study's SQLite storage"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+__all__ = ["NonFiniteLossError", "UserError", "no_room_left"]

@@ -12,7 +12,7 @@ from scaling_search import __version__
 from scaling_search.cli import (ablate_cmd, baseline_cmd, compare_cmd, cost_cmd, dashboard_cmd, export_cmd, fidelity_cmd,
                                 grid_cmd, latency_cmd, onnx_cmd, report_cmd, run_cmd, studies_cmd, train_cmd)
 from scaling_search.cli.common import OneLineParser
-from scaling_search.errors import NonFiniteLossError, UserError
+from scaling_search.errors import NonFiniteLossError, UserError, no_room_left
 from scaling_search.search.interrupt import install_interrupt_handler
 
 _COMMANDS = (run_cmd, baseline_cmd, grid_cmd, export_cmd, ablate_cmd, compare_cmd, report_cmd, studies_cmd, dashboard_cmd,
@@ -51,7 +51,8 @@ def _join_signed_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 training diverged, 2 bad input, 130 interrupted)."""
+    """Run the CLI; returns the exit code (0 ok, 1 training diverged, 2 bad input, 3 no space left on a device,
+    130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(_join_signed_values(list(sys.argv[1:] if argv is None else argv)))
     previous = install_interrupt_handler()  # Ctrl-C never lands inside a storage write (see search.interrupt)
@@ -66,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"scaling-search {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
+    except Exception as error:  # a full disk is the machine's state: one line; anything else is a bug
+        full = no_room_left(error)
+        if full is None:
+            raise
+        print(f"scaling-search {args.command}: error: {full}; free some space and re-run the same command (what "
+              "was saved before is unchanged)", file=sys.stderr)
+        return 3
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

@@ -24,7 +24,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from scaling_search.atomic import check_writable_folder
-from scaling_search.errors import UserError
+from scaling_search.errors import UserError, no_room_left
 from scaling_search.settings.study import StudyConfig, mask_credentials
 from scaling_search.search.trial_claims import fail_stale_trials, process_gone, worker_id
 
@@ -190,6 +190,8 @@ def _rdb_storage(url: str, verb: str, **kwargs: Any) -> RDBStorage:
             raise UserError(f"storage {mask_credentials(url)!r} needs the Python module {module!r}, which is not "
                             f"installed: {fix}") from None
         except Exception as error:  # SQLAlchemy raises many kinds; all mean the same to the user
+            if no_room_left(error):
+                raise  # the machine's state, not the URL's: the CLI says so in one line
             if attempt < 7 and any(race in str(error) for race in SCHEMA_RACES):
                 time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
                 continue
