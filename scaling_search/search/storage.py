@@ -9,6 +9,7 @@ PostgreSQL through the ``postgres`` extra, MySQL, ...) or a journal file (``jour
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -137,10 +138,8 @@ def _begin_immediately(connection: Any) -> None:
 def _journal_storage(path: Path) -> JournalStorage:
     from optuna.storages.journal import JournalFileBackend
 
-    try:
-        import fcntl  # noqa: F401  (flock: POSIX only)
-    except ImportError:  # Windows: Optuna's default lock, a file made atomically and removed after a grace period
-        return JournalStorage(JournalFileBackend(str(path)))
+    if importlib.util.find_spec("fcntl") is None:  # Windows: Optuna's default lock, a file made atomically and
+        return JournalStorage(JournalFileBackend(str(path)))  # removed by a waiter after a grace period
     return JournalStorage(JournalFileBackend(str(path), lock_obj=_FlockJournalLock(Path(f"{path}.flock"))))
 
 
