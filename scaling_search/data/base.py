@@ -140,6 +140,10 @@ class ImageData:
                 raise DataError(f"{self.name}: the {split} split is empty")
             if labels.min() < 0 or labels.max() >= len(self.classes):
                 raise DataError(f"{self.name}: {split} labels must lie in 0..{len(self.classes) - 1}")
+        train_shape, val_shape = tuple(self.train_images.shape[1:]), tuple(self.val_images.shape[1:])
+        if train_shape != val_shape:
+            raise DataError(f"{self.name}: validation images are (C, H, W) = {val_shape} but training images "
+                            f"{train_shape}; give both splits with the same channels and size")
         if len(self.classes) < 2:
             raise DataError(f"{self.name}: found only one class; classification needs at least two")
         if len(torch.unique(self.train_labels)) < 2:

@@ -81,7 +81,11 @@ def load_npz(path: Path, val_fraction: float, seed: int) -> ImageData:
         raise DataError(f"{path}: y_train uses {used} distinct labels but its largest is {largest}, which would make "
                         f"a {largest + 1}-class network, most of its classes never seen; number the classes 0.."
                         f"{used - 1} (or add a 'classes' array naming every class)")
-    if "x_test" in arrays and "y_test" in arrays:
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        given, lacking = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise DataError(f"{path}: has {given} but no {lacking}; give both (a validation split) or neither (one is "
+                        "held out of the training images)")
+    if "x_test" in arrays:
         x_val = _to_nchw(arrays["x_test"], f"{path}:x_test")
         y_val = _labels(arrays["y_test"], f"{path}:y_test")
         if len(x_val) != len(y_val):
@@ -89,6 +93,9 @@ def load_npz(path: Path, val_fraction: float, seed: int) -> ImageData:
     else:
         num = int(y_train.max()) + 1
         train_idx, val_idx = holdout_split(y_train, val_fraction, num, seed)
+        if len(val_idx) == 0:
+            raise DataError(f"{path}: {len(y_train)} training image(s) leave none to hold out for validation (a class "
+                            "needs at least 2 images); add images or give x_test and y_test")
         x_train, y_train, x_val, y_val = x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx]
     num_classes = int(max(y_train.max(), y_val.max())) + 1
     if "classes" in arrays:
