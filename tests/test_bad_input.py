@@ -44,6 +44,10 @@ def _write_inputs(folder: Path) -> None:
     np.savez(folder / "unseen.npz", x_train=pixels, y_train=labels % 3, x_test=pixels[:8], y_test=labels[:8])
     np.savez(folder / "fewnames.npz", x_train=pixels, y_train=labels * 2, classes=np.array(["a", "b", "c", "d"]))
     np.savez(folder / "strings.npz", x_train=np.array([["a"] * 4] * 4), y_train=np.arange(4))
+    np.savez(folder / "gray_test.npz", x_train=pixels, y_train=labels, x_test=pixels[:8, ..., :1], y_test=labels[:8])
+    np.savez(folder / "small_test.npz", x_train=pixels, y_train=labels, x_test=pixels[:8, :16, :16], y_test=labels[:8])
+    np.savez(folder / "no_y_test.npz", x_train=pixels, y_train=labels, x_test=pixels[:8])
+    np.savez(folder / "one_image.npz", x_train=pixels[:1], y_train=labels[:1])
     (folder / "corrupt.db").write_text("this is not a database\n")
     (folder / "empty.db").write_bytes(b"")
     (folder / "dir.db").mkdir()
@@ -161,6 +165,14 @@ CASES: list[tuple[str, list[str], str]] = [
     ("validation class unseen in training", ["run", "--data", "unseen.npz", *FRESH],
      "the validation split has class(es) the train split lacks"),
     ("too few class names", ["run", "--data", "fewnames.npz", *FRESH], "'classes' names 4 classes"),
+    ("validation images of other channels", ["run", "--data", "gray_test.npz", *FRESH],
+     "validation images are (C, H, W) = (1, 32, 32) but training images (3, 32, 32)"),
+    ("validation images of another size", ["run", "--data", "small_test.npz", *FRESH],
+     "give both splits with the same channels and size"),
+    ("SQLite URL with options", ["run", *FLAGS, "--storage", "sqlite:///file:s.db?mode=ro&uri=true"],
+     "options after '?' are not supported on a SQLite URL"),
+    ("x_test without y_test", ["run", "--data", "no_y_test.npz", *FRESH], "has x_test but no y_test"),
+    ("one image", ["run", "--data", "one_image.npz", *FRESH], "1 training image(s) leave none to hold out"),
     ("string pixels", ["run", "--data", "strings.npz", *FRESH], "npz"),
     ("subset larger than the data", ["run", "--subset", "100000", *FRESH], "larger than the 120 training images"),
     ("subset below the classes", ["run", "--subset", "3", *FRESH], "smaller than the 10 classes"),

@@ -1,6 +1,7 @@
-"""A real full disk (a small tmpfs, so the test needs root, as CI runs): ``run`` fails in one line at every
+"""A real full disk (a small tmpfs, so the tests need root, as CI runs): ``run`` fails in one line at every
 fill level, leaves no temporary behind, and once space is freed the same command finishes with the answer of a
-run that never saw a full disk, and its report draws."""
+run that never saw a full disk, and its report draws. A read-only one: ``run`` is refused before any line,
+``report`` reads the study."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _leave_free(folder: Path, filler: Path, free_bytes: int) -> None:
             os.posix_fallocate(handle.fileno(), 0, target)
 
 
-def _run(folder: Path, monkeypatch) -> tuple[int, str, str]:
+def _run(folder: Path, monkeypatch, *extra: str) -> tuple[int, str, str]:
     """``run --budget 2x`` on the smoke preset through the CLI's ``main`` in this process, from ``folder``, with the
     dataset cache on the same device: (exit code, stdout, stderr)."""
     import contextlib
@@ -58,7 +59,7 @@ def _run(folder: Path, monkeypatch) -> tuple[int, str, str]:
     monkeypatch.chdir(folder)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["run", "--budget", "2x", *SMOKE])
+        code = main(["run", "--budget", "2x", *SMOKE, *extra])
     return code, out.getvalue(), err.getvalue()
 
 
@@ -92,3 +93,30 @@ def test_a_full_disk_fails_in_one_line_and_the_rerun_after_freeing_it_gives_the_
     assert json.loads((folder / "decision.json").read_text())["chosen"]
     dom = _dump_dom(_chromium(), folder / "index.html", small_disk.parent / "profile")
     assert 'id="figure-grid"' in dom and 'class="main-svg"' in dom  # plotly drew the grid's figure
+
+
+def test_a_study_on_a_read_only_disk_is_refused_by_run_before_any_line_and_read_by_report(small_disk, monkeypatch):
+    from scaling_search.network.budget import parse_budget
+    from scaling_search.search import runner
+    from scaling_search.settings.study import load_study_config
+    from test_search_runner import fake_trainer
+
+    made = small_disk.parent / "made"  # made elsewhere and copied: the disk cannot be remounted with files open
+    overrides = {"search": {"baseline": "network", "pruner": "none"}, "deployment": {"network": "b0", "resolution": 224}}
+    config = load_study_config("smoke", overrides, "s", f"sqlite:///{made}/s.db")  # the settings of SMOKE
+    runner.run(config, parse_budget("2x"), output=made / "reports", trainer=fake_trainer, progress=False)
+    (small_disk / "studies").mkdir()
+    before = (made / "s.db").read_bytes()
+    (small_disk / "studies" / "s.db").write_bytes(before)
+    storage = f"sqlite:///{small_disk}/studies/s.db"
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    code, stdout, stderr = _run(small_disk, monkeypatch, "--study", "s", "--storage", storage, "--output",
+                                str(small_disk.parent / "out"))
+    assert code == 2 and stdout == "" and stderr.strip().splitlines() == [
+        f"scaling-search run: error: storage file {small_disk}/studies/s.db is read-only; the study's trials are "
+        "written to it: make it writable or give another --storage ('report' and 'studies' only read it)"]
+    from scaling_search.cli import main
+
+    assert main(["report", "s", "--storage", storage, "--output", str(small_disk.parent / "out")]) == 0
+    assert (small_disk.parent / "out" / "s" / "index.html").exists()
+    assert (small_disk / "studies" / "s.db").read_bytes() == before

@@ -45,8 +45,16 @@ def is_done(trial: FrozenTrial) -> bool:
 def sqlite_path(url: str) -> Path | None:
     """The database file of a ``sqlite:///`` URL (None for other storages and in-memory SQLite)."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
-        return Path(url[len("sqlite:///"):]).expanduser()
+        return Path(url[len("sqlite:///"):].partition("?")[0]).expanduser()
     return None
+
+
+def check_sqlite_url(url: str) -> None:
+    """A SQLite storage is a plain path: the tool makes the file itself (whole or not at all) and writes every
+    trial, so a URL's options (``?mode=ro``, ``uri=true``) would at best make it fail after training."""
+    if url.startswith("sqlite:///") and "?" in url:
+        raise UserError(f"storage {url!r}: options after '?' are not supported on a SQLite URL; give a plain path "
+                        "such as sqlite:///studies/<study>.db")
 
 
 def journal_path(url: str) -> Path | None:
@@ -70,6 +78,7 @@ def open_storage(config: StudyConfig) -> BaseStorage:
     if journal is not None:
         check_journal_path(journal, create=True)
         return _journal_storage(journal)
+    check_sqlite_url(url)
     path = sqlite_path(url)
     if path is None:
         if url.startswith("sqlite:") and ":memory:" in url:
@@ -79,6 +88,9 @@ def open_storage(config: StudyConfig) -> BaseStorage:
     if path.is_file() and path.stat().st_size == 0:
         path.unlink()  # an empty file holds no study: left by a process killed while it made the file
     check_sqlite_path(path, create=True)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"storage file {path} is read-only; the study's trials are written to it: make it writable "
+                        "or give another --storage ('report' and 'studies' only read it)")
     if not path.exists():
         _create_sqlite(path)
     # The schema is checked (Optuna's set-up opens nested connections, which immediate transactions would
@@ -365,6 +377,7 @@ def open_for_reading(url: str) -> BaseStorage:
     if journal is not None:
         check_journal_path(journal, create=False)
         return _journal_storage(journal)
+    check_sqlite_url(url)
     path = sqlite_path(url)
     if path is None:
         return _rdb_storage(url, "read")
