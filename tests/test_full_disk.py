@@ -95,28 +95,20 @@ def test_a_full_disk_fails_in_one_line_and_the_rerun_after_freeing_it_gives_the_
     assert 'id="figure-grid"' in dom and 'class="main-svg"' in dom  # plotly drew the grid's figure
 
 
-def test_a_study_on_a_read_only_disk_is_refused_by_run_before_any_line_and_read_by_report(small_disk, monkeypatch):
-    from scaling_search.network.budget import parse_budget
-    from scaling_search.search import runner
-    from scaling_search.settings.study import load_study_config
-    from test_search_runner import fake_trainer
-
-    made = small_disk.parent / "made"  # made elsewhere and copied: the disk cannot be remounted with files open
-    overrides = {"search": {"baseline": "network", "pruner": "none"}, "deployment": {"network": "b0", "resolution": 224}}
-    config = load_study_config("smoke", overrides, "s", f"sqlite:///{made}/s.db")  # the settings of SMOKE
-    runner.run(config, parse_budget("2x"), output=made / "reports", trainer=fake_trainer, progress=False)
+def test_a_study_on_a_read_only_disk_is_refused_by_run_before_any_line_and_read_by_report(small_disk, smoke_run,
+                                                                                           monkeypatch):
     (small_disk / "studies").mkdir()
-    before = (made / "s.db").read_bytes()
+    before = (smoke_run[0] / "studies" / "smoke-synthetic.db").read_bytes()  # the session's run, made with SMOKE
     (small_disk / "studies" / "s.db").write_bytes(before)
     storage = f"sqlite:///{small_disk}/studies/s.db"
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    code, stdout, stderr = _run(small_disk, monkeypatch, "--study", "s", "--storage", storage, "--output",
-                                str(small_disk.parent / "out"))
+    out = small_disk.parent / "out"
+    code, stdout, stderr = _run(small_disk, monkeypatch, "--storage", storage, "--output", str(out))
     assert code == 2 and stdout == "" and stderr.strip().splitlines() == [
         f"scaling-search run: error: storage file {small_disk}/studies/s.db is read-only; the study's trials are "
         "written to it: make it writable or give another --storage ('report' and 'studies' only read it)"]
     from scaling_search.cli import main
 
-    assert main(["report", "s", "--storage", storage, "--output", str(small_disk.parent / "out")]) == 0
-    assert (small_disk.parent / "out" / "s" / "index.html").exists()
+    assert main(["report", "smoke-synthetic", "--storage", storage, "--output", str(out)]) == 0
+    assert (out / "smoke-synthetic" / "index.html").exists()
     assert (small_disk / "studies" / "s.db").read_bytes() == before
