@@ -52,6 +52,7 @@ def test_the_landing_page_shows_the_answer_the_family_and_the_figures(tmp_path, 
     cli_in_process(tmp_path, "report", "smoke-synthetic", "--static", "png")
     for name in ("grid", "family", "fig8"):  # static copies for papers and slides, drawn offline by kaleido
         assert (folder / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(folder.glob(".static-*"))  # drawn in a private folder, each renamed into place
     index = folder / "index.html"
     artifacts = Path(__file__).parent / "artifacts"
     artifacts.mkdir(exist_ok=True)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -311,15 +314,25 @@ def write_static(folder: Path, figures: dict[str, go.Figure], formats: tuple[str
         raise UserError("static figures need kaleido: pip install 'scaling-search[static]'")
     import plotly.io as pio
 
-    jobs = [(figure, folder / f"{name}.{extension}") for name, figure in figures.items() for extension in formats]
-    try:  # one batch: kaleido starts the browser once (about 4 s a figure when each starts its own)
-        pio.write_images([figure for figure, _ in jobs], [path for _, path in jobs], width=1100, height=600)
-    except Exception as error:  # kaleido reports a missing browser in several ways
-        if "chrome" in str(error).lower() or "browser" in str(error).lower():
-            raise UserError("static figures need Chrome or Chromium (apt-get install chromium); "
-                            f"kaleido said: {str(error).splitlines()[0][:120]}") from None
-        raise
-    return [path for _, path in jobs]
+    # kaleido writes each file itself (its format from its name), so it writes into a private folder beside them,
+    # and each file is then renamed into place: a figure is there whole or not at all, like every other file.
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".static-", suffix=".tmp"))
+    jobs = [(figure, f"{name}.{extension}") for name, figure in figures.items() for extension in formats]
+    try:
+        try:  # one batch: kaleido starts the browser once (about 4 s a figure when each starts its own)
+            pio.write_images([figure for figure, _ in jobs], [staging / name for _, name in jobs], width=1100,
+                             height=600)
+        except Exception as error:  # kaleido reports a missing browser in several ways
+            if "chrome" in str(error).lower() or "browser" in str(error).lower():
+                raise UserError("static figures need Chrome or Chromium (apt-get install chromium); "
+                                f"kaleido said: {str(error).splitlines()[0][:120]}") from None
+            raise
+        for _, name in jobs:
+            os.replace(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [folder / name for _, name in jobs]
 
 
 def load_decision(folder: Path) -> dict[str, Any] | None:
