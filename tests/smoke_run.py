@@ -6,6 +6,8 @@ import sys
 # The issue's acceptance command (B0 at 224 px as the deployment baseline); stage 1's search is run by the
 # Ctrl-C test in tests/test_pipeline_cli.py and, with a fake trainer, by tests/test_search_runner.py.
 SMOKE = ["--preset", "smoke", "--no-progress", "--pruner", "none", "--baseline", "b0", "--resolution", "224"]
+# The session's smoke fidelity (tests/conftest.py) and the candidates that reuse its stages.
+SMOKE_FIDELITY = [*SMOKE, "--reference-epochs", "2"]
 
 
 def cli(cwd, *argv, check=True):

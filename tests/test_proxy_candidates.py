@@ -16,7 +16,7 @@ from scaling_search.search.fidelity import Reference
 from scaling_search.search.fidelity_points import FIDELITY_SEEDS
 from scaling_search.search.proxy_candidates import CandidateRegime, describe_recommendation
 
-from smoke_run import SMOKE, cli_in_process
+from smoke_run import SMOKE_FIDELITY, cli_in_process
 from test_fidelity import ranked_result
 
 
@@ -123,7 +123,7 @@ def test_the_command_compares_candidates_on_the_smoke_preset(tmp_path, smoke_fid
     import shutil
 
     shutil.copytree(smoke_fidelity[0], tmp_path, dirs_exist_ok=True)
-    out = cli_in_process(tmp_path, "fidelity", *SMOKE, "--candidates", "width=0.125", "--format", "json")
+    out = cli_in_process(tmp_path, "fidelity", *SMOKE_FIDELITY, "--candidates", "width=0.125", "--format", "json")
     body = json.loads(out)
     assert set(body) == {"fidelity", "proxies"} and len(body["proxies"]["proxies"]) == 2
     assert body["proxies"]["proxies"][1]["regime"]["proxy_width"] == 0.125
