@@ -2,6 +2,7 @@
 fake trainer, then the answer as one JSON line on stdout. Usage: python queue_worker.py STORAGE_URL OUTPUT_DIR"""
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,9 @@ from scaling_search.search import runner
 from scaling_search.settings.study import load_study_config
 from scaling_search.training import EpochMetrics, TrainResult
 
-SECONDS_PER_TRAINING = 0.15  # long enough for a kill to land mid-trial (the test looks every 0.05 s)
+# long enough for a kill to land mid-trial (tests/test_workers.py looks every 0.05 s); tests that kill the worker
+# elsewhere (tests/test_storage_kill.py: while it creates its storage) set QUEUE_WORKER_PAUSE_S=0
+SECONDS_PER_TRAINING = float(os.environ.get("QUEUE_WORKER_PAUSE_S", "0.15"))
 
 
 def slow_fake_trainer(spec, data, settings, on_epoch=None):

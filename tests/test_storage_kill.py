@@ -16,8 +16,15 @@ import pytest
 WORKER = Path(__file__).parent / "queue_worker.py"
 
 
+def _no_pause() -> dict[str, str]:
+    """The worker's environment (read now: the session's private cache is set after import), without its pause per
+    training: the kills land while the storage is made, not mid-trial."""
+    return {**os.environ, "QUEUE_WORKER_PAUSE_S": "0"}
+
+
 def _run(url: str, output: Path) -> dict:
-    done = subprocess.run([sys.executable, str(WORKER), url, str(output)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, str(WORKER), url, str(output)], capture_output=True, text=True, timeout=300,
+                          env=_no_pause())
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -30,7 +37,7 @@ def test_a_run_killed_while_it_creates_its_storage_reruns_to_the_same_answer(tmp
         folder.mkdir()
         url = f"sqlite:///{folder}/study.db"
         process = subprocess.Popen([sys.executable, str(WORKER), url, str(folder / "out")],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_no_pause())
         deadline = time.monotonic() + 120
         while not os.listdir(folder) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.001)  # until the storage's file (or its temporary) appears
