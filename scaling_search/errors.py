@@ -23,10 +23,6 @@ class NonFiniteLossError(RuntimeError):
         return (type(self), (self.epoch, self.step, self.value))
 
 
-#: The errno values of a device that has no room left: out of space, out of quota.
-_NO_ROOM = (28, 122)  # ENOSPC, EDQUOT (Linux numbering; errno is consulted too where it names them)
-
-
 def no_room_left(error: BaseException) -> str | None:
     """Where ``error`` (or an error it was raised from, as Optuna's storage wraps SQLite's) is a device without
     room left, a sentence naming the file; else None. A full disk is the machine's state, not a bug: it is
@@ -34,7 +30,7 @@ def no_room_left(error: BaseException) -> str | None:
     saved changed."""
     import errno
 
-    codes = {getattr(errno, "ENOSPC", 28), getattr(errno, "EDQUOT", 122)}
+    codes = {getattr(errno, "ENOSPC", 28), getattr(errno, "EDQUOT", 122)}  # out of space, out of quota
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:

@@ -46,8 +46,9 @@ class TrainSettings:
         crop_padding: random-crop padding as a fraction of the resolution (0 disables; 0.125 = 4 px at 32).
         flip: random horizontal flips.
         eval_batch_size: images per evaluation step; 0 (the default) chooses 128 on the CPU, where a smaller batch
-            evaluates as fast and holds a quarter of the activations (``benchmarks/bench_memory.py``), and 500 on
-            an accelerator.
+            evaluates as fast with a quarter of the evaluation's activations (``benchmarks/bench_eval_batch.py``),
+            and 500 on an accelerator: it changes speed and memory, not what is computed for an image (BatchNorm
+            in eval mode).
         seed: seeds initialisation, shuffling, augmentation, dropout and stochastic depth.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
         threads: CPU threads for torch (None: all cores available to this process).
