@@ -35,7 +35,7 @@ def smoke_run(tmp_path_factory):
 def smoke_fidelity(smoke_run, tmp_path_factory):
     """``scaling-search fidelity --reference-epochs 2 --format json`` after the smoke run, in a copy of its folder:
     (folder, stdout). The fidelity candidates train in both regimes once per session (a reference of twice the
-    epochs, not the default 3x: a third of the reference's cost); ``fidelity --candidates`` reuses them."""
+    epochs, not the default 3x: a third less reference training); ``fidelity --candidates`` reuses them."""
     import shutil
 
     folder = tmp_path_factory.mktemp("fidelity")
@@ -46,7 +46,7 @@ def smoke_fidelity(smoke_run, tmp_path_factory):
 @pytest.fixture
 def few_fidelity_candidates(monkeypatch):
     """Fidelity over 6 candidates instead of 16, for tests of what a fidelity does with its candidates rather
-    than of how many it scores (tests/test_fidelity.py checks the 16): a third of the fake trainings."""
+    than of how many it scores (tests/test_fidelity.py checks the 16): about a third of the fake trainings."""
     import functools
 
     from scaling_search.search import fidelity_points, runner
