@@ -6,11 +6,13 @@ collide), which is renamed over the target (atomic on POSIX) or removed if the w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def check_writable_folder(folder: Path, flag: str = "--output") -> Path:
@@ -37,14 +39,16 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def write_bytes_atomically(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a unique temporary file beside ``path``, then rename it over ``path``."""
+@contextlib.contextmanager
+def open_atomically(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through: a unique temporary beside it, renamed over ``path`` when the block
+    ends, removed if it fails. A failed write() names ``path`` (a full disk says which file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(handle, _file_mode())  # mkstemp makes files private; a report or config is an ordinary file
         with os.fdopen(handle, "wb") as file:
-            file.write(data)
+            yield file
         os.replace(temporary, path)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
@@ -54,6 +58,12 @@ def write_bytes_atomically(path: Path, data: bytes) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a unique temporary file beside ``path``, then rename it over ``path``."""
+    with open_atomically(path) as file:
+        file.write(data)
     return path
 
 
@@ -73,4 +83,4 @@ def write_csv_atomically(path: Path, frame: Any) -> Path:
     return write_text_atomically(path, frame.to_csv(index=False))
 
 
-__all__ = ["check_writable_folder", "write_bytes_atomically", "write_csv_atomically", "write_json_atomically", "write_text_atomically"]
+__all__ = ["check_writable_folder", "open_atomically", "write_bytes_atomically", "write_csv_atomically", "write_json_atomically", "write_text_atomically"]

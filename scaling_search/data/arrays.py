@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from scaling_search.atomic import open_atomically
 
 
 def map_array(path: Path) -> torch.Tensor:
@@ -18,38 +18,20 @@ def map_array(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.load(path, mmap_mode="c"))
 
 
-def save_array(path: Path, tensor: torch.Tensor) -> None:
-    """Write ``tensor`` as ``path`` atomically: readers see the whole file or none, and of two processes racing
-    to write the same file, one's complete copy wins."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, tensor.numpy())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_chunks(path: Path, shape: tuple[int, ...], dtype: torch.dtype, chunks: Iterable[torch.Tensor]) -> None:
-    """Write an array of ``shape`` given as ``chunks`` along its first axis, as :func:`save_array` writes a whole
-    one (atomically, as ``.npy``), holding one chunk at a time instead of the array: written through the file,
-    not a memory map, so no page of it is counted in this process's memory."""
+    """Write an array of ``shape`` given as ``chunks`` along its first axis as the ``.npy`` file ``path``, atomically
+    (readers see the whole file or none; of two processes racing to write it, one's complete copy wins), holding
+    one chunk at a time instead of the array: written through the file, not a memory map, so no page of it is
+    counted in this process's memory."""
     descr = np.lib.format.dtype_to_descr(np.dtype(torch.empty(0, dtype=dtype).numpy().dtype))
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False, "shape": shape})
-            rows = 0
-            for chunk in chunks:
-                out.write(chunk.contiguous().numpy().tobytes())
-                rows += chunk.shape[0]
-            if rows != shape[0]:
-                raise ValueError(f"{path.name}: {rows} rows written of {shape[0]}")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with open_atomically(path) as out:
+        np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False, "shape": shape})
+        rows = 0
+        for chunk in chunks:
+            out.write(chunk.contiguous().numpy().tobytes())
+            rows += chunk.shape[0]
+        if rows != shape[0]:
+            raise ValueError(f"{path.name}: {rows} rows written of {shape[0]}")
 
 
 @contextlib.contextmanager
@@ -81,4 +63,4 @@ def exclusive(lock: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-__all__ = ["exclusive", "map_array", "save_array", "save_chunks"]
+__all__ = ["exclusive", "map_array", "save_chunks"]
