@@ -8,6 +8,7 @@ battery costs seconds, not interpreter start-ups.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from scaling_search.network.budget import parse_budget
+from scaling_search.network.family import efficientnet
 from scaling_search.cli import main
 from scaling_search.search import runner
 from scaling_search.settings.study import load_study_config
@@ -55,6 +57,9 @@ def _write_inputs(folder: Path) -> None:
         connection.execute("create table notes (x integer)")
     (folder / "bad.json").write_text("{not json")
     (folder / "spec.json").write_text('{"stem_channels": 32}')
+    b0 = efficientnet("b0").to_dict()
+    b0["stages"][0]["kernel"] = 7  # a network stage 1's space (kernels 3 and 5) cannot express
+    (folder / "kernel7.json").write_text(json.dumps(b0))
     tomls = {"trials": "[search]\ntrials = 2.5\n", "epochs": '[train]\nepochs = "three"\n',
              "table": "[colour]\nx = 1\n", "key": "[train]\nepoch = 3\n", "broken": "[train\n",
              "width": "[proxy]\nwidth = 2.0\n", "rounding": '[deployment]\ndepth_rounding = "up"\n',
@@ -152,6 +157,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "is not valid JSON"),
     ("baseline file not a spec", ["run", "--baseline", "spec.json", "--preset", "smoke", "--study", "fresh"],
      "network spec field 'stages' must be a list"),
+    ("a network stage 1 cannot defend", ["run", "--network", "kernel7.json", "--preset", "smoke", "--study",
+                                          "fresh"], "it lies outside the search space"),
     # data
     ("data file missing", ["run", "--data", "missing.npz", *FRESH], "no such file or directory"),
     ("text file named .npz", ["run", "--data", "text.npz", *FRESH], "not a .npz archive of arrays"),

@@ -19,7 +19,7 @@ from test_search_runner import fake_trainer
 
 
 def _searched(tmp_path):
-    overrides = {"search": {"trials": 2, "pruner": "none"}}
+    overrides = {"search": {"baseline": "search", "trials": 2, "pruner": "none"}}
     return load_study_config("smoke", overrides, "named", f"sqlite:///{tmp_path}/named.db")
 
 

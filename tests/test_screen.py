@@ -72,7 +72,7 @@ def test_the_screen_is_deterministic_banded_and_ranked(tmp_path):
 
 
 def test_stage_one_trains_the_best_scored_candidates_in_order_and_reuses_its_screen(tmp_path):
-    prepared = _prepared(tmp_path, trials=3, screen=30, screen_band=0.3, screen_batch=16)
+    prepared = _prepared(tmp_path, baseline="search", trials=3, screen=30, screen_band=0.3, screen_batch=16)
     TRAINED.clear()
     baseline, info = runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
     study = optuna.load_study(study_name="screened:baseline", storage=prepared.config.storage)
@@ -101,8 +101,20 @@ def test_stage_one_trains_the_best_scored_candidates_in_order_and_reuses_its_scr
     assert TRAINED == [] and again == baseline and again_info["screen"]["seconds"] == -1.0
 
 
+def test_with_a_challenge_the_deployment_network_is_trained_first_then_the_best_scored(tmp_path):
+    prepared = _prepared(tmp_path, baseline="challenge", trials=3, screen=30, screen_band=0.3, screen_batch=16)
+    TRAINED.clear()
+    _, info = runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
+    study = optuna.load_study(study_name="screened:baseline", storage=prepared.config.storage)
+    rows = study.user_attrs[ATTR]["rows"]
+    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    assert NetworkSpec.from_dict(trials[0].user_attrs["spec"]) == prepared.network and trials[0].user_attrs["incumbent"]
+    assert [t.params for t in trials[1:]] == [rows[0]["params"], rows[1]["params"]] and len(TRAINED) == 3
+    assert info["screen"]["trained"] == 2 and _describe_baseline(info).count("trained the best 2") == 1
+
+
 def test_a_diverged_trial_counts_and_the_next_trains_the_next_candidate(tmp_path):
-    prepared = _prepared(tmp_path, trials=2, screen=30, screen_band=0.3, screen_batch=16)
+    prepared = _prepared(tmp_path, baseline="search", trials=2, screen=30, screen_band=0.3, screen_batch=16)
     calls = []
 
     def diverging_first(spec, data, settings, on_epoch=None):

@@ -17,6 +17,9 @@ from scaling_search.errors import UserError
 from scaling_search.search.confidence import SEPARATED_AT
 from scaling_search.runtimes import RUNTIMES
 
+#: ``--baseline`` values that run stage 1 (any other names the deployment network and skips it).
+STAGE_ONE_BASELINES = ("challenge", "search")
+
 
 def add_study_args(parser: argparse.ArgumentParser) -> None:
     """Flags shared by every command that works on a study (run, baseline, grid, export, ablate, compare,
@@ -48,8 +51,9 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     group.add_argument("--threads", type=positive_int, help="CPU threads per worker (default: cores / workers)")
     group = parser.add_argument_group("search")
-    group.add_argument("--baseline", help="'search' runs stage 1 (default); b0..b7 or a spec/config file skips it "
-                       "and uses that network as the deployment baseline")
+    group.add_argument("--baseline", help="'challenge' runs stage 1 and keeps the deployment network unless a "
+                       "searched candidate beats it at 95%% (the presets' default); 'search' takes stage 1's best "
+                       "reward; b0..b7 or a spec/config file skips stage 1 and uses that network as the baseline")
     group.add_argument("--cost", choices=("macs", "latency"),
                        help="what the reward and the budget measure: MACs (default) or predicted latency")
     group.add_argument("--target-latency", type=positive_float, help="stage-1 reward target in ms (--cost latency)")
@@ -147,7 +151,7 @@ def study_config(args: argparse.Namespace) -> Any:
         raise CliError("--grid-tol must be >= 0")
     baseline = getattr(args, "baseline", None)
     network = args.network
-    if baseline not in (None, "search"):
+    if baseline not in (None, *STAGE_ONE_BASELINES):
         if network not in (None, baseline):
             raise CliError(f"--network {network} and --baseline {baseline} both name the deployment network; give "
                            "one (--baseline NETWORK skips stage 1, --network NETWORK searches around it)")
@@ -159,7 +163,8 @@ def study_config(args: argparse.Namespace) -> Any:
         "proxy": {"resolution": args.proxy_resolution, "width": args.proxy_width, "depth": args.proxy_depth,
                   "images": args.proxy_images},
         "train": {"epochs": args.epochs, "seed": args.seed, "device": args.device, "threads": args.threads},
-        "search": {"baseline": None if baseline is None else ("search" if baseline == "search" else "network"),
+        "search": {"baseline": None if baseline is None else (baseline if baseline in STAGE_ONE_BASELINES
+                                                              else "network"),
                    "cost": args.cost, "target_latency_ms": args.target_latency,
                    "latency_runtime": args.latency_runtime,
                    "trials": args.trials, "screen": args.screen, "target_macs": args.target_macs,
@@ -223,6 +228,9 @@ def describe_baseline(info: dict[str, Any]) -> str:
             else f"{info['macs'] / 1e6:,.0f}M deployment MACs")
     line = (f"baseline: stage 1 trial {info['trial']}, reward {info['reward']:.4f} (proxy val top-1 "
             f"{info['accuracy']:.2%}, {cost})")
+    challenge = info.get("challenge")
+    if challenge:
+        line += "; " + describe_challenge(challenge)
     screen = info.get("screen")
     if screen:
         line += (f"; screened {screen['sampled']} candidates untrained ({screen['signal']} score, "
@@ -231,9 +239,24 @@ def describe_baseline(info: dict[str, Any]) -> str:
     return line
 
 
+def describe_challenge(challenge: dict[str, Any]) -> str:
+    """Why stage 1 kept the deployment network or replaced it (``search.baseline = "challenge"``)."""
+    if challenge.get("incumbent") is None:
+        return f"searched: {challenge['why']}"
+    if challenge.get("challenger") is None:
+        return f"the deployment network, kept: {challenge['why']}"
+    versus = (f"trial {challenge['challenger']} reward {challenge['challenger_reward']:.4f} against "
+              f"{challenge['incumbent_reward']:.4f}, needs more than +{challenge['margin']:.4f}")
+    if challenge["kept"]:
+        return f"the deployment network, kept: {challenge['why']} ({versus})"
+    return f"searched: {challenge['why']} ({versus})"
+
+
 def describe_budget(budget: Any, info: dict[str, Any], cost: str = "macs") -> str:
     """The budget and what it multiplies: the baseline by name (searched, or given), its MACs, blocks and size."""
-    if info.get("source") == "stage 1 search":
+    if (info.get("challenge") or {}).get("kept"):
+        reference = f"the deployment network, kept by stage 1 (trial {info['trial']})"
+    elif info.get("source") == "stage 1 search":
         reference = f"the searched baseline (stage 1 trial {info['trial']})"
     else:
         reference = info.get("source", "the baseline")

@@ -16,10 +16,17 @@ counts, so the next trial samples another network instead of the same one again.
 
 With ``screen > 0`` the trials do not sample: :mod:`scaling_search.search.screen` scores many candidates untrained
 first, and trial k trains the k-th best-scored one (its params fixed through Optuna's PartialFixedSampler).
+
+With ``baseline = "challenge"`` the deployment network is the incumbent: trial 0 trains it (its params fixed the
+same way), and a searched candidate replaces it only when its reward is higher at 95% (the difference of the two
+rewards against its validation sampling error, :mod:`scaling_search.search.ties`' rule). A few one-seed trials
+cannot tell networks apart that differ by less than a point or two; taking their argmax would make the baseline,
+and so every grid point after it, follow the seed. ``"search"`` takes the best reward whatever its margin.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -31,13 +38,14 @@ from optuna.trial import FrozenTrial, TrialState
 from scaling_search.network.cost import count_cost
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.search.candidate import Candidate, measure
+from scaling_search.search.confidence import Z95, accuracy_variance
 from scaling_search.search.context import StudyContext
 from scaling_search.settings.study import StudyConfig
 from scaling_search.search import screen as screening
 from scaling_search.search.queue import Progress, outcome
 from scaling_search.search.storage import is_done, running_elsewhere
 from scaling_search.search.trial_claims import with_heartbeat
-from scaling_search.search.space import reward, suggest_spec
+from scaling_search.search.space import incumbent_params, reward, suggest_spec
 from scaling_search.network.spec import NetworkSpec
 
 
@@ -81,6 +89,7 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
                             "screen_band in the preset")
 
     total = config.search.trials
+    incumbent = check_incumbent(config, network)
 
     def objective(trial: optuna.Trial) -> float:
         trials = study.get_trials(deepcopy=False)
@@ -92,6 +101,8 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
             trial.set_user_attr("yielded_to", "complete")
             raise YieldedTrial(f"stage 1 already has its {total} trials")
         candidate = Candidate.of(suggest_spec(trial, network), transform)
+        if incumbent is not None and candidate.deployment == network:
+            trial.set_user_attr("incumbent", True)
         cost = cost_of(candidate.deployment)
         if latency:
             trial.set_user_attr("latency_ms", cost)
@@ -119,24 +130,76 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
             history = sum(counts(t) for t in study.get_trials(deepcopy=False))
             study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + history,
                                                        n_startup_trials=max(2, total // 2))
-            if screened is not None and history < len(screened["rows"]):
-                study.sampler = fixed_sampler(screened["rows"][history]["params"], study.sampler)
+            screened_index = history - (incumbent is not None)
+            if incumbent is not None and history == 0:
+                study.sampler = fixed_sampler(incumbent, study.sampler)
+            elif screened is not None and screened_index < len(screened["rows"]):
+                study.sampler = fixed_sampler(screened["rows"][screened_index]["params"], study.sampler)
             study.optimize(with_heartbeat(objective, config.search.heartbeat_s), n_trials=1,
                            catch=(NonFiniteLossError, YieldedTrial), callbacks=[bar])
     finally:
         bar.close()
-    best = max((t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
-               key=lambda t: (t.value, -t.number), default=None)
-    if best is None:
+    completed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not completed:
         raise UserError(f"stage 1 of study {config.name!r} has no completed trial (all pruned or failed)")
+    best, challenge = choose_baseline(completed) if incumbent is not None else (best_reward(completed), None)
     baseline = NetworkSpec.from_dict(best.user_attrs["spec"])
     info = {"source": "stage 1 search", "trial": best.number, "reward": best.value,
             "accuracy": best.user_attrs["accuracy"], "macs": best.user_attrs["macs"],
             "proxy_macs": best.user_attrs["proxy_macs"], "cost": config.search.cost, "target": target,
             "blocks": baseline.num_blocks, "resolution": baseline.resolution}
+    if challenge is not None:
+        info["challenge"] = challenge
     if screened is not None:
-        info["screen"] = screening.summary(screened, total)
+        info["screen"] = screening.summary(screened, total - (incumbent is not None))
     return baseline, info
+
+
+def check_incumbent(config: StudyConfig, network: NetworkSpec) -> dict[str, Any] | None:
+    """The params of stage 1's incumbent trial (the deployment network) with ``baseline = "challenge"``, None
+    otherwise; a network the search space cannot express is refused."""
+    if config.search.baseline != "challenge":
+        return None
+    params = incumbent_params(network)
+    if params is None:
+        raise UserError(f"stage 1 cannot defend the deployment network {config.deployment.network} against its "
+                        "candidates: it lies outside the search space (kernels 3/5, expand ratios 1/4/6, SE 0/0.25); "
+                        "use --baseline search (stage 1's best reward) or --baseline NETWORK")
+    return params
+
+
+def best_reward(trials: list[FrozenTrial]) -> FrozenTrial:
+    """The completed trial of the highest reward (the earliest among equals)."""
+    return max(trials, key=lambda t: (t.value, -t.number))
+
+
+def reward_variance(trial: FrozenTrial) -> float:
+    """The variance of a one-seed trial's reward from its validation sampling: the accuracy's binomial variance
+    scaled by the reward's cost factor squared (the cost is exact); 0 where the trial did not record its
+    validation size."""
+    accuracy = trial.user_attrs["accuracy"]
+    variance = accuracy_variance(accuracy, trial.user_attrs.get("val_images"), None, 1) or 0.0
+    factor = trial.value / accuracy if accuracy else 0.0
+    return variance * factor ** 2
+
+
+def choose_baseline(trials: list[FrozenTrial]) -> tuple[FrozenTrial, dict[str, Any]]:
+    """The incumbent (the deployment network) unless the best searched trial's reward is higher at 95%, and the
+    comparison that decided it (``kept``, the best challenger's trial and reward, the margin it needed)."""
+    best = best_reward(trials)
+    incumbent = next((t for t in trials if t.user_attrs.get("incumbent")), None)
+    if incumbent is None:  # the deployment network's training diverged: nothing to defend
+        return best, {"kept": False, "incumbent": None, "why": "the deployment network has no completed trial"}
+    if best.number == incumbent.number:
+        return incumbent, {"kept": True, "incumbent": incumbent.number, "challenger": None,
+                           "why": "no searched candidate has a higher reward"}
+    margin = Z95 * math.sqrt(reward_variance(best) + reward_variance(incumbent))
+    record = {"incumbent": incumbent.number, "incumbent_reward": incumbent.value, "challenger": best.number,
+              "challenger_reward": best.value, "margin": margin}
+    if best.value - incumbent.value > margin:
+        return best, {**record, "kept": False, "why": "its reward is higher than the deployment network's at 95%"}
+    return incumbent, {**record, "kept": True,
+                       "why": "no searched candidate's reward is higher than the deployment network's at 95%"}
 
 
 def fixed_sampler(params: dict[str, Any], base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
@@ -153,4 +216,4 @@ def counts(trial: FrozenTrial) -> bool:
     return trial.state != TrialState.FAIL or "error" in trial.user_attrs
 
 
-__all__ = ["YieldedTrial", "cost_function", "run_baseline"]
+__all__ = ["YieldedTrial", "check_incumbent", "choose_baseline", "cost_function", "run_baseline"]

@@ -49,11 +49,13 @@ def fit_budget(config: StudyConfig, baseline: NetworkSpec, coefficients: tuple[f
 
 
 def budget_reference(config: StudyConfig, baseline: NetworkSpec) -> dict[str, Any]:
-    """What a ratio budget multiplies: the deployment baseline, named (stage 1's searched network, or the
-    deployment network as given), with its MACs, blocks and resolution."""
-    searched = config.search.baseline == "search"
+    """What a ratio budget multiplies: the deployment baseline, named (stage 1's searched network, the deployment
+    network stage 1 kept, or the deployment network as given), with its MACs, blocks and resolution."""
+    given = config.deployment_network(baseline.num_classes, baseline.input_channels)
+    searched = config.search.baseline != "network" and baseline != given
+    kept = ", kept by stage 1" if config.search.baseline != "network" else " as given"
     return {"network": "the searched baseline (stage 1)" if searched else
-            f"the deployment network {config.deployment.network} as given",
+            f"the deployment network {config.deployment.network}{kept}",
             "searched": searched, "macs": count_cost(baseline).macs, "blocks": baseline.num_blocks,
             "resolution": baseline.resolution}
 

@@ -27,7 +27,7 @@ from scaling_search.network.proxy import ProxyTransform, to_proxy
 from scaling_search.network.rules import check_rule
 from scaling_search.search import ablations
 from scaling_search.search.ablations import describe_point
-from scaling_search.search.baseline import run_baseline
+from scaling_search.search.baseline import check_incumbent, run_baseline
 from scaling_search.search.candidate import Trainer
 from scaling_search.search.context import EventHandler, StudyContext, StudyStore, ignore_event
 from scaling_search.search.decision import GridResult, check_grid_finished, load_grid
@@ -89,8 +89,8 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
             seeded: tuple[str, ...] = ()) -> StudyContext:
     """Every cheap check before any training or storage write, then the data loaded and the context built.
 
-    Checked: the scaling rule against the budget, the device, the stored settings, the deployment network and
-    its proxy's size, every rung's proxy, a non-empty grid, a latency table where the cost is latency, a budget
+    Checked: the scaling rule against the budget, the device, the stored settings, the deployment network, its
+    proxy's size and (``baseline = "challenge"``) its place in stage 1's space, every rung's proxy, a non-empty grid, a latency table where the cost is latency, a budget
     within reach, the data (by loading it), and, where the pipeline ``stores`` trials, the storage (by opening it,
     so that one that cannot be made fails before any line is printed). The ``seeded`` stages, which the pipeline
     trains further, must have been trained with the config's seeds per point. ``workers = "auto"`` is resolved to
@@ -111,6 +111,7 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     transform = ProxyTransform.for_baseline(config.proxy, network)
     proxy = to_proxy(network, transform)
     check_trainable(proxy, len(data.train_labels) + len(data.val_labels), config.train.batch_size)
+    check_incumbent(config, network)
     for index, rung in enumerate(config.search.rungs, start=1):  # a rung no proxy can have fails before training
         try:
             rung.config(config).proxy_transform(network)
@@ -161,7 +162,7 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
     """All stages: baseline search, coefficient grid (compound and v2 only), export at deployment scale by
     ``strategy`` (compound scaling, or another rule of :mod:`scaling_search.network.rules`)."""
     check_writable_folder(output)
-    trains = strategy in GRID_RULES or config.search.baseline == "search"  # else no storage is made
+    trains = strategy in GRID_RULES or config.search.baseline != "network"  # else no storage is made
     ctx = prepare(config, data, budget, strategy=strategy, max_resolution=max_resolution, trainer=trainer,
                   progress=progress, on_event=on_event, stores=trains, seeded=("grid",))
     ctx.emit("prepared", ctx)

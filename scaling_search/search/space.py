@@ -8,7 +8,7 @@ repeats B0's +-1 (at least 1) and a width factor {0.75, 1.0, 1.25} per stage.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scaling_search.network.scaling import round_filters
 from scaling_search.network.spec import NetworkSpec, StageSpec
@@ -39,9 +39,30 @@ def suggest_spec(trial: optuna.Trial, base: NetworkSpec) -> NetworkSpec:
     return replace(base, stages=tuple(stages))
 
 
+def incumbent_params(base: NetworkSpec) -> dict[str, Any] | None:
+    """The params under which :func:`suggest_spec` returns ``base`` itself (every stage as it is, width factor 1),
+    so that stage 1 can train the deployment network as one of its trials; None when ``base`` lies outside the
+    space (a kernel, expand ratio or SE ratio the space does not offer)."""
+    params: dict[str, Any] = {}
+    for index, stage in enumerate(base.stages):
+        prefix = f"s{index}_"
+        if stage.kernel not in KERNELS or stage.se_ratio not in SE_RATIOS or \
+                (index and stage.expand_ratio not in EXPAND_RATIOS):
+            return None
+        params[prefix + "kernel"] = stage.kernel
+        if index:
+            params[prefix + "expand"] = stage.expand_ratio
+        params[prefix + "se"] = stage.se_ratio
+        params[prefix + "repeats"] = stage.repeats
+        params[prefix + "width"] = 1.0
+    import optuna
+
+    return params if suggest_spec(optuna.trial.FixedTrial(params), base) == base else None
+
+
 def reward(accuracy: float, macs: float, target_macs: float, w: float = -0.07) -> float:
     """MnasNet's soft-constrained reward ``ACC(m) * (FLOPS(m) / T) ** w`` (paper Section 4, w = -0.07)."""
     return accuracy * (macs / target_macs) ** w
 
 
-__all__ = ["EXPAND_RATIOS", "KERNELS", "SE_RATIOS", "WIDTH_FACTORS", "reward", "suggest_spec"]
+__all__ = ["EXPAND_RATIOS", "KERNELS", "SE_RATIOS", "WIDTH_FACTORS", "incumbent_params", "reward", "suggest_spec"]

@@ -30,7 +30,7 @@ from scaling_search.network.spec import NetworkSpec, load_spec
 from scaling_search.settings.train import RUN_ONLY_FIELDS, TrainSettings
 
 PRUNERS = ("none", "median", "asha", "hyperband")
-BASELINES = ("search", "network")
+BASELINES = ("challenge", "search", "network")
 COSTS = ("macs", "latency")
 #: How the ladder chooses among points tied with the best at its top rung (:mod:`scaling_search.search.ties`).
 TIE_BREAKS = ("cost", "none")
@@ -104,7 +104,9 @@ class SearchSettings:
     """Stage 1 (baseline search), stage 2 (coefficient grid) and budget settings.
 
     Attributes:
-        baseline: ``"search"`` runs stage 1 around the deployment network; ``"network"`` uses it as it is.
+        baseline: ``"challenge"`` runs stage 1 around the deployment network and keeps that network unless a
+            searched candidate's reward is higher at 95% (:mod:`scaling_search.search.baseline`); ``"search"``
+            takes stage 1's best reward whatever its margin; ``"network"`` uses the deployment network as it is.
         cost: what the stage-1 reward and the budget measure: ``"macs"`` (the paper) or ``"latency"``
             (MnasNet's choice: batch-1 latency of the deployment network predicted by the device's table).
         target_latency_ms: stage-1 reward target with ``cost = "latency"``; 0 means the baseline's prediction.
@@ -142,7 +144,7 @@ class SearchSettings:
             trains on at least one core, so the extra ones only slow the others down).
     """
 
-    baseline: str = "search"
+    baseline: str = "challenge"
     cost: str = "macs"
     target_latency_ms: float = 0.0
     latency_device: str = "cpu"
