@@ -133,3 +133,49 @@ def test_a_kept_deployment_network_is_named_as_such_by_the_budget_and_the_lines(
     assert "the deployment network, kept: no searched candidate" in describe_baseline(result.baseline_info)
     assert "2x of the deployment network, kept by stage 1 (trial 0)" in describe_budget(parse_budget("2x"),
                                                                                       result.baseline_info)
+
+
+def _challenged(tmp_path, top_rung_accuracy):
+    """Stage 1 under a one-rung ladder where every searched candidate scores 0.9 against the deployment network's
+    0.2 in stage 1's regime (1 epoch), and ``top_rung_accuracy(is_incumbent)`` at the top rung (2 epochs)."""
+    config = load_study_config("smoke", {"search": {"trials": 3, "pruner": "none", "rungs": [{"epochs": 2}]}},
+                               "s1", f"sqlite:///{tmp_path}/s1.db")
+    prepared = runner.prepare(config)
+    incumbent_stages = to_proxy(prepared.network, prepared.transform).stages
+
+    def accuracy(spec, epochs):
+        is_incumbent = spec.stages == incumbent_stages
+        return (0.2 if is_incumbent else 0.9) if epochs == 1 else top_rung_accuracy(is_incumbent)
+
+    trained = []
+
+    def trainer(spec, data, settings, on_epoch=None):
+        trained.append(settings.epochs)
+        value = accuracy(spec, settings.epochs)
+        cost = count_cost(spec)
+        return TrainResult(value, value, 1.0, settings.epochs, 0.01, 1000.0, cost.macs, cost.params,
+                           spec.resolution, "fake", 1)
+
+    baseline, info = runner.search_baseline(prepared.derive(trainer=trainer, progress=False))
+    return prepared, baseline, info, trained
+
+
+def test_a_challenger_that_does_not_win_again_at_the_top_rung_leaves_the_deployment_network(tmp_path):
+    prepared, baseline, info, trained = _challenged(tmp_path, lambda is_incumbent: 0.5)
+    challenge = info["challenge"]
+    assert baseline == prepared.network and challenge["kept"] and "not at the top rung" in challenge["why"]
+    assert trained == [1, 1, 1, 2, 2]  # stage 1's three trials, then the incumbent and the challenger again
+    assert challenge["confirmed"]["stage"] == "baseline-confirm-e2-r32-w0.25-s1"
+    assert challenge["challenger_reward"] > challenge["incumbent_reward"] + challenge["margin"]
+    study = optuna.load_study(study_name="s1:baseline-confirm-e2-r32-w0.25-s1", storage=prepared.config.storage)
+    assert sorted(t.user_attrs["role"] for t in study.trials) == ["challenger", "incumbent"]
+    again = runner.search_baseline(prepared.derive(trainer=lambda *a, **k: pytest.fail("trained again"),
+                                                   progress=False))
+    assert again[0] == baseline and again[1]["challenge"] == challenge  # a rerun reads both stages back
+
+
+def test_a_challenger_that_wins_again_at_the_top_rung_replaces_the_deployment_network(tmp_path):
+    prepared, baseline, info, trained = _challenged(tmp_path, lambda is_incumbent: 0.2 if is_incumbent else 0.9)
+    challenge = info["challenge"]
+    assert baseline != prepared.network and not challenge["kept"] and "again at the top rung" in challenge["why"]
+    assert info["trial"] == challenge["challenger"] and trained.count(2) == 2

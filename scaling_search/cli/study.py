@@ -247,6 +247,10 @@ def describe_challenge(challenge: dict[str, Any]) -> str:
         return f"the deployment network, kept: {challenge['why']}"
     versus = (f"trial {challenge['challenger']} reward {challenge['challenger_reward']:.4f} against "
               f"{challenge['incumbent_reward']:.4f}, needs more than +{challenge['margin']:.4f}")
+    confirmed = challenge.get("confirmed")
+    if confirmed:
+        versus += (f"; at the top rung, {confirmed['regime']}: {confirmed['challenger_reward']:.4f} against "
+                   f"{confirmed['incumbent_reward']:.4f}, needs more than +{confirmed['margin']:.4f}")
     if challenge["kept"]:
         return f"the deployment network, kept: {challenge['why']} ({versus})"
     return f"searched: {challenge['why']} ({versus})"

@@ -19,9 +19,12 @@ first, and trial k trains the k-th best-scored one (its params fixed through Opt
 
 With ``baseline = "challenge"`` the deployment network is the incumbent: trial 0 trains it (its params fixed the
 same way), and a searched candidate replaces it only when its reward is higher at 95% (the difference of the two
-rewards against its validation sampling error, :mod:`scaling_search.search.ties`' rule). A few one-seed trials
-cannot tell networks apart that differ by less than a point or two; taking their argmax would make the baseline,
-and so every grid point after it, follow the seed. ``"search"`` takes the best reward whatever its margin.
+rewards against its noise, :mod:`scaling_search.search.ties`' rule) twice: among stage 1's one-seed trials, and
+then at the decision ladder's top rung, where both are trained again (stage ``baseline-confirm-...``, a work queue
+like the rungs': resumable and shared by workers). Cheap evidence only eliminates, as on the ladder: a few
+one-seed trials cannot tell networks apart that differ by a point or two (their seed spread is not measured), and
+taking their argmax would make the baseline, and so every grid point after it, follow the seed. ``"search"``
+takes the best reward whatever its margin.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import optuna
@@ -143,6 +147,10 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
     if not completed:
         raise UserError(f"stage 1 of study {config.name!r} has no completed trial (all pruned or failed)")
     best, challenge = choose_baseline(completed) if incumbent is not None else (best_reward(completed), None)
+    if challenge is not None and not challenge["kept"] and challenge["incumbent"] is not None \
+            and config.search.rungs:
+        trials = {t.number: t for t in completed}
+        best, challenge = confirm_challenge(ctx, trials[challenge["incumbent"]], best, challenge)
     baseline = NetworkSpec.from_dict(best.user_attrs["spec"])
     info = {"source": "stage 1 search", "trial": best.number, "reward": best.value,
             "accuracy": best.user_attrs["accuracy"], "macs": best.user_attrs["macs"],
@@ -200,6 +208,52 @@ def choose_baseline(trials: list[FrozenTrial]) -> tuple[FrozenTrial, dict[str, A
         return best, {**record, "kept": False, "why": "its reward is higher than the deployment network's at 95%"}
     return incumbent, {**record, "kept": True,
                        "why": "no searched candidate's reward is higher than the deployment network's at 95%"}
+
+
+def confirm_challenge(ctx: StudyContext, incumbent: FrozenTrial, challenger: FrozenTrial,
+                      challenge: dict[str, Any]) -> tuple[FrozenTrial, dict[str, Any]]:
+    """Train the incumbent and the challenger that beat it again at the ladder's top rung (its epochs, proxy and
+    seeds) and keep the incumbent unless the challenger's reward is higher at 95% there too."""
+    from scaling_search.search.ladder import rung_context
+    from scaling_search.search.queue import point, prepare_points, train_stage
+    from scaling_search.search.workers import with_workers
+    from scaling_search.settings.ladder import regime_stage
+
+    top = len(ctx.config.search.rungs)
+    rung_ctx = rung_context(ctx, top)
+    config = rung_ctx.config
+    stage = f"baseline-{regime_stage('confirm', config)}-s{config.search.repeats}"
+    entries = [point(Candidate.of(NetworkSpec.from_dict(trial.user_attrs["spec"]), rung_ctx.transform),
+                     {"stage1_trial": trial.number, "role": role}, {"stage1_trial": trial.number})
+               for trial, role in ((incumbent, "incumbent"), (challenger, "challenger"))]
+    prepare_points(rung_ctx, stage, entries, {"stage1_trials": [incumbent.number, challenger.number]})
+    study = with_workers(rung_ctx, partial(train_stage, stage, "baseline confirm", describe_confirmation))
+    rows = {t.user_attrs["stage1_trial"]: t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE}
+    rewards, variances = {}, {}
+    for trial in (incumbent, challenger):
+        row = rows[trial.number].user_attrs
+        factor = trial.value / trial.user_attrs["accuracy"] if trial.user_attrs["accuracy"] else 0.0
+        rewards[trial.number] = row["accuracy"] * factor
+        variances[trial.number] = factor ** 2 * (accuracy_variance(row["accuracy"], row.get("val_images"),
+                                                                   row.get("accuracy_std"),
+                                                                   len(row.get("accuracy_per_seed") or [1])) or 0.0)
+    margin = Z95 * math.sqrt(variances[incumbent.number] + variances[challenger.number])
+    ahead = rewards[challenger.number] - rewards[incumbent.number] > margin
+    at_top = {"stage": stage, "regime": ctx.config.search.rungs[-1].describe(ctx.config),
+              "incumbent_reward": rewards[incumbent.number], "challenger_reward": rewards[challenger.number],
+              "margin": margin}
+    if ahead:
+        return challenger, {**challenge, "confirmed": at_top,
+                            "why": "its reward is higher than the deployment network's at 95% in stage 1 and again "
+                                   "at the top rung"}
+    return incumbent, {**challenge, "kept": True, "confirmed": at_top,
+                       "why": "the best searched candidate beat the deployment network at 95% in stage 1 but not "
+                              "at the top rung"}
+
+
+def describe_confirmation(attrs: dict[str, Any]) -> str:
+    """A confirmation trial's log line: ``stage 1 trial 2 (challenger)``."""
+    return f"stage 1 trial {attrs['stage1_trial']} ({attrs['role']})"
 
 
 def fixed_sampler(params: dict[str, Any], base: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
