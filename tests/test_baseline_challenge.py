@@ -179,3 +179,16 @@ def test_a_challenger_that_wins_again_at_the_top_rung_replaces_the_deployment_ne
     challenge = info["challenge"]
     assert baseline != prepared.network and not challenge["kept"] and "again at the top rung" in challenge["why"]
     assert info["trial"] == challenge["challenger"] and trained.count(2) == 2
+
+
+def test_a_deployment_network_whose_top_rung_training_diverged_cannot_defend_itself(tmp_path):
+    from scaling_search.errors import NonFiniteLossError
+
+    def diverging(is_incumbent):
+        if is_incumbent:
+            raise NonFiniteLossError(1, 2, float("nan"))
+        return 0.5
+
+    prepared, baseline, info, _ = _challenged(tmp_path, diverging)
+    confirmed = info["challenge"]["confirmed"]
+    assert baseline != prepared.network and confirmed["incumbent_reward"] == 0.0 and not info["challenge"]["kept"]

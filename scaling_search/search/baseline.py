@@ -181,14 +181,19 @@ def best_reward(trials: list[FrozenTrial]) -> FrozenTrial:
     return max(trials, key=lambda t: (t.value, -t.number))
 
 
-def reward_variance(trial: FrozenTrial) -> float:
-    """The variance of a one-seed trial's reward from its validation sampling: the accuracy's binomial variance
-    scaled by the reward's cost factor squared (the cost is exact); 0 where the trial did not record its
-    validation size."""
+def cost_factor(trial: FrozenTrial) -> float:
+    """A stage-1 trial's reward over its accuracy: ``(cost / target) ** w``, exact (0 for a zero accuracy)."""
     accuracy = trial.user_attrs["accuracy"]
-    variance = accuracy_variance(accuracy, trial.user_attrs.get("val_images"), None, 1) or 0.0
-    factor = trial.value / accuracy if accuracy else 0.0
-    return variance * factor ** 2
+    return trial.value / accuracy if accuracy else 0.0
+
+
+def reward_variance(attrs: dict[str, Any], factor: float) -> float:
+    """The variance of a reward ``accuracy * factor`` from the accuracy's noise (validation sampling, and the seed
+    spread where several seeds trained it), scaled by the exact cost factor squared; 0 where the trial recorded
+    neither its validation size nor a spread."""
+    seeds = len(attrs.get("accuracy_per_seed") or [None])
+    variance = accuracy_variance(attrs["accuracy"], attrs.get("val_images"), attrs.get("accuracy_std"), seeds)
+    return (variance or 0.0) * factor ** 2
 
 
 def choose_baseline(trials: list[FrozenTrial]) -> tuple[FrozenTrial, dict[str, Any]]:
@@ -201,7 +206,7 @@ def choose_baseline(trials: list[FrozenTrial]) -> tuple[FrozenTrial, dict[str, A
     if best.number == incumbent.number:
         return incumbent, {"kept": True, "incumbent": incumbent.number, "challenger": None,
                            "why": "no searched candidate has a higher reward"}
-    margin = Z95 * math.sqrt(reward_variance(best) + reward_variance(incumbent))
+    margin = Z95 * math.sqrt(sum(reward_variance(t.user_attrs, cost_factor(t)) for t in (best, incumbent)))
     record = {"incumbent": incumbent.number, "incumbent_reward": incumbent.value, "challenger": best.number,
               "challenger_reward": best.value, "margin": margin}
     if best.value - incumbent.value > margin:
@@ -228,15 +233,14 @@ def confirm_challenge(ctx: StudyContext, incumbent: FrozenTrial, challenger: Fro
                for trial, role in ((incumbent, "incumbent"), (challenger, "challenger"))]
     prepare_points(rung_ctx, stage, entries, {"stage1_trials": [incumbent.number, challenger.number]})
     study = with_workers(rung_ctx, partial(train_stage, stage, "baseline confirm", describe_confirmation))
-    rows = {t.user_attrs["stage1_trial"]: t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE}
+    # a training that diverged (no accuracy) scores a reward of 0: it cannot win, nor defend
+    rows = {t.user_attrs["stage1_trial"]: t.user_attrs for t in study.get_trials(deepcopy=False)
+            if t.state == TrialState.COMPLETE}
     rewards, variances = {}, {}
     for trial in (incumbent, challenger):
-        row = rows[trial.number].user_attrs
-        factor = trial.value / trial.user_attrs["accuracy"] if trial.user_attrs["accuracy"] else 0.0
-        rewards[trial.number] = row["accuracy"] * factor
-        variances[trial.number] = factor ** 2 * (accuracy_variance(row["accuracy"], row.get("val_images"),
-                                                                   row.get("accuracy_std"),
-                                                                   len(row.get("accuracy_per_seed") or [1])) or 0.0)
+        row = rows.get(trial.number, {"accuracy": 0.0})
+        rewards[trial.number] = row["accuracy"] * cost_factor(trial)
+        variances[trial.number] = reward_variance(row, cost_factor(trial))
     margin = Z95 * math.sqrt(variances[incumbent.number] + variances[challenger.number])
     ahead = rewards[challenger.number] - rewards[incumbent.number] > margin
     at_top = {"stage": stage, "regime": ctx.config.search.rungs[-1].describe(ctx.config),

@@ -90,8 +90,8 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     """Every cheap check before any training or storage write, then the data loaded and the context built.
 
     Checked: the scaling rule against the budget, the device, the stored settings, the deployment network, its
-    proxy's size and (``baseline = "challenge"``) its place in stage 1's space, every rung's proxy, a non-empty grid, a latency table where the cost is latency, a budget
-    within reach, the data (by loading it), and, where the pipeline ``stores`` trials, the storage (by opening it,
+    proxy's size and (``baseline = "challenge"``) its place in stage 1's space, every rung's proxy, a non-empty
+    grid, a latency table where the cost is latency, a budget within reach, the data (by loading it), and, where the pipeline ``stores`` trials, the storage (by opening it,
     so that one that cannot be made fails before any line is printed). The ``seeded`` stages, which the pipeline
     trains further, must have been trained with the config's seeds per point. ``workers = "auto"`` is resolved to
     this machine's plan.
