@@ -71,13 +71,18 @@ def test_the_screen_is_deterministic_banded_and_ranked(tmp_path):
         assert suggest_spec(trial, prepared.network) == samples[row["index"]][1]
 
 
-def test_stage_one_trains_the_best_scored_candidates_in_order_and_reuses_its_screen(tmp_path):
-    prepared = _prepared(tmp_path, baseline="search", trials=3, screen=30, screen_band=0.3, screen_batch=16)
+def _screened_stage_one(tmp_path, baseline):
+    """Stage 1 of three trials after a screen of 30 candidates, with the fake trainer: the context, its answer, the
+    stage's study, the screen's rows (best-scored first) and the trials in order."""
+    prepared = _prepared(tmp_path, baseline=baseline, trials=3, screen=30, screen_band=0.3, screen_batch=16)
     TRAINED.clear()
-    baseline, info = runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
+    found = runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
     study = optuna.load_study(study_name="screened:baseline", storage=prepared.config.storage)
-    rows = study.user_attrs[ATTR]["rows"]
-    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    return prepared, found, study, study.user_attrs[ATTR]["rows"], sorted(study.get_trials(), key=lambda t: t.number)
+
+
+def test_stage_one_trains_the_best_scored_candidates_in_order_and_reuses_its_screen(tmp_path):
+    prepared, (baseline, info), study, rows, trials = _screened_stage_one(tmp_path, "search")
     assert [t.params for t in trials] == [rows[k]["params"] for k in range(3)]
     assert len(TRAINED) == 3 and info["screen"]["trained"] == 3 and info["screen"]["sampled"] == 30
     assert info["screen"]["in_band"] == len(rows) and NetworkSpec.from_dict(trials[0].user_attrs["spec"]) != \
@@ -102,12 +107,7 @@ def test_stage_one_trains_the_best_scored_candidates_in_order_and_reuses_its_scr
 
 
 def test_with_a_challenge_the_deployment_network_is_trained_first_then_the_best_scored(tmp_path):
-    prepared = _prepared(tmp_path, baseline="challenge", trials=3, screen=30, screen_band=0.3, screen_batch=16)
-    TRAINED.clear()
-    _, info = runner.search_baseline(prepared.derive(trainer=fake_trainer, progress=False))
-    study = optuna.load_study(study_name="screened:baseline", storage=prepared.config.storage)
-    rows = study.user_attrs[ATTR]["rows"]
-    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    prepared, (_, info), _, rows, trials = _screened_stage_one(tmp_path, "challenge")
     assert NetworkSpec.from_dict(trials[0].user_attrs["spec"]) == prepared.network and trials[0].user_attrs["incumbent"]
     assert [t.params for t in trials[1:]] == [rows[0]["params"], rows[1]["params"]] and len(TRAINED) == 3
     assert info["screen"]["trained"] == 2 and _describe_baseline(info).count("trained the best 2") == 1
