@@ -124,9 +124,9 @@ CASES: list[tuple[str, list[str], str]] = [
     # study names, settings, storages
     ("empty study name", ["run", *FLAGS, "--study", ""], "study name '' must be"),
     ("study name with a space", ["run", *FLAGS, "--study", "my study"], "study name 'my study' must be"),
-    ("changed settings", ["run", "--epochs", "2", *FLAGS], "different settings (train.epochs)"),
+    ("changed settings", ["run", "--epochs", "2", *FLAGS], "different settings (train.epochs: 1 stored, 2 given)"),
     ("export with changed settings", ["export", "--budget", "2x", "--epochs", "3", *FLAGS],
-     "different settings (train.epochs)"),
+     "different settings (train.epochs: 1 stored, 3 given)"),
     ("grid with changed settings", ["grid", "--seed", "5", *FLAGS], "different settings"),
     ("ablate with changed settings", ["ablate", "--figure", "8", "--epochs", "2", *FLAGS], "different settings"),
     ("grid with other seeds per point than it was trained with", ["grid", "--repeats", "2", *FLAGS],

@@ -131,7 +131,7 @@ def test_a_refused_budget_leaves_every_saved_file_byte_identical(finished, tmp_p
         runner.export(strict, parse_budget("3x"), output=study_tmp / "reports")
     other = load_study_config("smoke", {"search": {"baseline": "network", "pruner": "none"}, "train": {"epochs": 2}},
                               "fake", result.config.storage)
-    with pytest.raises(UserError, match=r"different settings \(train.epochs\)"):
+    with pytest.raises(UserError, match=r"different settings \(train.epochs: 1 stored, 2 given\)"):
         runner.export(other, parse_budget("2x"), output=study_tmp / "reports")
     assert _digests(folder) == before
     assert hashlib.sha256(db.read_bytes()).hexdigest() == db_before

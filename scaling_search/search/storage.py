@@ -301,13 +301,14 @@ def check_stored_settings(config: StudyConfig, storage: BaseStorage, study_name:
     if saved is not None:
         saved = _without_stage_settings(saved)
     if saved is not None and saved != settings:
-        changed = sorted(
-            f"{table}.{key}" for table in settings for key in settings[table]
+        changed = sorted(  # each with its stored and its given value: a preset's new default is named too
+            f"{table}.{key}: {(saved.get(table) or {}).get(key)!r} stored, {settings[table][key]!r} given"
+            for table in settings for key in settings[table]
             if (saved.get(table) or {}).get(key) != settings[table][key]
         ) or sorted(set(saved) ^ set(settings))
         raise UserError(
             f"study {config.name!r} in {mask_credentials(config.storage)} was created with different settings "
-            f"({', '.join(changed)}); rerun with the original flags or choose a new --study name")
+            f"({'; '.join(changed)}); rerun with the original flags or choose a new --study name")
 
 
 def check_existing(config: StudyConfig, stages: tuple[str, ...] = ("baseline", "grid"),
