@@ -105,7 +105,8 @@ class SearchSettings:
 
     Attributes:
         baseline: ``"challenge"`` runs stage 1 around the deployment network and keeps that network unless a
-            searched candidate's reward is higher at 95% (:mod:`scaling_search.search.baseline`); ``"search"``
+            searched candidate's reward is higher at 95% among stage 1's trials and again at the ladder's top rung
+            (:mod:`scaling_search.search.baseline`); ``"search"``
             takes stage 1's best reward whatever its margin; ``"network"`` uses the deployment network as it is.
         cost: what the stage-1 reward and the budget measure: ``"macs"`` (the paper) or ``"latency"``
             (MnasNet's choice: batch-1 latency of the deployment network predicted by the device's table).
