@@ -3,7 +3,8 @@ the memory it adds to the process (peak RSS after the training less before it) a
 
 The network is the quick preset's B0 at gamma 1.4, its proxy at ``--resolution`` px (80 by default: the largest
 resolution ``bench_memory.py`` trains at, where evaluation at batch 500 was a large part of the peak), on the
-same generated 64-px data (4,200 train + 1,400 val images), one epoch, one thread, splits held in memory.
+same generated 64-px data as ``bench_memory.py`` (4,200 train + 1,400 val images), one epoch, one thread,
+splits held in memory.
 
     python benchmarks/bench_eval_batch.py [--resolution 80] [--batches 500 128]
 """
@@ -11,6 +12,7 @@ same generated 64-px data (4,200 train + 1,400 val images), one epoch, one threa
 from __future__ import annotations
 
 from _results import recorded
+from bench_memory import NATIVE, TRAIN_PER_CLASS, VAL_PER_CLASS
 
 import argparse
 import json
@@ -29,7 +31,7 @@ from scaling_search.network.proxy import ProxyTransform, to_proxy
 from scaling_search.settings.study import load_study_config
 from scaling_search.training import train_proxy
 
-data = synthetic_dataset(420, 140, seed=0, resolution=64)
+data = synthetic_dataset({train}, {val}, seed=0, resolution={native})
 config = load_study_config("quick", {{"train": {{"epochs": 1, "threads": 1, "eval_batch_size": {batch}}}}}, "x",
                            "sqlite:///unused.db")
 network = config.deployment.compound(replace(config.deployment.network_spec(), num_classes=10), 1.0, 1.0, 1.4, 1.0)
@@ -50,7 +52,8 @@ def main() -> None:
     with recorded("bench_eval_batch") as results:
         rows = {}
         for batch in args.batches:
-            code = CHILD.format(root=str(ROOT), batch=batch, resolution=args.resolution)
+            code = CHILD.format(root=str(ROOT), batch=batch, resolution=args.resolution, train=TRAIN_PER_CLASS,
+                                val=VAL_PER_CLASS, native=NATIVE)
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             rows[batch] = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"evaluation batch {batch:4d}: +{rows[batch]['added_mb']:7.1f} MB peak RSS over the start, "

@@ -238,9 +238,9 @@ def confirm_challenge(ctx: StudyContext, incumbent: FrozenTrial, challenger: Fro
             if t.state == TrialState.COMPLETE}
     rewards, variances = {}, {}
     for trial in (incumbent, challenger):
-        row = rows.get(trial.number, {"accuracy": 0.0})
-        rewards[trial.number] = row["accuracy"] * cost_factor(trial)
-        variances[trial.number] = reward_variance(row, cost_factor(trial))
+        row, factor = rows.get(trial.number, {"accuracy": 0.0}), cost_factor(trial)
+        rewards[trial.number] = row["accuracy"] * factor
+        variances[trial.number] = reward_variance(row, factor)
     margin = Z95 * math.sqrt(variances[incumbent.number] + variances[challenger.number])
     ahead = rewards[challenger.number] - rewards[incumbent.number] > margin
     at_top = {"stage": stage, "regime": ctx.config.search.rungs[-1].describe(ctx.config),

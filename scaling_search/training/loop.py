@@ -80,11 +80,11 @@ class TrainResult:
         return out
 
 
-
 #: Evaluation batch where ``eval_batch_size = 0``: on the CPU a smaller batch evaluates as fast and holds a
 #: quarter of the activations; on an accelerator a larger one keeps it busy.
 EVAL_BATCH_CPU = 128
 EVAL_BATCH_ACCELERATOR = 500
+
 
 def place_images(images: torch.Tensor, device: torch.device, share: float = 0.25) -> torch.Tensor:
     """Where a split's resized images live during training: on the GPU when they take at most ``share`` of
