@@ -50,6 +50,10 @@ def _write_inputs(folder: Path) -> None:
     np.savez(folder / "small_test.npz", x_train=pixels, y_train=labels, x_test=pixels[:8, :16, :16], y_test=labels[:8])
     np.savez(folder / "no_y_test.npz", x_train=pixels, y_train=labels, x_test=pixels[:8])
     np.savez(folder / "one_image.npz", x_train=pixels[:1], y_train=labels[:1])
+    np.savez(folder / "one_px.npz", x_train=pixels[:, :1, :1], y_train=labels)
+    np.savez(folder / "either_layout.npz", x_train=pixels[:, :3, :3], y_train=labels)
+    np.savez(folder / "oblong.npz", x_train=pixels[:, :, :20], y_train=labels)
+    np.savez(folder / "no_channels.npz", x_train=pixels[..., :2], y_train=labels)
     (folder / "corrupt.db").write_text("this is not a database\n")
     (folder / "empty.db").write_bytes(b"")
     (folder / "dir.db").mkdir()
@@ -180,6 +184,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "options after '?' are not supported on a SQLite URL"),
     ("x_test without y_test", ["run", "--data", "no_y_test.npz", *FRESH], "has x_test but no y_test"),
     ("one image", ["run", "--data", "one_image.npz", *FRESH], "1 training image(s) leave none to hold out"),
+    ("one-pixel images", ["run", "--data", "one_px.npz", *FRESH], "images are 1x1 px; they must be at least 8 px"),
+    ("a shape both layouts read", ["run", "--data", "either_layout.npz", *FRESH],
+     "reads as 3x3-px images of 3 channels both as NHWC and as NCHW"),
+    ("oblong images", ["run", "--data", "oblong.npz", *FRESH], "images must be square, got 32x20"),
+    ("no channel axis", ["run", "--data", "no_channels.npz", *FRESH], "cannot find the channel axis"),
     ("string pixels", ["run", "--data", "strings.npz", *FRESH], "npz"),
     ("subset larger than the data", ["run", "--subset", "100000", *FRESH], "larger than the 120 training images"),
     ("subset below the classes", ["run", "--subset", "3", *FRESH], "smaller than the 10 classes"),

@@ -18,17 +18,37 @@ from scaling_search.data.base import DataError, ImageData, holdout_split
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+#: Channel counts an image array may have (grey, RGB, RGBA; an alpha channel is dropped).
+_CHANNELS = (1, 3, 4)
+#: The smallest native image side read: below it an image carries too little to train on, and a square image of
+#: 4 px or less with as many channels as pixels per side reads the same as NHWC or NCHW.
+MIN_IMAGE_PX = 8
+
+
 def _to_nchw(array: np.ndarray, where: str) -> torch.Tensor:
+    """``array`` as uint8 NCHW. The layout is the one under which the images are square with 1, 3 or 4 channels;
+    a shape that fits both layouts (images of as many pixels per side as channels) or neither is refused."""
     if array.ndim == 3:  # (N, H, W) grayscale
         array = array[:, None]
     if array.ndim != 4:
         raise DataError(f"{where}: images must have 3 or 4 dimensions (N, H, W[, C]), got shape {array.shape}")
-    if array.shape[-1] in (1, 3, 4) and array.shape[1] not in (1, 3, 4):
+    _, a, b, c = array.shape
+    nchw, nhwc = a in _CHANNELS and b == c, c in _CHANNELS and a == b
+    if nchw and nhwc:
+        raise DataError(f"{where}: shape {array.shape} reads as {a}x{a}-px images of {a} channels both as NHWC and "
+                        f"as NCHW; images must be at least {MIN_IMAGE_PX} px on a side")
+    if nhwc:
         array = array.transpose(0, 3, 1, 2)  # NHWC -> NCHW
-    if array.shape[1] not in (1, 3, 4):
-        raise DataError(f"{where}: cannot find the channel axis in shape {array.shape} (expected NHWC or NCHW)")
-    if array.shape[2] != array.shape[3]:
-        raise DataError(f"{where}: images must be square, got {array.shape[2]}x{array.shape[3]}")
+    elif not nchw:
+        if c in _CHANNELS or a in _CHANNELS:
+            height, width = (a, b) if c in _CHANNELS else (b, c)
+            raise DataError(f"{where}: images must be square, got {height}x{width} (shape {array.shape}); crop or "
+                            "resize them to a square first")
+        raise DataError(f"{where}: cannot find the channel axis in shape {array.shape} (expected NHWC or NCHW with "
+                        "1, 3 or 4 channels)")
+    if array.shape[2] < MIN_IMAGE_PX:
+        raise DataError(f"{where}: images are {array.shape[2]}x{array.shape[3]} px; they must be at least "
+                        f"{MIN_IMAGE_PX} px on a side")
     if array.shape[0] == 0 or array.size == 0:
         raise DataError(f"{where}: holds no images (shape {array.shape})")
     if array.dtype != np.uint8:
