@@ -87,6 +87,8 @@ def sample_tree(root: int) -> tuple[float, tuple[float, float, float]]:
             status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
         except OSError:
             continue
+        if "VmRSS" not in status:  # a zombie (exited, not yet reaped) holds no memory
+            continue
         total += sum(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
         rss = tuple(int(status[key].split()[0]) / 1024 for key in ("VmRSS", "RssAnon", "RssFile"))
         largest = max(largest, rss)
