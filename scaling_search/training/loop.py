@@ -32,6 +32,7 @@ from scaling_search.training.augment import random_crop_flip
 from scaling_search.training.checkpoint import (Checkpointer, TrainingState, deferred_interrupts, rng_state,
                                                 set_rng_state)
 from scaling_search.network.cost import count_cost
+from scaling_search.data.arrays import PageBudget, release_pages
 from scaling_search.data.base import ImageData
 from scaling_search.errors import NonFiniteLossError, UserError
 from scaling_search.network.model import build_model
@@ -166,11 +167,14 @@ def _count_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    device: torch.device, memory_format: torch.memory_format, autocast: bool) -> torch.Tensor:
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)  # counted on the device: one read at the end
+    pages = PageBudget(images)
     for start in range(0, len(labels), batch_size):
         batch = images[start:start + batch_size].to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        pages.read(batch.shape[0])
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(batch)
         correct += (logits.argmax(1) == labels[start:start + batch_size].to(device, non_blocking=True)).sum()
+    release_pages(images)  # the whole split was read: none of it needs to stay until the next evaluation
     return correct.cpu()
 
 
@@ -304,6 +308,7 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
     autocast = device.type == "cuda"
     train_images, val_images = place_images(train_images, device), place_images(val_images, device)
     train_labels = train_labels.to(train_images.device)
+    train_pages = PageBudget(train_images)  # a split mapped from the dataset cache: its read pages handed back
     eval_batch = settings.eval_batch_size or (EVAL_BATCH_CPU if device.type == "cpu" else EVAL_BATCH_ACCELERATOR)
     optimizer = _optimizer(model, settings)
     stepped = ranks.wrap(model)  # what the training steps call: the model, or DDP around it
@@ -353,6 +358,7 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
                 if ranks.world > 1:
                     batch_idx = batch_idx.tensor_split(ranks.world)[ranks.rank]
                 images = random_crop_flip(train_images[batch_idx], padding, settings.flip, augment_generator)
+                train_pages.read(len(batch_idx))
                 images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
                 labels = train_labels[batch_idx].to(device, non_blocking=True)
                 lr = learning_rate(step, total_steps, warmup_steps, settings.lr)
@@ -389,6 +395,7 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
                     .to(device).contiguous(memory_format=memory_format)
                     for i in range(min(settings.precise_bn_batches, steps_per_epoch))
                 ]
+                train_pages.read(sum(len(batch) for batch in batches))
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     recompute_bn_statistics(model, batches)
             ranks.average_buffers(model)
