@@ -1,4 +1,5 @@
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,8 @@ from PIL import Image
 
 from scaling_search.data import DataError, infer_format, load_dataset
 from scaling_search.data.synthetic import synthetic_dataset
+from scaling_search.network import EFFICIENTNET_B0
+from scaling_search.network.scaling import scale
 
 
 def _npz(path, n=40, layout="nhwc", classes=4, **extra):
@@ -286,3 +289,69 @@ def test_a_subset_shares_its_resized_splits_and_an_unwritable_cache_is_skipped(t
     monkeypatch.setenv("SCALING_SEARCH_CACHE", str(blocked))
     again = load_dataset(str(path), subset=20)
     assert torch.equal(again.split("val", 12).images, images) and again.cache.disk is None
+
+
+def _file_resident_kb() -> int:
+    """This process's resident pages mapped from files, in kB (Linux: /proc/self/status)."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("no /proc/self/status on this system")
+    return int(next(line for line in status.read_text().splitlines() if line.startswith("RssFile:")).split()[1])
+
+
+def test_read_pages_of_a_mapped_split_leave_the_process_and_read_back_the_same(tmp_path):
+    """release_pages drops the pages a process read of a mapped array from its resident memory (the bytes stay
+    the file's), and does nothing to a tensor in memory."""
+    from scaling_search.data.arrays import map_array, release_pages
+
+    values = np.random.default_rng(0).standard_normal((64, 3, 128, 128), dtype=np.float32)  # 12 MB
+    np.save(tmp_path / "split.npy", values)
+    mapped = map_array(tmp_path / "split.npy")
+    before = _file_resident_kb()
+    assert float(mapped.sum()) == pytest.approx(float(values.sum()), rel=1e-4)  # every page read
+    read = _file_resident_kb()
+    assert read - before > 10_000
+    release_pages(mapped)
+    assert read - _file_resident_kb() > 10_000
+    assert torch.equal(mapped, torch.from_numpy(values))  # read again from the file: the same bytes
+    in_memory = torch.from_numpy(values.copy())
+    release_pages(in_memory)
+    assert torch.equal(in_memory, torch.from_numpy(values))
+
+
+def test_a_training_from_mapped_splits_gives_the_same_numbers_whether_or_not_it_hands_pages_back(tmp_path, monkeypatch):
+    from scaling_search.data import arrays
+    from scaling_search.settings.train import TrainSettings
+    from scaling_search.training import train_proxy
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    path = _npz(tmp_path / "a.npz", n=80)
+    spec = replace(scale(EFFICIENTNET_B0, width=0.25, depth=0.34), resolution=32, num_classes=4)
+    settings = TrainSettings(epochs=2, batch_size=16, threads=1, precise_bn_batches=2)
+    kept = train_proxy(spec, load_dataset(str(path)), settings)
+    releases = []
+    real = arrays.release_pages
+    monkeypatch.setattr(arrays, "release_pages", lambda tensor: releases.append(1) or real(tensor))
+    monkeypatch.setattr(arrays, "RELEASE_BYTES", 1)  # hand the pages back after every batch
+    handed_back = train_proxy(spec, load_dataset(str(path)), settings)
+    assert len(releases) > 8
+    assert (handed_back.val_top1, handed_back.train_loss) == (kept.val_top1, kept.train_loss)
+    assert [h.val_top1 for h in handed_back.history] == [h.val_top1 for h in kept.history]
+
+
+def test_the_synthetic_set_is_rendered_once_per_machine_with_the_same_bytes(tmp_path, monkeypatch):
+    from scaling_search.data import loading
+
+    monkeypatch.setenv("SCALING_SEARCH_CACHE", str(tmp_path / "cache"))
+    renders = []
+    monkeypatch.setattr(loading, "synthetic_dataset", lambda *a, **k: renders.append(a) or synthetic_dataset(*a, **k))
+    options = dict(synthetic_train_per_class=3, synthetic_val_per_class=2, seed=5)
+    load_dataset("synthetic", **options)
+    second = load_dataset("synthetic", **options)  # what the next worker process does
+    assert len(renders) == 1 and _mapped_from_file(second.train_images, tmp_path / "cache")
+    rendered = synthetic_dataset(3, 2, seed=5)
+    for name in ("train_images", "train_labels", "val_images", "val_labels"):
+        assert torch.equal(getattr(second, name), getattr(rendered, name))
+    assert (second.name, second.classes) == (rendered.name, rendered.classes)
+    load_dataset("synthetic", **{**options, "seed": 6})  # other settings: rendered for themselves
+    assert len(renders) == 2

@@ -1,10 +1,11 @@
 """Decoded datasets on disk, memory-mapped: a dataset is decoded once per machine, not once per process.
 
 Every grid worker (``--workers N``) and every data-parallel rank loads the study's data itself. Without this
-each decoded the source again (Pillow over every file of an image folder) and held its own copy of the uint8
-images and of every resized split. Here the first process writes the decoded arrays as ``.npy`` files under
-``<cache>/datasets/<key>/``; later ones map them (``numpy.load(mmap_mode="c")``), so the operating system keeps
-one copy in its page cache for all of them. Resized, normalised splits are written the same way, one file per
+each decoded the source again (Pillow over every file of an image folder, the renderer for the synthetic set) and
+held its own copy of the uint8 images and of every resized split. Here the first process writes the decoded arrays
+as ``.npy`` files under ``<cache>/datasets/<key>/``; later ones map them (copy-on-write), so the operating system
+keeps one copy in its page cache for all of them, and a training hands back the pages it has read
+(:class:`scaling_search.data.arrays.PageBudget`). Resized, normalised splits are written the same way, one file per
 split and resolution, the first time any process computes one (:class:`scaling_search.data.base.ResizedCache`).
 
 The key is a hash of the source's path and of every file's size and modification time, the reader and its

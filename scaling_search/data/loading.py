@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
+from scaling_search.data import synthetic
 from scaling_search.data.base import DataError, ImageData, ResizedCache, class_balanced_subset
 from scaling_search.data.decoded import decoded_dataset
 from scaling_search.data.formats import FORMATS
@@ -50,7 +53,12 @@ def load_dataset(
     if kind not in FORMATS:
         raise DataError(f"unknown data format {kind!r}: choose one of {', '.join(FORMATS)}")
     if kind == "synthetic":
-        data = synthetic_dataset(synthetic_train_per_class, synthetic_val_per_class, seed=seed)
+        # rendered once per machine too: the key holds the renderer's file (its size and time) and torch's version,
+        # whose generator draws the shapes, so a changed renderer or generator renders again
+        data = decoded_dataset("synthetic", Path(synthetic.__file__),
+                               {"train_per_class": synthetic_train_per_class, "val_per_class": synthetic_val_per_class,
+                                "seed": seed, "torch": torch.__version__},
+                               lambda: synthetic_dataset(synthetic_train_per_class, synthetic_val_per_class, seed=seed))
     else:
         from scaling_search.data import files
 
