@@ -29,6 +29,8 @@ from scaling_search.settings.study import StudyConfig
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
+    from scaling_search.search.pool import WorkerPool
+
 #: ``on_event(kind, payload)``: how a pipeline reports what it found while it runs (the CLI prints it).
 EventHandler = Callable[[str, Any], None]
 
@@ -92,6 +94,8 @@ class StudyContext:
         bar: False in a worker process, which logs no bar of its own.
         on_event: receives ``(kind, payload)`` as a pipeline finds things.
         store: the study's stages.
+        pool: the worker processes this command's stages share (:func:`scaling_search.search.workers.kept_workers`),
+            or None: each stage spawns its own.
     """
 
     config: StudyConfig
@@ -103,6 +107,7 @@ class StudyContext:
     bar: bool = True
     on_event: EventHandler = ignore_event
     store: StudyStore = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    pool: WorkerPool | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.store is None or self.store.config is not self.config:

@@ -42,7 +42,8 @@ from scaling_search.search.queue import prepare_points, train_stage
 from scaling_search.search.race import run_race
 from scaling_search.search.storage import check_existing
 from scaling_search.search.tables import write_tables
-from scaling_search.search.workers import check_workers, with_execution_plan, with_worker_threads, with_workers
+from scaling_search.search.workers import (check_workers, kept_workers, with_execution_plan, with_worker_threads,
+                                           with_workers)
 from scaling_search.settings.ladder import regime_stage
 from scaling_search.settings.study import StudyConfig
 from scaling_search.training import check_trainable, choose_device, train_proxy
@@ -165,20 +166,21 @@ def run(config: StudyConfig, budget: Budget, family: list[float] | None = None, 
     trains = strategy in GRID_RULES or config.search.baseline != "network"  # else no storage is made
     ctx = prepare(config, data, budget, strategy=strategy, max_resolution=max_resolution, trainer=trainer,
                   progress=progress, on_event=on_event, stores=trains, seeded=("grid",))
-    ctx.emit("prepared", ctx)
-    baseline_spec, info = search_baseline(ctx)
-    ctx.emit("baseline", info)
-    if strategy in GRID_RULES:
-        search_grid(ctx, baseline_spec)
-    if strategy == "compound":
-        found, paths = export_grid(ctx.store, budget, family, output, ctx.data.name)
-    else:
-        found, paths = export_by_rule(ctx.store, budget, family, output, ctx.data.name, baseline_spec, strategy,
-                                      max_resolution=max_resolution, long_training=long_training)
-    if found is not None:
-        ctx.emit("grid", found)
-    ctx.emit("exported", paths)
-    return RunResult(ctx.config, baseline_spec, info, found, paths, output / ctx.config.name, trains, strategy)
+    with kept_workers(ctx) as ctx:
+        ctx.emit("prepared", ctx)
+        baseline_spec, info = search_baseline(ctx)
+        ctx.emit("baseline", info)
+        if strategy in GRID_RULES:
+            search_grid(ctx, baseline_spec)
+        if strategy == "compound":
+            found, paths = export_grid(ctx.store, budget, family, output, ctx.data.name)
+        else:
+            found, paths = export_by_rule(ctx.store, budget, family, output, ctx.data.name, baseline_spec, strategy,
+                                          max_resolution=max_resolution, long_training=long_training)
+        if found is not None:
+            ctx.emit("grid", found)
+        ctx.emit("exported", paths)
+        return RunResult(ctx.config, baseline_spec, info, found, paths, output / ctx.config.name, trains, strategy)
 
 
 def baseline(config: StudyConfig, output: Path = Path("reports"), *, trainer: Trainer = train_proxy,
@@ -186,10 +188,11 @@ def baseline(config: StudyConfig, output: Path = Path("reports"), *, trainer: Tr
     """Stage 1 alone; writes ``study.json`` and the stage's table."""
     check_writable_folder(output)
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event)
-    ctx.emit("prepared", ctx)
-    found = search_baseline(ctx)
-    write_tables(ctx.store, output / ctx.config.name)
-    return found
+    with kept_workers(ctx) as ctx:
+        ctx.emit("prepared", ctx)
+        found = search_baseline(ctx)
+        write_tables(ctx.store, output / ctx.config.name)
+        return found
 
 
 def grid(config: StudyConfig, output: Path = Path("reports"), *, trainer: Trainer = train_proxy,
@@ -197,11 +200,12 @@ def grid(config: StudyConfig, output: Path = Path("reports"), *, trainer: Traine
     """Stage 2 (stage 1 first where it is not finished); writes ``study.json`` and the tables."""
     check_writable_folder(output)
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event, seeded=("grid",))
-    ctx.emit("prepared", ctx)
-    baseline_spec, _ = search_baseline(ctx)
-    found = search_grid(ctx, baseline_spec)
-    write_tables(ctx.store, output / ctx.config.name, found.rows, found.decision.to_dict())
-    return found
+    with kept_workers(ctx) as ctx:
+        ctx.emit("prepared", ctx)
+        baseline_spec, _ = search_baseline(ctx)
+        found = search_grid(ctx, baseline_spec)
+        write_tables(ctx.store, output / ctx.config.name, found.rows, found.decision.to_dict())
+        return found
 
 
 def export(config: StudyConfig, budget: Budget, family: list[float] | None = None, output: Path = Path("reports"),
@@ -243,29 +247,30 @@ def ablate(config: StudyConfig, figures: tuple[str, ...], *, widths: tuple[float
         config = replace(config, deployment=replace(config.deployment, network=str(base_path), resolution=0))
     ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event,
                   seeded=tuple(f"fig{figure}" for figure in figures))
-    ctx = ctx.derive(config=with_worker_threads(ctx.config))
-    ctx.emit("prepared", ctx)
-    base, transform, deployment = ctx.network, ctx.transform, ctx.config.deployment
-    coefficients, source = _study_coefficients(ctx.store) or (PAPER_COEFFICIENTS, "paper")
-    on = f"baseline {Path(base_path).name}" if base_path else ""
-    notes = {
-        "3": "; ".join(filter(None, (on, _trimmed("width", widths, ablations.PAPER_WIDTHS),
-                                     _trimmed("depth", depths, ablations.PAPER_DEPTHS),
-                                     _trimmed("resolution", resolutions, ablations.PAPER_RESOLUTIONS)))),
-        "4": "; ".join(filter(None, (on, _trimmed("width", widths, ablations.PAPER_WIDTHS)))),
-        "8": "; ".join(filter(None, (on, f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} "
-                                         f"from the {source}"))),
-    }
-    for figure in figures:
-        if figure == "3":
-            points = ablations.figure3_points(base, deployment, transform, widths, depths, resolutions)
-        elif figure == "4":
-            points = ablations.figure4_points(base, deployment, transform, widths)
-        else:
-            points = ablations.figure8_points(base, deployment, transform, coefficients, phis, source)
-        _train_points(ctx, f"fig{figure}", points, {"baseline": base.to_dict(), "note": notes[figure]},
-                      f"figure {figure}")
-    return output / ctx.config.name
+    with kept_workers(ctx) as ctx:
+        ctx = ctx.derive(config=with_worker_threads(ctx.config))
+        ctx.emit("prepared", ctx)
+        base, transform, deployment = ctx.network, ctx.transform, ctx.config.deployment
+        coefficients, source = _study_coefficients(ctx.store) or (PAPER_COEFFICIENTS, "paper")
+        on = f"baseline {Path(base_path).name}" if base_path else ""
+        notes = {
+            "3": "; ".join(filter(None, (on, _trimmed("width", widths, ablations.PAPER_WIDTHS),
+                                         _trimmed("depth", depths, ablations.PAPER_DEPTHS),
+                                         _trimmed("resolution", resolutions, ablations.PAPER_RESOLUTIONS)))),
+            "4": "; ".join(filter(None, (on, _trimmed("width", widths, ablations.PAPER_WIDTHS)))),
+            "8": "; ".join(filter(None, (on, f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} "
+                                             f"from the {source}"))),
+        }
+        for figure in figures:
+            if figure == "3":
+                points = ablations.figure3_points(base, deployment, transform, widths, depths, resolutions)
+            elif figure == "4":
+                points = ablations.figure4_points(base, deployment, transform, widths)
+            else:
+                points = ablations.figure8_points(base, deployment, transform, coefficients, phis, source)
+            _train_points(ctx, f"fig{figure}", points, {"baseline": base.to_dict(), "note": notes[figure]},
+                          f"figure {figure}")
+        return output / ctx.config.name
 
 
 def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[float, ...], *,
@@ -287,20 +292,21 @@ def compare(config: StudyConfig, rule_names: tuple[str, ...], budgets: tuple[flo
     except ValueError as error:
         raise UserError(str(error)) from None
     ctx = prepare(config, data, trainer=trainer, progress=progress, on_event=on_event, seeded=("compare",))
-    ctx = ctx.derive(config=with_worker_threads(ctx.config))
-    base, transform, search = ctx.network, ctx.transform, ctx.config.search
-    ctx.emit("prepared", ctx)
-    points = compare_points(base, ctx.config.deployment, transform, rules, budgets)
-    note = (f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} from the {source}; "
-            f"{search.repeats} seed(s) per point")
-    study = prepare_points(ctx, "compare", points, {"baseline": base.to_dict(), "note": note,
-                                                    "rules": list(rule_names), "budgets": list(budgets)},
-                           growable=("rules", "budgets"),  # another budget or rule extends the comparison
-                           choices={"figure": ["compare"], "method": ["baseline", *RULES]})
-    study.set_user_attr("predicted_latency", point_latencies(study.user_attrs["points"], search.latency_device,
-                                                             search.latency_runtime))
-    with_workers(ctx, partial(train_stage, "compare", "comparison", describe_point))
-    return output / ctx.config.name
+    with kept_workers(ctx) as ctx:
+        ctx = ctx.derive(config=with_worker_threads(ctx.config))
+        base, transform, search = ctx.network, ctx.transform, ctx.config.search
+        ctx.emit("prepared", ctx)
+        points = compare_points(base, ctx.config.deployment, transform, rules, budgets)
+        note = (f"alpha, beta, gamma = {', '.join(f'{c:g}' for c in coefficients)} from the {source}; "
+                f"{search.repeats} seed(s) per point")
+        study = prepare_points(ctx, "compare", points, {"baseline": base.to_dict(), "note": note,
+                                                        "rules": list(rule_names), "budgets": list(budgets)},
+                               growable=("rules", "budgets"),  # another budget or rule extends the comparison
+                               choices={"figure": ["compare"], "method": ["baseline", *RULES]})
+        study.set_user_attr("predicted_latency", point_latencies(study.user_attrs["points"], search.latency_device,
+                                                                 search.latency_runtime))
+        with_workers(ctx, partial(train_stage, "compare", "comparison", describe_point))
+        return output / ctx.config.name
 
 
 @dataclass(frozen=True)
@@ -357,9 +363,10 @@ def fidelity(config: StudyConfig, reference: Reference, *, output: Path = Path("
     check_writable_folder(output)
     reference.config(config)  # a reference equal to the proxy, or a bad width, is refused before anything loads
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event, seeded=("grid",))
-    reference.transform(ctx.config, ctx.network)  # refused before any training
-    ctx.emit("prepared", ctx)
-    return _fidelity(ctx, reference, output).result
+    with kept_workers(ctx) as ctx:
+        reference.transform(ctx.config, ctx.network)  # refused before any training
+        ctx.emit("prepared", ctx)
+        return _fidelity(ctx, reference, output).result
 
 
 def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[CandidateRegime], *,
@@ -375,32 +382,33 @@ def compare_proxies(config: StudyConfig, reference: Reference, candidates: list[
     reference.config(config)
     trained = [candidate.config(config) for candidate in candidates]
     ctx = prepare(config, trainer=trainer, progress=progress, on_event=on_event, seeded=("grid",))
-    reference.transform(ctx.config, ctx.network)
-    # a regime no proxy can have (below the network's stride, say) is refused before anything trains; each is
-    # remade from the prepared config, whose workers = "auto" is resolved to this machine's plan
-    trained = [candidate.config(ctx.config) for candidate in candidates]
-    transforms = [regime.proxy_transform(ctx.network) for regime in trained]
-    ctx.emit("prepared", ctx)
-    own = _fidelity(ctx, reference, output)
-    grid_study, reference_study = ctx.stage("grid"), ctx.stage(own.reference_stage)
-    assert grid_study is not None and reference_study is not None  # _fidelity() just finished both
-    baseline_attrs = grid_study.user_attrs["baseline"]
-    scored = [own.result]
-    for regime, transform in zip(trained, transforms):
-        candidate_config = _with_fidelity_seeds(regime)
-        data = ctx.data if candidate_config.data == ctx.config.data else candidate_config.data.load()
-        candidate_ctx = ctx.derive(config=candidate_config, transform=transform, data=data)
-        stage = candidate_stage(regime) + own.suffix  # the same candidates, seeds and reference
-        study = prepare_points(candidate_ctx, stage, regime_points(own.candidates, transform),
-                               {"baseline": baseline_attrs, "reference_stage": own.reference_stage})
-        study.set_user_attr("target_tau", target_tau)  # the report's recommendation uses the command's target
-        with_workers(candidate_ctx, partial(train_stage, stage, "candidate proxy", describe_grid_point))
-        scored.append(score_fidelity(study, reference_study))
-    result = recommend(scored, target_tau)
-    folder = output / ctx.config.name
-    write_json_atomically(folder / "proxies.json", result.to_dict())
-    write_text_atomically(folder / "recommended-proxy.toml", preset_text(ctx.config, result))
-    return result
+    with kept_workers(ctx) as ctx:
+        reference.transform(ctx.config, ctx.network)
+        # a regime no proxy can have (below the network's stride, say) is refused before anything trains; each is
+        # remade from the prepared config, whose workers = "auto" is resolved to this machine's plan
+        trained = [candidate.config(ctx.config) for candidate in candidates]
+        transforms = [regime.proxy_transform(ctx.network) for regime in trained]
+        ctx.emit("prepared", ctx)
+        own = _fidelity(ctx, reference, output)
+        grid_study, reference_study = ctx.stage("grid"), ctx.stage(own.reference_stage)
+        assert grid_study is not None and reference_study is not None  # _fidelity() just finished both
+        baseline_attrs = grid_study.user_attrs["baseline"]
+        scored = [own.result]
+        for regime, transform in zip(trained, transforms):
+            candidate_config = _with_fidelity_seeds(regime)
+            data = ctx.data if candidate_config.data == ctx.config.data else candidate_config.data.load()
+            candidate_ctx = ctx.derive(config=candidate_config, transform=transform, data=data)
+            stage = candidate_stage(regime) + own.suffix  # the same candidates, seeds and reference
+            study = prepare_points(candidate_ctx, stage, regime_points(own.candidates, transform),
+                                   {"baseline": baseline_attrs, "reference_stage": own.reference_stage})
+            study.set_user_attr("target_tau", target_tau)  # the report's recommendation uses the command's target
+            with_workers(candidate_ctx, partial(train_stage, stage, "candidate proxy", describe_grid_point))
+            scored.append(score_fidelity(study, reference_study))
+        result = recommend(scored, target_tau)
+        folder = output / ctx.config.name
+        write_json_atomically(folder / "proxies.json", result.to_dict())
+        write_text_atomically(folder / "recommended-proxy.toml", preset_text(ctx.config, result))
+        return result
 
 
 def _trimmed(label: str, values: tuple[float, ...], paper: tuple[float, ...]) -> str:

@@ -1,29 +1,25 @@
 """Worker processes on this machine: one stage's job run by ``search.workers`` processes on the same storage.
 
 :func:`with_workers` receives the job itself, a picklable callable of a :class:`~.context.StudyContext` (a module
-function, or a :func:`functools.partial` of one), and runs it here and in ``workers - 1`` spawned processes, each of
-which rebuilds the context from its :class:`~.context.WorkerRecipe`. The storage's queue shares the work
-(:mod:`scaling_search.search.queue`); nothing here knows which stage it runs.
-
-A worker is stopped with SIGTERM by its parent (on Ctrl-C or an error) and then exits normally, releasing what it
-holds. A parent that dies without stopping it (SIGKILL) stops it too: a worker never goes on training unseen.
+function, or a :func:`functools.partial` of one), and runs it here and in ``workers - 1`` worker processes
+(:mod:`scaling_search.search.pool`), each of which rebuilds the context from its :class:`~.context.WorkerRecipe`.
+The storage's queue shares the work (:mod:`scaling_search.search.queue`); nothing here knows which stage it runs.
+Under :func:`kept_workers` a command's stages reuse the same workers; otherwise a stage spawns its own and ends them.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import contextlib
 import signal
-import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
-import optuna
-
 from scaling_search.errors import UserError
 from scaling_search.network.spec import NetworkSpec
-from scaling_search.search.context import StudyContext, WorkerRecipe
-from scaling_search.search.interrupt import interrupt_outside_storage, raise_outside_storage
+from scaling_search.search.context import StudyContext
+from scaling_search.search.interrupt import interrupt_outside_storage
+from scaling_search.search.pool import WorkerPool
 from scaling_search.settings.study import SearchSettings, StudyConfig
 from scaling_search.training import choose_device, default_threads
 
@@ -64,29 +60,18 @@ def with_worker_threads(config: StudyConfig) -> StudyConfig:
     return config
 
 
-def _work(recipe: WorkerRecipe, job: Job) -> None:
-    """Entry point of an extra worker process: the job on a context rebuilt from ``recipe``, no progress bar."""
-    signal.signal(signal.SIGTERM, _exit_quietly)
-    _exit_with_parent()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    job(recipe.build())
-
-
-def _exit_quietly(signum: int, frame: Any) -> None:
-    raise_outside_storage(signum, frame, SystemExit(0))
-
-
-def _exit_with_parent() -> None:
-    """Send this process SIGTERM when its parent process exits (a daemon thread waits on the parent's sentinel)."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
+@contextlib.contextmanager
+def kept_workers(ctx: StudyContext) -> Iterator[StudyContext]:
+    """``ctx`` with a :class:`~.pool.WorkerPool`: every :func:`with_workers` under it (any context derived from it)
+    reuses the worker processes an earlier stage finished with; they end when the block does."""
+    if ctx.pool is not None:
+        yield ctx
         return
-
-    def watch() -> None:
-        parent.join()
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+    pool = WorkerPool()
+    try:
+        yield ctx.derive(pool=pool)
+    finally:
+        pool.close()
 
 
 def with_workers(ctx: StudyContext, job: Callable[[StudyContext], T]) -> T:
@@ -95,42 +80,42 @@ def with_workers(ctx: StudyContext, job: Callable[[StudyContext], T]) -> T:
     workers = ctx.config.search.workers
     if workers <= 1:
         return job(ctx)
-    context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_work, args=(ctx.recipe(), job)) for _ in range(workers - 1)]
+    pool = ctx.pool if ctx.pool is not None else WorkerPool()
     # Workers start with SIGINT ignored (kept across exec, so Python installs no handler): Ctrl-C reaches the
     # whole terminal group, and a worker still importing torch would print a 60-line traceback. The parent
     # reports the interruption and stops them; their trials go stale and are retried by the next run.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        for process in processes:
-            process.start()
+        extra = pool.take(workers - 1)
     finally:
         signal.signal(signal.SIGINT, previous)
+    recipe = ctx.recipe()
+    for worker in extra:
+        worker.send((recipe, job))
 
     def interrupted(signum: int, frame: Any) -> None:
         # Stop the workers first: one may be mid-write on the storage, and the parent's own unwinding
         # (Optuna joins the trial's heartbeat thread, which writes to the storage) must not wait on its lock.
-        for process in processes:
-            process.terminate()
+        for worker in extra:
+            worker.process.terminate()
         interrupt_outside_storage(signum, frame)
 
     signal.signal(signal.SIGINT, interrupted)
     try:
         result = job(ctx)
-        for process in processes:  # a Ctrl-C while waiting here stops the workers too
-            process.join()
+        for worker in extra:  # a Ctrl-C while waiting here stops the workers too
+            if not worker.wait():  # it ended without finishing (its job raised): reaped, not kept
+                worker.stop()
     except BaseException:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join(timeout=30)
-            if process.is_alive():  # still importing or stuck: not left to finish the stage unseen
-                process.kill()
-                process.join()
+        for worker in extra:
+            worker.stop()
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
+    pool.give_back(extra)
+    if ctx.pool is None:
+        pool.close()
     return result
 
 
-__all__ = ["Job", "check_workers", "with_execution_plan", "with_worker_threads", "with_workers"]
+__all__ = ["Job", "check_workers", "kept_workers", "with_execution_plan", "with_worker_threads", "with_workers"]
