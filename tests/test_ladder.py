@@ -208,3 +208,15 @@ def test_a_bad_ladder_flag_is_one_line_and_exit_2(tmp_path, flags, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) <= 2 and "Traceback" not in "\n".join(err) and not (tmp_path / "bad.db").exists()
+
+
+@pytest.mark.parametrize("pruner", ["none", "median"])
+def test_a_rung_above_the_grid_evaluates_its_last_epoch_alone(tmp_path, pruner):
+    """No rung above the grid prunes (regime stages never do) or reads a learning curve."""
+    from scaling_search.search.ladder import rung_context
+
+    ctx = runner.prepare(_config(tmp_path, pruner=pruner), stores=False)
+    assert rung_context(ctx, 0).config.train.evaluate_every_epoch  # the grid: its pruner and the fidelity read curves
+    assert not rung_context(ctx, 1).config.train.evaluate_every_epoch
+    assert rung_context(ctx, 1).config.result_settings() == ctx.config.search.rungs[0].config(
+        ctx.config).result_settings()  # the same stage fingerprint as before

@@ -32,6 +32,20 @@ def test_result_fields_and_history(data):
     assert math.isfinite(result.train_loss)
 
 
+def test_evaluating_the_last_epoch_alone_changes_no_number_it_reports(data):
+    """Dropout and stochastic depth on (they draw from the generator evaluation must not touch), precise BN on."""
+    settings = replace(FAST, epochs=3, regularization_scale=1.0, precise_bn_batches=2)
+    spec = replace(TINY, dropout=0.2, drop_connect=0.2)
+    every = train_proxy(spec, data, settings)
+    seen = []
+    last = train_proxy(spec, data, replace(settings, evaluate_every_epoch=False),
+                       on_epoch=lambda epoch, metrics: seen.append(epoch))
+    assert seen == [3]  # the pruner's hook runs after an evaluation only
+    assert [h.val_top1 for h in last.history] == [None, None, every.history[-1].val_top1]
+    assert [h.train_loss for h in last.history] == [h.train_loss for h in every.history]
+    assert (last.val_top1, last.best_val_top1, last.train_loss) == (every.val_top1, every.val_top1, every.train_loss)
+
+
 def test_same_seed_same_numbers(data):
     first = train_proxy(TINY, data, FAST)
     second = train_proxy(TINY, data, FAST)

@@ -117,7 +117,7 @@ def measure(trial: optuna.Trial, candidate: Candidate, data: ImageData, settings
         curves.append([epoch.val_top1 for epoch in result.history])
         wall += result.wall_s
     std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-    full = all(len(curve) == settings.epochs for curve in curves)
+    full = all(len(curve) == settings.epochs and None not in curve for curve in curves)
     measured = Measured(statistics.fmean(accuracies), std, tuple(accuracies), statistics.median(speeds), wall,
                         statistics.fmean(losses), None if None in loss_sums else statistics.fmean(loss_sums),
                         [statistics.fmean(at_epoch) for at_epoch in zip(*curves)] if full else None)

@@ -19,7 +19,7 @@ decisions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -132,8 +132,15 @@ def climb(ctx: StudyContext, grid: optuna.Study) -> None:
 
 
 def rung_context(ctx: StudyContext, index: int) -> StudyContext:
-    """The context that trains rung ``index``: its regime's config and proxy transform, the same data and storage."""
+    """The context that trains rung ``index``: its regime's config and proxy transform, the same data and storage.
+
+    Above the grid a point's accuracy after its last epoch is all the ladder reads (promotion, ties, racing, the
+    stage-1 confirmation) and no pruner reads the others (a regime's stages never prune): such a rung evaluates
+    the last epoch alone.
+    """
     config = rung_config(ctx.config, index)
+    if index > 0 and config.search.pruner == "none":
+        config = replace(config, train=replace(config.train, evaluate_every_epoch=False))
     return ctx.derive(config=with_worker_threads(config), transform=config.proxy_transform(ctx.network))
 
 

@@ -16,7 +16,7 @@ OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 
 
 #: Settings that change how fast a training runs, never its numbers: left out of every fingerprint.
-RUN_ONLY_FIELDS = ("threads", "device", "eval_batch_size", "cuda_graph")
+RUN_ONLY_FIELDS = ("threads", "device", "eval_batch_size", "cuda_graph", "evaluate_every_epoch")
 #: The most epochs a training may ask for (a typo of 1e9 is refused rather than run).
 MAX_EPOCHS = 100_000
 
@@ -49,6 +49,10 @@ class TrainSettings:
             evaluates as fast with a quarter of the evaluation's activations (``benchmarks/bench_eval_batch.py``),
             and 500 on an accelerator: it changes speed and memory, not what is computed for an image (BatchNorm
             in eval mode).
+        evaluate_every_epoch: score the validation split after every epoch (the learning curve Optuna's pruners and
+            the fidelity's early-epoch signals read), or after the last one alone: what is computed for the last
+            epoch does not change (evaluation draws no random numbers and leaves the weights and BatchNorm
+            statistics as they were), it only saves the other epochs' evaluations.
         seed: seeds initialisation, shuffling, augmentation, dropout and stochastic depth.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
         threads: CPU threads for torch (None: all cores available to this process).
@@ -79,6 +83,7 @@ class TrainSettings:
     crop_padding: float = 0.125
     flip: bool = True
     eval_batch_size: int = 0
+    evaluate_every_epoch: bool = True
     seed: int = 0
     device: str = "auto"
     threads: int | None = None

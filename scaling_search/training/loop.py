@@ -53,7 +53,7 @@ class EpochMetrics:
     epoch: int
     train_loss: float
     train_top1: float
-    val_top1: float
+    val_top1: float | None  # None: not evaluated after this epoch (``evaluate_every_epoch = false``)
     lr: float
     wall_s: float
 
@@ -223,7 +223,8 @@ def train_proxy(
     progress: bool = False,
     checkpoint: Checkpointer | None = None,
 ) -> TrainResult:
-    """Train ``spec`` on ``data`` at ``spec.resolution`` and evaluate top-1 after every epoch.
+    """Train ``spec`` on ``data`` at ``spec.resolution`` and evaluate top-1 after every epoch (after the last alone
+    where ``settings.evaluate_every_epoch`` is False).
 
     Args:
         spec: the network; ``num_classes`` must match the data and ``input_channels`` its channels.
@@ -399,14 +400,15 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                     recompute_bn_statistics(model, batches)
             ranks.average_buffers(model)
+            evaluated = settings.evaluate_every_epoch or epoch == settings.epochs
             val_correct = _count_correct(model, val_images, val_labels, eval_batch, device, memory_format,
-                                         autocast)
+                                         autocast) if evaluated else torch.zeros((), dtype=torch.long)
             val_correct, correct = (int(c) for c in ranks.sum(torch.stack([val_correct, correct.cpu()])))
             metrics = EpochMetrics(
                 epoch=epoch,
                 train_loss=train_loss,
                 train_top1=correct / (steps_per_epoch * settings.batch_size),
-                val_top1=val_correct / len(tensors[3]),
+                val_top1=val_correct / len(tensors[3]) if evaluated else None,
                 lr=lr,
                 wall_s=time.perf_counter() - start,
             )
@@ -415,14 +417,15 @@ def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings:
                 checkpoint.save(state(epoch, 0))
                 if checkpoint.interrupted.is_set():
                     raise KeyboardInterrupt
-            if on_epoch is not None:
+            if on_epoch is not None and evaluated:
                 on_epoch(epoch, metrics)
 
     wall = time.perf_counter() - start
     cost = count_cost(spec)
+    scores = [h.val_top1 for h in history if h.val_top1 is not None]  # the last epoch's always
     return TrainResult(
-        val_top1=history[-1].val_top1,
-        best_val_top1=max(h.val_top1 for h in history),
+        val_top1=scores[-1],
+        best_val_top1=max(scores),
         train_loss=history[-1].train_loss,
         epochs=settings.epochs,
         wall_s=wall,
