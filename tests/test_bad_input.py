@@ -1,5 +1,6 @@
 """A battery of users' mistakes across every subcommand: each must exit 2 with one line on stderr, no traceback,
-and leave every file under the working folder (studies, reports, configs) byte-identical.
+and leave every file under the working folder (studies, reports, configs) byte-identical; the machine's dataset
+cache alone may gain the data a refused command loaded.
 
 The CLI runs in-process (``scaling_search.cli.main``) next to a finished study made with a fake trainer, so the
 battery costs seconds, not interpreter start-ups.
@@ -306,7 +307,11 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(workdir, monkeypatch, 
     assert code == 2, captured.err
     assert len(lines) == 1 and message in lines[0], captured.err
     assert "Traceback" not in captured.err and "secret" not in captured.err
-    assert _digests(workdir) == before
+    after = _digests(workdir)
+    assert {name: after.get(name) for name in before} == before  # nothing saved changed or went
+    # A refusal that comes once the data is loaded (the storage's, say) may leave the data it loaded in the machine's
+    # dataset cache (the synthetic set, rendered once): a valid entry the next run maps. Nothing else is new.
+    assert all(name.startswith("no-latency-table/datasets/") for name in set(after) - set(before)), sorted(after)
 
 
 def test_the_battery_is_large_and_covers_every_subcommand():

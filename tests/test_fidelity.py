@@ -161,22 +161,34 @@ def test_fidelity_command_on_the_smoke_preset_prints_json(smoke_fidelity):
 
 
 def test_an_extra_worker_trains_the_reference_stage(tmp_path, few_fidelity_candidates, monkeypatch):
-    """What a --workers process runs (workers._work: the stage's job on a context rebuilt from its recipe), here in
-    this process before the parent's own loop: it trains every reference point. (It used to check stages 1 and 2
-    against the reference's settings and die.)"""
+    """What a --workers process runs (pool._serve: the stage's job on a context rebuilt from its recipe, received
+    from its parent), here in this process before the parent's own loop: it trains every reference point. (It used
+    to check stages 1 and 2 against the reference's settings and die.)"""
     import signal
 
-    from scaling_search.search import workers
+    from scaling_search.search import pool
 
     calls: list = []
+
+    class Parent:  # the pipe's far end, without pickling (the test's trainer is a local function)
+        def __init__(self, *tasks):
+            self.tasks, self.answers = list(tasks), []
+
+        def recv(self):
+            return self.tasks.pop(0)
+
+        def send(self, answer):
+            self.answers.append(answer)
 
     def worker_first(ctx, job):
         if job.args[0].startswith("fidelity"):
             previous = signal.getsignal(signal.SIGTERM)
+            parent = Parent((ctx.recipe(), job), None)  # one stage, then stop, as the pool asks an idle worker to
             try:
-                workers._work(ctx.recipe(), job)
+                pool._serve(parent)
             finally:
                 signal.signal(signal.SIGTERM, previous)
+            assert parent.answers == [True]  # the worker answered: its stage is done
         return job(ctx)
 
     monkeypatch.setattr(runner, "with_workers", worker_first)

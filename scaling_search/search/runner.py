@@ -107,12 +107,12 @@ def prepare(config: StudyConfig, data: ImageData | None = None, budget: Budget |
     if budget is not None:
         _check_reachable(config, probe, budget, latency)
     grid_of(config, probe, ProxyTransform.for_baseline(config.proxy, probe))  # an empty grid fails before training
+    check_incumbent(config, probe)  # its stages decide, not the data's classes: refused before the data loads
     data = data if data is not None else config.data.load()
     network = replace(probe, num_classes=data.num_classes, input_channels=data.channels)
     transform = ProxyTransform.for_baseline(config.proxy, network)
     proxy = to_proxy(network, transform)
     check_trainable(proxy, len(data.train_labels) + len(data.val_labels), config.train.batch_size)
-    check_incumbent(config, network)
     for index, rung in enumerate(config.search.rungs, start=1):  # a rung no proxy can have fails before training
         try:
             rung.config(config).proxy_transform(network)
