@@ -6,7 +6,8 @@ Section 4), cost and target in deployment MACs (or predicted deployment latency)
 
 Stage 1 is sequential by design: TPE's next sample depends on every earlier result, so a second worker could only
 sample without them and the baseline would depend on timing. Any number of processes may run it; one trains at
-a time (the others wait), and each trial is sampled by a TPE seeded from the count of trials before it. A run
+a time (the others wait), and each trial is sampled by a TPE seeded from the study's seed and the count of trials
+before it (:func:`sampler_seed`: two study seeds never share a trial's draws). A run
 killed at any moment and started again therefore samples and trains exactly what an uninterrupted run does: a
 killed or interrupted trial fails (:mod:`scaling_search.search.trial_claims`) and is not counted, so the next
 trial is sampled from the same seed and the same history, which gives it the same params again. (It is not
@@ -64,6 +65,15 @@ def cost_function(config: StudyConfig) -> Callable[[NetworkSpec], float]:
 
         return LatencyTable.open(config.search.latency_device, 1, runtime=config.search.latency_runtime).predict
     return lambda spec: float(count_cost(spec).macs)
+
+
+def sampler_seed(seed: int, history: int) -> int:
+    """The TPE seed of the stage-1 trial that follows ``history`` counted trials of a study seeded ``seed``: both
+    mixed by NumPy's ``SeedSequence``, so study seeds s and s + 1 do not draw alike one trial apart (as ``seed +
+    history`` did: seed s's trial 1 sampled what seed s + 1's trial 0 sampled)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, history]).generate_state(1)[0])
 
 
 def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
@@ -132,7 +142,7 @@ def run_baseline(ctx: StudyContext) -> tuple[NetworkSpec, dict[str, Any]]:
             # Reseeding from the history makes a resumed study sample exactly what an uninterrupted one would:
             # failed trials (killed, interrupted or yielded) do not count, and TPE ignores them too.
             history = sum(counts(t) for t in study.get_trials(deepcopy=False))
-            study.sampler = optuna.samplers.TPESampler(seed=config.search.seed + history,
+            study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(config.search.seed, history),
                                                        n_startup_trials=max(2, total // 2))
             screened_index = history - (incumbent is not None)
             if incumbent is not None and history == 0:
@@ -274,4 +284,4 @@ def counts(trial: FrozenTrial) -> bool:
     return trial.state != TrialState.FAIL or "error" in trial.user_attrs
 
 
-__all__ = ["YieldedTrial", "check_incumbent", "choose_baseline", "cost_function", "run_baseline"]
+__all__ = ["YieldedTrial", "check_incumbent", "choose_baseline", "cost_function", "run_baseline", "sampler_seed"]

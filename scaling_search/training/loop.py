@@ -145,13 +145,17 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
 
 
 def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """The recipe's optimizer. AdamW and SGD take PyTorch's fused kernels (one pass over every parameter, on the
+    CPU as on CUDA) in place of a loop over tensors: the same update rule, rounded differently in the last bits,
+    and deterministic. RMSProp has no fused kernel and keeps the default."""
     groups = _param_groups(model, settings.weight_decay)
     if settings.optimizer == "rmsprop":
         # Paper Section 5.2: RMSProp, decay 0.9, momentum 0.9 (TF's epsilon 1e-3 ~ torch eps 1e-3 on sqrt scale).
         return torch.optim.RMSprop(groups, lr=settings.lr, alpha=0.9, momentum=settings.momentum, eps=1e-3)
     if settings.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.momentum, 0.999))
-    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0)
+        return torch.optim.AdamW(groups, lr=settings.lr, betas=(settings.momentum, 0.999), fused=True)
+    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, nesterov=settings.momentum > 0,
+                           fused=True)
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
