@@ -13,7 +13,7 @@ from scaling_search.search import runner
 from scaling_search.search.ladder import contenders, rung_stage
 
 TOP_SEEDS = 2  # the rung of these tests trains two seeds
-from scaling_search.search.ties import choose, tied_with_best
+from scaling_search.search.ties import choose, cost_key, tied_with_best
 from scaling_search.settings.ladder import Rung, promotion_cap
 from scaling_search.settings.study import load_study_config
 from scaling_search.training import EpochMetrics, TrainResult
@@ -53,6 +53,25 @@ def test_a_rung_takes_at_most_a_third_of_the_points_below_and_at_least_two():
     assert [promotion_cap(n) for n in (1, 2, 3, 6, 12, 13)] == [1, 2, 2, 2, 4, 5]
 
 
+def _tied_rows(count: int, step: float = 0.005) -> list[dict]:
+    """``count`` finished points ``step`` apart on 200 validation images (half a point: all tied at 95%), the most
+    accurate the most expensive."""
+    return [{"grid_point": i, "point": i, "state": "complete", "accuracy": 0.60 - step * i, "val_images": 200, "seeds": 1,
+             "accuracy_std": None, "activations": 1e6 * (count - i)} for i in range(count)]
+
+
+def test_beyond_the_cap_the_most_accurate_climbs_then_the_cheapest_under_the_cost_tie_break():
+    rows = _tied_rows(12)
+    assert len(tied_with_best(rows)) == 12 and promotion_cap(12) == 4
+    # the leader, then the three fewest activations (points 11, 10, 9); by accuracy: the first four
+    assert contenders(rows, cost_key(None)[1]) == [0, 11, 10, 9]
+    assert contenders(rows) == [0, 1, 2, 3]
+    # within the cap the order never matters: every point that could be best climbs (here, 5 points apart, two)
+    apart = _tied_rows(12, step=0.05)
+    assert len(tied_with_best(apart)) == 2
+    assert contenders(apart, cost_key(None)[1]) == contenders(apart) == [0, 1]
+
+
 def test_the_points_that_could_still_be_best_climb_and_are_trained_longer(climbed):
     tmp_path, result, trained = climbed
     decision = result.grid.decision
@@ -60,7 +79,8 @@ def test_the_points_that_could_still_be_best_climb_and_are_trained_longer(climbe
     assert top.index == 1 and top.regime["epochs"] == 2  # the smoke preset's 1 epoch, twice
     promoted = grid_rung.promoted
     assert 2 <= len(promoted) <= promotion_cap(len(grid_rung.rows))
-    assert promoted == contenders(grid_rung.rows)  # recomputed from the stored rung 0: the same decision
+    # recomputed from the stored rung 0 (no latency table here: the cost is activations): the same decision
+    assert promoted == contenders(grid_rung.rows, cost_key(None)[1])
     best_first = sorted(grid_rung.rows, key=lambda r: (-r["accuracy"], r["grid_point"]))
     assert promoted[0] == best_first[0]["grid_point"]
     assert sorted(r["grid_point"] for r in top.rows) == sorted(promoted)
@@ -90,6 +110,9 @@ def test_decision_json_evidence_and_report_show_the_same_decision(climbed):
     decision = json.loads((folder / "decision.json").read_text())
     assert [rung["rung"] for rung in decision["rungs"]] == [0, 1]
     assert decision["rungs"][1]["regime"]["epochs"] == 2 and decision["rungs"][0]["promoted"]
+    promotion = decision["rungs"][0]["promotion"]  # how rung 0 chose: no latency table here, so activations
+    assert promotion["order"] == "activations" and promotion["cap"] == promotion_cap(len(decision["rungs"][0]["candidates"]))
+    assert promotion["could_be_best"] >= len(decision["rungs"][0]["promoted"])
     for candidate in decision["rungs"][1]["candidates"]:
         assert {"alpha", "beta", "gamma", "accuracy", "accuracy_std", "seeds", "interval"} <= set(candidate)
     [between] = decision["fidelity"]

@@ -20,7 +20,8 @@ from scaling_search.search.context import StudyStore
 from scaling_search.search.grid import choose_coefficients, grid_table
 from scaling_search.search.ladder import RungResult, load_ladder
 from scaling_search.search.rank_agreement import rank_agreement
-from scaling_search.search.ties import Choice, above_chance, choose, interval, standard_error, tied_with_best
+from scaling_search.search.ties import (Choice, above_chance, choose, interval, latency_predictor, standard_error,
+                                        tied_with_best)
 from scaling_search.settings.study import mask_credentials
 
 DECISION_FORMAT = "scaling-search/decision"
@@ -93,6 +94,10 @@ def describe_decision(decision: dict[str, Any]) -> list[str]:
         if rung["rung"] < top:
             by_point = {r["grid_point"]: r for r in done}
             head += " -> promoted " + ", ".join(point(by_point[i]) for i in rung["promoted"])
+            promotion = rung.get("promotion") or {}
+            if promotion.get("could_be_best", 0) > promotion.get("cap", 0) and promotion.get("order") != "accuracy":
+                head += (f" ({promotion['could_be_best']} could still be best, at most {promotion['cap']} climb: the "
+                         f"most accurate, then the cheapest by {promotion['order']})")
         else:
             head += " (top rung: the decision is made here)" if top else " (no rungs above: the grid decides)"
         lines.append(head)
@@ -110,19 +115,6 @@ def describe_decision(decision: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _latency_predictor(store: StudyStore, grid: optuna.Study) -> Any:
-    """The calibrated latency table's prediction of a grid point's deployment network, or None without one."""
-    from scaling_search.latency import LatencyTable
-
-    search = store.config.search
-    try:
-        table = LatencyTable.open_calibrated(search.latency_device, 1, runtime=search.latency_runtime)
-    except (UserError, RuntimeError):
-        return None
-    points = grid.user_attrs["points"]
-    return lambda row: table.predict(NetworkSpec.from_dict(points[row["grid_point"]]["deployment"]))
-
-
 def decide(store: StudyStore, grid: optuna.Study, rungs: list[RungResult]) -> Decision:
     """The points tied with the best at the top rung, and the one chosen by the study's tie-break."""
     config = store.config
@@ -136,7 +128,8 @@ def decide(store: StudyStore, grid: optuna.Study, rungs: list[RungResult]) -> De
         int(NetworkSpec.from_dict(grid.user_attrs["baseline"]).num_classes)
     winner = any(above_chance(row, classes) for row in top)
     tied = tied_with_best(top) if winner else sorted(top, key=lambda r: (-r["accuracy"], r["grid_point"]))
-    latency = _latency_predictor(store, grid) if config.search.tie_break == "cost" and len(tied) > 1 else None
+    latency = (latency_predictor(config.search, grid.user_attrs["points"])
+               if config.search.tie_break == "cost" and len(tied) > 1 else None)
     seed = config.search.seed
     fidelity = [rung_fidelity(rungs[i], rungs[i + 1], seed) for i in range(len(rungs) - 1)]
     return Decision(rungs, fidelity, tied, choose(tied, config.search.tie_break, latency, winner), winner,

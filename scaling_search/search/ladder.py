@@ -6,8 +6,9 @@ Rung 0 is the grid itself (the study's proxy regime). Each rung a preset names (
 more epochs, then a larger proxy resolution or width. Promotion is successive halving (Li et al. 2018,
 "Hyperband") with the noise counted: a point climbs when it could still be the best of its rung -- its P(best)
 is at least :data:`PROMOTE_P`, or it is statistically tied with the best (:func:`~.ties.tied_with_best`) --
-and a rung takes at most a third of the rung below (:func:`~scaling_search.settings.ladder.promotion_cap`),
-the most accurate first. Cheap rungs only eliminate: the decision is made at the top rung, where each point trains
+and a rung takes at most a third of the rung below (:func:`~scaling_search.settings.ladder.promotion_cap`):
+the most accurate first, then, under the cost tie-break, the cheapest of the others that could still be best
+(their order by accuracy is noise; :func:`contenders`). Cheap rungs only eliminate: the decision is made at the top rung, where each point trains
 under the rung's seeds (``seeds = 2`` counts seed noise in the decision; one seed counts the validation noise
 alone, and says so) and racing (:mod:`scaling_search.search.race`) adds seeds to the leaders until the winner is
 separated or the race's budget is spent.
@@ -19,6 +20,7 @@ decisions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -32,7 +34,7 @@ from scaling_search.search.fidelity_points import regime_points
 from scaling_search.search.grid import choose_coefficients, describe_grid_point, grid_table
 from scaling_search.search.queue import prepare_points, train_stage
 from scaling_search.search.race import raced_rows
-from scaling_search.search.ties import tied_with_best
+from scaling_search.search.ties import cost_key, latency_predictor, tied_with_best
 from scaling_search.search.workers import with_worker_threads, with_workers
 from scaling_search.settings.ladder import Rung, promotion_cap, regime_stage
 from scaling_search.settings.study import StudyConfig
@@ -67,17 +69,37 @@ def cost_factor(config: StudyConfig, rung: Rung) -> float:
             * (trained.proxy.width / config.proxy.width) ** 2)
 
 
-def contenders(rows: list[dict[str, Any]]) -> list[int]:
-    """The grid points of a rung that could still be best, most accurate first: P(best) >= :data:`PROMOTE_P` or
-    tied with the best, at most :func:`promotion_cap` of them and never fewer than two."""
+def _ranked(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     complete = [r for r in rows if r["state"] == "complete" and r["accuracy"] is not None]
-    if not complete:
+    return sorted(complete, key=lambda r: (-r["accuracy"], r["grid_point"]))
+
+
+def could_be_best(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A rung's finished rows that could still be its best, most accurate first: P(best) >= :data:`PROMOTE_P`
+    (set on every finished row) or tied with the best at 95%."""
+    ranked = _ranked(rows)
+    if not ranked:
         return []
-    choose_coefficients(complete)  # sets each row's p_best
-    tied = {r["grid_point"] for r in tied_with_best(complete)}
-    ranked = sorted(complete, key=lambda r: (-r["accuracy"], r["grid_point"]))
+    choose_coefficients(ranked)  # sets each row's p_best
+    tied = {r["grid_point"] for r in tied_with_best(ranked)}
+    return [r for r in ranked if r.get("p_best", 0.0) >= PROMOTE_P or r["grid_point"] in tied]
+
+
+def contenders(rows: list[dict[str, Any]], cost: Callable[[dict[str, Any]], float] | None = None) -> list[int]:
+    """The grid points of a rung that could still be best (P(best) >= :data:`PROMOTE_P` or tied with the best), at
+    most :func:`promotion_cap` of them and never fewer than two.
+
+    When more could be best than the cap takes, the most accurate climbs first, and then, where ``cost`` is given
+    (the cost tie-break's key: :func:`~.ties.cost_key`), the cheapest of the others: among points the rung cannot
+    tell apart, their order by accuracy is noise, and the cheap ones are those the tie-break would choose should
+    they stay tied above. Without ``cost`` (``tie_break = "none"``) they climb by accuracy.
+    """
+    ranked = _ranked(rows)
     cap = promotion_cap(len(ranked))
-    keep = [r for r in ranked if r.get("p_best", 0.0) >= PROMOTE_P or r["grid_point"] in tied][:cap]
+    could = could_be_best(rows)
+    if cost is not None and len(could) > cap:
+        could = [could[0], *sorted(could[1:], key=lambda r: (cost(r), -r["accuracy"], r["grid_point"]))]
+    keep = could[:cap]
     for row in ranked:  # two at least: a rung decides between candidates
         if len(keep) >= min(2, len(ranked)):
             break
@@ -89,19 +111,22 @@ def contenders(rows: list[dict[str, Any]]) -> list[int]:
 @dataclass(frozen=True)
 class RungResult:
     """One rung of a finished ladder: its regime, a row per point it trained (every seed merged, keyed by the
-    grid point), and the grid points it promoted to the rung above (none at the top)."""
+    grid point), the grid points it promoted to the rung above (none at the top), and how they were chosen
+    (``{"order", "could_be_best", "cap"}``: when more could be best than the cap, the most accurate first and
+    the rest by ``order``; None at the top, and on rungs stored before this was recorded)."""
 
     index: int
     stage: str
     regime: dict[str, Any]
     rows: list[dict[str, Any]]
     promoted: list[int]
+    promotion: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         keys = ("grid_point", "alpha", "beta", "gamma", "accuracy", "accuracy_std", "seeds", "accuracy_per_seed",
                 "val_images", "p_best", "interval")
         return {"rung": self.index, "stage": self.stage, "regime": self.regime, "promoted": self.promoted,
-                "candidates": [{k: row.get(k) for k in keys} for row in self.rows]}
+                "promotion": self.promotion, "candidates": [{k: row.get(k) for k in keys} for row in self.rows]}
 
 
 def _rows(store: StudyStore, study: optuna.Study, raced: bool, points: list[int] | None) -> list[dict[str, Any]]:
@@ -120,15 +145,35 @@ def climb(ctx: StudyContext, grid: optuna.Study) -> None:
     config, below = ctx.config, grid
     promoted_below: list[int] | None = None
     for index in range(1, len(config.search.rungs) + 1):
-        promoted = contenders(_rows(ctx.store, below, False, promoted_below))
+        stage = rung_stage(config, index)
+        stored = ctx.store.stage(stage)
+        promotion: dict[str, Any] | None = None
+        if stored is not None and "promoted" in stored.user_attrs:
+            # fixed when the rung was made: a latency table calibrated since must not move a study's ladder
+            promoted = list(stored.user_attrs["promoted"])
+        else:
+            order, key = promotion_order(config, grid)
+            rows = _rows(ctx.store, below, False, promoted_below)
+            promoted = contenders(rows, key)
+            promotion = {"order": order, "could_be_best": len(could_be_best(rows)), "cap": promotion_cap(len(_ranked(rows)))}
         rung_ctx = rung_context(ctx, index)
         points = regime_points(grid.user_attrs["points"], rung_ctx.transform)
         entries = [{**points[i], "attrs": {**points[i]["attrs"], "grid_point": i}} for i in promoted]
-        stage = rung_stage(config, index)
         identity = {"baseline": grid.user_attrs["baseline"], "promoted": promoted}
         below = prepare_points(rung_ctx, stage, entries, identity)
+        if "promotion" not in below.user_attrs and promotion is not None:
+            below.set_user_attr("promotion", promotion)  # how the points were chosen, for the decision's lines
         promoted_below = list(below.user_attrs["promoted"])
         with_workers(rung_ctx, partial(train_stage, stage, f"rung {index}", describe_grid_point))
+
+
+def promotion_order(config: StudyConfig, grid: optuna.Study) -> tuple[str, Callable[[dict[str, Any]], float] | None]:
+    """How a rung orders the points that could still be best beyond its cap (:func:`contenders`): by the cost
+    tie-break's key (``"latency"`` where the machine has a calibrated table, else ``"activations"``), or by
+    ``"accuracy"`` under ``tie_break = "none"``."""
+    if config.search.tie_break != "cost":
+        return "accuracy", None
+    return cost_key(latency_predictor(config.search, grid.user_attrs["points"]))
 
 
 def rung_context(ctx: StudyContext, index: int) -> StudyContext:
@@ -165,10 +210,11 @@ def load_ladder(store: StudyStore, grid: optuna.Study) -> list[RungResult]:
             raise UserError(f"study {config.name!r}: rung {index} of the decision ladder has {len(rows)} of "
                             f"{expected} points finished; rerun 'scaling-search grid' (or 'run') to finish it")
         promoted = studies[index + 1][1] or [] if index < top else []
+        promotion = studies[index + 1][0].user_attrs.get("promotion") if index < top else None
         results.append(RungResult(index, rung_stage(config, index), regime(study.user_attrs["settings"]), rows,
-                                  list(promoted)))
+                                  list(promoted), promotion))
     return results
 
 
-__all__ = ["PROMOTE_P", "RungResult", "climb", "contenders", "cost_factor", "load_ladder", "race_stage",
-           "rung_config", "rung_context", "rung_stage"]
+__all__ = ["PROMOTE_P", "RungResult", "climb", "contenders", "cost_factor", "load_ladder", "promotion_order",
+           "race_stage", "rung_config", "rung_context", "rung_stage"]

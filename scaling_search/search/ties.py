@@ -68,6 +68,29 @@ class Choice(NamedTuple):
         return f"{self.why.split(':')[0]}: chosen for {self.decided_by}"
 
 
+def latency_predictor(search: Any, points: list[dict[str, Any]]) -> Callable[[dict[str, Any]], float] | None:
+    """The machine's calibrated latency table's prediction (ms) of a row's deployment network (``points``: the
+    grid's stored points, indexed by a row's ``grid_point``), or None where the machine has no calibrated table
+    for the study's latency device and runtime (``search``: the study's search settings)."""
+    from scaling_search.errors import UserError
+    from scaling_search.latency import LatencyTable
+    from scaling_search.network.spec import NetworkSpec
+
+    try:
+        table = LatencyTable.open_calibrated(search.latency_device, 1, runtime=search.latency_runtime)
+    except (UserError, RuntimeError):
+        return None
+    return lambda row: table.predict(NetworkSpec.from_dict(points[row["grid_point"]]["deployment"]))
+
+
+def cost_key(latency: Callable[[dict[str, Any]], float] | None) -> tuple[str, Callable[[dict[str, Any]], float]]:
+    """What the cost tie-break ranks rows by, and its name: predicted latency where a predictor is given, else
+    activations."""
+    if latency is not None:
+        return "latency", latency
+    return "activations", lambda row: float(row["activations"])
+
+
 def choose(tied: list[dict[str, Any]], tie_break: str, latency: Callable[[dict[str, Any]], float] | None,
            winner: bool) -> Choice:
     """One of the ``tied`` rows (best first): by accuracy when it stands alone or ``tie_break`` is ``"none"``, else
@@ -91,4 +114,5 @@ def choose(tied: list[dict[str, Any]], tie_break: str, latency: Callable[[dict[s
                                       "fewest of the tied; Dollar et al. 2021: activations track runtime)")
 
 
-__all__ = ["Choice", "above_chance", "choose", "interval", "standard_error", "tied_with_best"]
+__all__ = ["Choice", "above_chance", "choose", "cost_key", "interval", "latency_predictor", "standard_error",
+           "tied_with_best"]
