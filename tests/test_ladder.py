@@ -56,8 +56,8 @@ def test_a_rung_takes_at_most_a_third_of_the_points_below_and_at_least_two():
 def _tied_rows(count: int, step: float = 0.005) -> list[dict]:
     """``count`` finished points ``step`` apart on 200 validation images (half a point: all tied at 95%), the most
     accurate the most expensive."""
-    return [{"grid_point": i, "point": i, "state": "complete", "accuracy": 0.60 - step * i, "val_images": 200, "seeds": 1,
-             "accuracy_std": None, "activations": 1e6 * (count - i)} for i in range(count)]
+    return [{"grid_point": i, "point": i, "state": "complete", "accuracy": 0.60 - step * i, "val_images": 200,
+             "seeds": 1, "accuracy_std": None, "activations": 1e6 * (count - i)} for i in range(count)]
 
 
 def test_beyond_the_cap_the_most_accurate_climbs_then_the_cheapest_under_the_cost_tie_break():
@@ -111,7 +111,8 @@ def test_decision_json_evidence_and_report_show_the_same_decision(climbed):
     assert [rung["rung"] for rung in decision["rungs"]] == [0, 1]
     assert decision["rungs"][1]["regime"]["epochs"] == 2 and decision["rungs"][0]["promoted"]
     promotion = decision["rungs"][0]["promotion"]  # how rung 0 chose: no latency table here, so activations
-    assert promotion["order"] == "activations" and promotion["cap"] == promotion_cap(len(decision["rungs"][0]["candidates"]))
+    assert promotion["order"] == "activations"
+    assert promotion["cap"] == promotion_cap(len(decision["rungs"][0]["candidates"]))
     assert promotion["could_be_best"] >= len(decision["rungs"][0]["promoted"])
     for candidate in decision["rungs"][1]["candidates"]:
         assert {"alpha", "beta", "gamma", "accuracy", "accuracy_std", "seeds", "interval"} <= set(candidate)

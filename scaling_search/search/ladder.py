@@ -8,10 +8,10 @@ more epochs, then a larger proxy resolution or width. Promotion is successive ha
 is at least :data:`PROMOTE_P`, or it is statistically tied with the best (:func:`~.ties.tied_with_best`) --
 and a rung takes at most a third of the rung below (:func:`~scaling_search.settings.ladder.promotion_cap`):
 the most accurate first, then, under the cost tie-break, the cheapest of the others that could still be best
-(their order by accuracy is noise; :func:`contenders`). Cheap rungs only eliminate: the decision is made at the top rung, where each point trains
-under the rung's seeds (``seeds = 2`` counts seed noise in the decision; one seed counts the validation noise
-alone, and says so) and racing (:mod:`scaling_search.search.race`) adds seeds to the leaders until the winner is
-separated or the race's budget is spent.
+(their order by accuracy is noise; :func:`contenders`). Cheap rungs only eliminate: the decision is made at the
+top rung, where each point trains under the rung's seeds (``seeds = 2`` counts seed noise in the decision; one
+seed counts the validation noise alone, and says so) and racing (:mod:`scaling_search.search.race`) adds seeds
+to the leaders until the winner is separated or the race's budget is spent.
 
 Every rung is a stage of the study (``<name>:rung<k>-e<epochs>-r<px>-w<width>-s<seeds>``): resumable, shared by
 workers, its promoted points fixed by the stored results below it, so an interrupted ladder resumes with the same
@@ -155,7 +155,8 @@ def climb(ctx: StudyContext, grid: optuna.Study) -> None:
             order, key = promotion_order(config, grid)
             rows = _rows(ctx.store, below, False, promoted_below)
             promoted = contenders(rows, key)
-            promotion = {"order": order, "could_be_best": len(could_be_best(rows)), "cap": promotion_cap(len(_ranked(rows)))}
+            promotion = {"order": order, "could_be_best": len(could_be_best(rows)),
+                         "cap": promotion_cap(len(_ranked(rows)))}
         rung_ctx = rung_context(ctx, index)
         points = regime_points(grid.user_attrs["points"], rung_ctx.transform)
         entries = [{**points[i], "attrs": {**points[i]["attrs"], "grid_point": i}} for i in promoted]

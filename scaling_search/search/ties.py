@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from scaling_search.search.confidence import Z95, accuracy_variance
+from scaling_search.settings.study import SearchSettings
 
 
 def _variance(row: dict[str, Any]) -> float:
@@ -68,7 +69,7 @@ class Choice(NamedTuple):
         return f"{self.why.split(':')[0]}: chosen for {self.decided_by}"
 
 
-def latency_predictor(search: Any, points: list[dict[str, Any]]) -> Callable[[dict[str, Any]], float] | None:
+def latency_predictor(search: SearchSettings, points: list[dict[str, Any]]) -> Callable[[dict[str, Any]], float] | None:
     """The machine's calibrated latency table's prediction (ms) of a row's deployment network (``points``: the
     grid's stored points, indexed by a row's ``grid_point``), or None where the machine has no calibrated table
     for the study's latency device and runtime (``search``: the study's search settings)."""
