@@ -41,7 +41,7 @@ from scaling_search.settings.train import TrainSettings
 from scaling_search.training.cuda_graph import GraphedStep, use_cuda_graph
 from scaling_search.training.distributed import SingleProcess, train_data_parallel
 from scaling_search.training.resources import (check_trainable, choose_device, default_threads,
-                                               describe_device)
+                                               describe_device, release_free_memory)
 
 # How data-parallel ranks average gradients: "ddp" (DistributedDataParallel) or "flat" (one flat all-reduce per
 # step, after the backward pass). Both give identical numbers; benchmarks/bench_train.py times them side by side.
@@ -279,6 +279,7 @@ def train_proxy(
                                 checkpoint)
     finally:
         torch.set_num_threads(previous_threads)
+        release_free_memory()  # the training's model, optimizer and activations are freed by now
 
 
 def run_training(spec: NetworkSpec, tensors: tuple[torch.Tensor, ...], settings: TrainSettings, ranks: Any,

@@ -3,7 +3,9 @@ that cannot fit before anything is allocated."""
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 import torch
 
@@ -80,6 +82,26 @@ def check_trainable(spec: NetworkSpec, images: int, batch_size: int) -> None:
                         "lower the resolution, the batch size or --subset")
 
 
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim(0)``). A training frees its model,
+    optimizer and activations when it ends, but the allocator keeps much of that memory for reuse, so a process that
+    trains one network after another (a stage's worker, the parent) holds the largest training's memory, and the
+    gaps between the next one's, for good. Nothing where the C library has no ``malloc_trim`` (not glibc)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).malloc_trim  # the process's own symbols: the C library's on Linux
+    except (OSError, AttributeError):
+        return None
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
@@ -87,4 +109,5 @@ def describe_device(device: torch.device) -> str:
 
 
 __all__ = ["available_memory_bytes", "check_resolution", "check_trainable", "choose_device", "default_threads",
+           "release_free_memory",
            "describe_device", "training_memory_bytes"]
