@@ -141,6 +141,29 @@ def test_rerunning_a_finished_ladder_trains_nothing_and_decides_the_same(climbed
     assert TRAINED == [] and again.grid.decision.to_dict() == result.grid.decision.to_dict()
 
 
+def flat_trainer(spec, data, settings, on_epoch=None):
+    """Every network at 50%: all tied, so more points could be best than a rung takes."""
+    TRAINED.append((spec.resolution, settings.epochs, settings.seed))
+    return TrainResult(0.5, 0.5, 1.0, settings.epochs, 0.01, 1000.0, 1, 1, spec.resolution, "fake", 1)
+
+
+def test_a_ladder_keeps_its_promotions_when_the_cost_order_changes_later(tmp_path, monkeypatch):
+    # a latency table calibrated after the run would order the tied points otherwise: the stored rung stands
+    from scaling_search.search import ladder
+
+    config = _config(tmp_path, race_seeds=0)
+    first = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=flat_trainer, progress=False)
+    rung0 = first.grid.decision.rungs[0]
+    assert rung0.promotion["could_be_best"] > rung0.promotion["cap"] == len(rung0.promoted)
+    # the fewest activations climbed after the leader; the most would climb under the reversed order
+    reversed_order = contenders(rung0.rows, lambda r: -r["activations"])
+    assert reversed_order != rung0.promoted
+    monkeypatch.setattr(ladder, "promotion_order", lambda config, grid: ("latency", lambda r: -r["activations"]))
+    TRAINED.clear()
+    again = runner.run(config, parse_budget("2x"), output=tmp_path / "reports", trainer=flat_trainer, progress=False)
+    assert TRAINED == [] and again.grid.decision.to_dict() == first.grid.decision.to_dict()
+
+
 def test_tie_break_none_chooses_the_most_accurate_and_says_so():
     rows = [{"grid_point": i, "alpha": 1.0, "beta": 1.0, "gamma": 1.0, "accuracy": a, "val_images": 100, "seeds": 1,
              "activations": act} for i, (a, act) in enumerate([(0.60, 9e6), (0.59, 5e6), (0.30, 1e6)])]
