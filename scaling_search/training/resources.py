@@ -109,5 +109,4 @@ def describe_device(device: torch.device) -> str:
 
 
 __all__ = ["available_memory_bytes", "check_resolution", "check_trainable", "choose_device", "default_threads",
-           "release_free_memory",
-           "describe_device", "training_memory_bytes"]
+           "describe_device", "release_free_memory", "training_memory_bytes"]
