@@ -8,7 +8,7 @@ more epochs, then a larger proxy resolution or width. Promotion is successive ha
 is at least :data:`PROMOTE_P`, or it is statistically tied with the best (:func:`~.ties.tied_with_best`) --
 and a rung takes at most a third of the rung below (:func:`~scaling_search.settings.ladder.promotion_cap`):
 the most accurate first, then, under the cost tie-break, the cheapest of the others that could still be best
-(their order by accuracy is noise; :func:`contenders`). Cheap rungs only eliminate: the decision is made at the
+(their order by accuracy is noise; :func:`promote`). Cheap rungs only eliminate: the decision is made at the
 top rung, where each point trains under the rung's seeds (``seeds = 2`` counts seed noise in the decision; one
 seed counts the validation noise alone, and says so) and racing (:mod:`scaling_search.search.race`) adds seeds
 to the leaders until the winner is separated or the race's budget is spent.
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 
@@ -85,7 +85,16 @@ def could_be_best(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in ranked if r.get("p_best", 0.0) >= PROMOTE_P or r["grid_point"] in tied]
 
 
-def contenders(rows: list[dict[str, Any]], cost: Callable[[dict[str, Any]], float] | None = None) -> list[int]:
+class Promotion(NamedTuple):
+    """What a rung promotes (grid points, in climbing order), how many of its points could still be best, and the
+    rung's cap (:func:`~scaling_search.settings.ladder.promotion_cap`)."""
+
+    points: list[int]
+    could_be_best: int
+    cap: int
+
+
+def promote(rows: list[dict[str, Any]], cost: Callable[[dict[str, Any]], float] | None = None) -> Promotion:
     """The grid points of a rung that could still be best (P(best) >= :data:`PROMOTE_P` or tied with the best), at
     most :func:`promotion_cap` of them and never fewer than two.
 
@@ -96,16 +105,22 @@ def contenders(rows: list[dict[str, Any]], cost: Callable[[dict[str, Any]], floa
     """
     ranked = _ranked(rows)
     cap = promotion_cap(len(ranked))
-    could = could_be_best(rows)
+    could = could_be_best(ranked)
+    keep = could
     if cost is not None and len(could) > cap:
-        could = [could[0], *sorted(could[1:], key=lambda r: (cost(r), -r["accuracy"], r["grid_point"]))]
-    keep = could[:cap]
+        keep = [could[0], *sorted(could[1:], key=lambda r: (cost(r), -r["accuracy"], r["grid_point"]))]
+    keep = keep[:cap]
     for row in ranked:  # two at least: a rung decides between candidates
         if len(keep) >= min(2, len(ranked)):
             break
         if row not in keep:
             keep.append(row)
-    return [r["grid_point"] for r in keep]
+    return Promotion([r["grid_point"] for r in keep], len(could), cap)
+
+
+def contenders(rows: list[dict[str, Any]], cost: Callable[[dict[str, Any]], float] | None = None) -> list[int]:
+    """The grid points :func:`promote` takes from a rung, in climbing order."""
+    return promote(rows, cost).points
 
 
 @dataclass(frozen=True)
@@ -153,10 +168,9 @@ def climb(ctx: StudyContext, grid: optuna.Study) -> None:
             promoted = list(stored.user_attrs["promoted"])
         else:
             order, key = promotion_order(config, grid)
-            rows = _rows(ctx.store, below, False, promoted_below)
-            promoted = contenders(rows, key)
-            promotion = {"order": order, "could_be_best": len(could_be_best(rows)),
-                         "cap": promotion_cap(len(_ranked(rows)))}
+            chosen = promote(_rows(ctx.store, below, False, promoted_below), key)
+            promoted = chosen.points
+            promotion = {"order": order, "could_be_best": chosen.could_be_best, "cap": chosen.cap}
         rung_ctx = rung_context(ctx, index)
         points = regime_points(grid.user_attrs["points"], rung_ctx.transform)
         entries = [{**points[i], "attrs": {**points[i]["attrs"], "grid_point": i}} for i in promoted]
@@ -169,7 +183,7 @@ def climb(ctx: StudyContext, grid: optuna.Study) -> None:
 
 
 def promotion_order(config: StudyConfig, grid: optuna.Study) -> tuple[str, Callable[[dict[str, Any]], float] | None]:
-    """How a rung orders the points that could still be best beyond its cap (:func:`contenders`): by the cost
+    """How a rung orders the points that could still be best beyond its cap (:func:`promote`): by the cost
     tie-break's key (``"latency"`` where the machine has a calibrated table, else ``"activations"``), or by
     ``"accuracy"`` under ``tie_break = "none"``."""
     if config.search.tie_break != "cost":
@@ -217,5 +231,5 @@ def load_ladder(store: StudyStore, grid: optuna.Study) -> list[RungResult]:
     return results
 
 
-__all__ = ["PROMOTE_P", "RungResult", "climb", "contenders", "cost_factor", "load_ladder", "promotion_order",
-           "race_stage", "rung_config", "rung_context", "rung_stage"]
+__all__ = ["PROMOTE_P", "Promotion", "RungResult", "climb", "contenders", "cost_factor", "could_be_best", "load_ladder",
+           "promote", "promotion_order", "race_stage", "rung_config", "rung_context", "rung_stage"]
